@@ -1,0 +1,258 @@
+"""Configuration: one TOML file plus ``SYNCD_*`` environment overrides (CONTRACT §2).
+
+Every model forbids unknown keys, so a typo is an error that names the key and
+the file instead of a silently ignored setting.  Secrets are ``SecretStr`` and
+may come from the environment only (``SYNCD_SYSTEMS__HARVEST__PASSWORD``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from syncd.errors import ConfigError
+
+__all__ = [
+    "ConflictPolicy",
+    "DeletePolicy",
+    "Settings",
+    "SystemConfig",
+    "config_path",
+    "load_settings",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``30s``, ``5m``, ``6h``, ``1d`` (a bare number is seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+    raise ValueError(f"bad duration {value!r}: use a number with s, m, h or d, e.g. '5m'")
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class ConflictPolicy(StrEnum):
+    NEWEST = "newest"
+    PRIORITY = "priority"
+
+
+class DeletePolicy(StrEnum):
+    PROPAGATE = "propagate"
+    IGNORE = "ignore"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Strict):
+    url: str = "sqlite:///syncd.db"
+
+
+class SyncConfig(_Strict):
+    interval: Duration = timedelta(minutes=5)
+    full_scan_interval: Duration = timedelta(hours=6)
+    conflict: ConflictPolicy = ConflictPolicy.NEWEST
+    priority: list[str] = Field(default_factory=list)
+    deletes: DeletePolicy = DeletePolicy.PROPAGATE
+    max_delete_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
+    clock_skew: Duration = timedelta(seconds=60)
+    max_attempts: int = Field(default=5, ge=1)
+
+
+class _SystemBase(_Strict):
+    enabled: bool = True
+    read_only: bool = False
+    interval: Duration | None = None
+    timeout: Duration = timedelta(seconds=30)
+    max_rps: float | None = Field(default=None, gt=0)
+
+
+class MemoryConfig(_SystemBase):
+    """An in-process system for tests, benchmarks and trials; ``path`` keeps it in a JSON file."""
+
+    kind: Literal["memory"]
+    path: str | None = None
+    incremental: bool = False
+
+
+class LighteningConfig(_SystemBase):
+    kind: Literal["lightening"]
+    base_url: str
+    token: SecretStr
+
+
+class HarvestConfig(_SystemBase):
+    kind: Literal["harvest"]
+    base_url: str
+    username: str
+    password: SecretStr
+
+
+class ZohoBooksConfig(_SystemBase):
+    kind: Literal["zoho_books"]
+    base_url: str = "https://www.zohoapis.com/books/v3"
+    accounts_url: str = "https://accounts.zoho.com"
+    organization_id: str
+    client_id: str
+    client_secret: SecretStr
+    refresh_token: SecretStr
+
+
+class LogisenseConfig(_SystemBase):
+    kind: Literal["logisense"]
+    base_url: str
+    contact_type_id: int | None = None
+    client_id: str
+    username: str
+    password: SecretStr
+    api_version: int = 6
+    contact_point_types: dict[str, int] = Field(default_factory=dict)
+
+
+class ValomniaConfig(_SystemBase):
+    kind: Literal["valomnia"]
+    base_url: str
+    username: str
+    password: SecretStr
+
+
+SystemConfig = Annotated[
+    MemoryConfig
+    | LighteningConfig
+    | HarvestConfig
+    | ZohoBooksConfig
+    | LogisenseConfig
+    | ValomniaConfig,
+    Field(discriminator="kind"),
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    systems: dict[str, SystemConfig] = Field(default_factory=dict)
+    organizations: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> Settings:
+        for name in self.sync.priority:
+            if name not in self.systems:
+                raise ValueError(f"sync.priority names unknown system {name!r}")
+        for org, ids in self.organizations.items():
+            for name in ids:
+                if name not in self.systems:
+                    raise ValueError(f"organizations.{org} names unknown system {name!r}")
+        return self
+
+    def system_interval(self, name: str) -> timedelta:
+        return self.systems[name].interval or self.sync.interval
+
+    def enabled_systems(self) -> list[str]:
+        return [name for name, cfg in self.systems.items() if cfg.enabled]
+
+    def org_map(self, system: str) -> dict[str, str]:
+        """{parent id in ``system`` → organization key}."""
+        return {ids[system]: org for org, ids in self.organizations.items() if system in ids}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _TOML_FILE.get("path")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+# The TOML path is handed to settings_customise_sources through this holder
+# because pydantic-settings builds its sources from the class, not the call.
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def config_path(explicit: str | None = None) -> Path:
+    """``--config PATH``, else ``$SYNCD_CONFIG``, else ``./syncd.toml``."""
+    return Path(explicit or os.environ.get("SYNCD_CONFIG") or "syncd.toml")
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    # Discriminated unions add the kind tag to the path; drop it for the reader.
+    for kind in ("memory", "lightening", "harvest", "zoho_books", "logisense", "valomnia"):
+        loc = loc.replace(f".{kind}.", ".", 1) if f".{kind}." in loc else loc
+    kind_of = error["type"]
+    if kind_of == "extra_forbidden":
+        problem = "unknown key"
+    elif kind_of == "missing":
+        problem = "required key is missing"
+    else:
+        problem = str(error["msg"]).removeprefix("Value error, ")
+    return f"{loc}: {problem}" if loc else problem
+
+
+def load_settings(path: Path | str | None = None, *, must_exist: bool = True) -> Settings:
+    """Read and validate the configuration; every problem becomes one ``ConfigError``."""
+    file = config_path(str(path) if path else None)
+    if not file.exists():
+        if must_exist:
+            raise ConfigError(f"{file}: configuration file not found")
+        _TOML_FILE["path"] = None
+    else:
+        try:
+            with file.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        _TOML_FILE["path"] = file
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(_describe(dict(e)) for e in exc.errors())
+        raise ConfigError(f"{file}: {problems}") from None
+    finally:
+        _TOML_FILE["path"] = None

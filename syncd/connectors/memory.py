@@ -1,0 +1,250 @@
+"""An in-process system: the engine's test double, benchmark partner and trial store.
+
+Switches model what real APIs do to a sync engine:
+
+* ``incremental`` — list only records changed since a moment (with
+  tombstones for deletions when ``tombstones`` is on), else full scans;
+* ``tick_timestamps`` — every listing bumps timestamps without changing content;
+* ``fail_writes`` — the next N writes fail before doing anything;
+* ``timeout_writes`` — the next N writes are applied, then report a timeout
+  (the outcome is unknown to the caller: the crash-after-apply case).
+
+With ``path`` the records live in a JSON file, so ``syncd once`` can be run
+against it from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from syncd.config import MemoryConfig
+from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, WriteResult
+from syncd.contact import FIELDS, Fields, clean
+from syncd.errors import RecordRejected, RetriableError
+
+__all__ = ["MemoryConnector", "MemoryRecord", "from_config"]
+
+_TICK = timedelta(microseconds=1)
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    org_id: str
+    fields: Fields
+    updated_at: datetime
+
+
+@dataclass
+class MemoryConnector:
+    name: str
+    incremental: bool = False
+    tombstones: bool = True
+    fields: frozenset[str] = frozenset(FIELDS)
+    limits: Mapping[str, FieldLimit] = field(default_factory=dict)
+    page_size: int = 500
+    path: Path | None = None
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    records: dict[str, MemoryRecord] = field(default_factory=dict)
+    deleted: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    tick_timestamps: bool = False
+    fail_writes: int = 0
+    timeout_writes: int = 0
+    fail_pages_after: int | None = None
+    """Raise a retriable error after this many pages of a listing (a failed page)."""
+    can_delete: bool = True
+    requests: int = 0
+    writes: int = 0
+    _next_id: int = 1
+    _last_stamp: datetime = datetime.min.replace(tzinfo=UTC)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.path.exists():
+            self._load()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            fields=self.fields,
+            incremental=self.incremental,
+            can_delete=self.can_delete,
+            timestamps=True,
+            limits=self.limits,
+            overlap=timedelta(seconds=1) if self.incremental else timedelta(0),
+        )
+
+    # -- the user's side: edits made "in the UI" -------------------------------------------
+
+    def stamp(self) -> datetime:
+        """A strictly increasing timestamp, so incremental reads never tie."""
+        now = self.clock()
+        if now <= self._last_stamp:
+            now = self._last_stamp + _TICK
+        self._last_stamp = now
+        return now
+
+    def add(self, org_id: str, fields: Mapping[str, str], remote_id: str | None = None) -> str:
+        with self._lock:
+            rid = remote_id or self._new_id()
+            self.records[rid] = MemoryRecord(org_id, clean(fields, self.fields), self.stamp())
+            self._save()
+            return rid
+
+    def edit(self, remote_id: str, **changes: str) -> None:
+        with self._lock:
+            rec = self.records[remote_id]
+            rec.fields.update({k: v for k, v in changes.items() if k in self.fields})
+            rec.updated_at = self.stamp()
+            self._save()
+
+    def remove(self, remote_id: str) -> None:
+        with self._lock:
+            rec = self.records.pop(remote_id)
+            self.deleted[remote_id] = (rec.org_id, self.stamp())
+            self._save()
+
+    def touch(self, remote_id: str) -> None:
+        """Bump a timestamp without changing content."""
+        with self._lock:
+            self.records[remote_id].updated_at = self.stamp()
+
+    # -- the connector side ---------------------------------------------------------------
+
+    def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
+        orgs = set(org_ids)
+        with self._lock:
+            if self.tick_timestamps:
+                for rec in self.records.values():
+                    rec.updated_at = self.stamp()
+            rows: list[RemoteRecord] = [
+                RemoteRecord(rid, rec.org_id, dict(rec.fields), rec.updated_at)
+                for rid, rec in self.records.items()
+                if rec.org_id in orgs and (since is None or rec.updated_at >= since)
+            ]
+            if since is not None and self.tombstones:
+                rows.extend(
+                    RemoteRecord(rid, org, {}, when, deleted=True)
+                    for rid, (org, when) in self.deleted.items()
+                    if org in orgs and when >= since
+                )
+        if since is not None:
+            rows.sort(key=lambda r: r.updated_at or since)
+        pages = 0
+        for start in range(0, max(len(rows), 1), self.page_size):
+            if self.fail_pages_after is not None and pages >= self.fail_pages_after:
+                raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
+            self.requests += 1
+            pages += 1
+            yield Page(rows[start : start + self.page_size])
+
+    def _write_gate(self, what: str) -> bool:
+        """Count a write; raise for an injected failure; True = apply, then time out."""
+        self.requests += 1
+        self.writes += 1
+        if self.fail_writes > 0:
+            self.fail_writes -= 1
+            raise RetriableError(f"{self.name}: {what}: injected failure", system=self.name)
+        if self.timeout_writes > 0:
+            self.timeout_writes -= 1
+            return True
+        return False
+
+    def _timeout(self, what: str) -> RetriableError:
+        return RetriableError(f"{self.name}: {what}: timed out after applying", system=self.name)
+
+    def create(self, org_id: str, fields: Fields) -> WriteResult:
+        timeout = self._write_gate("create")
+        with self._lock:
+            rid = self._new_id()
+            rec = MemoryRecord(org_id, clean(fields, self.fields), self.stamp())
+            self.records[rid] = rec
+            self._save()
+        if timeout:
+            raise self._timeout(f"create {rid}")
+        return WriteResult(rid, dict(rec.fields), rec.updated_at)
+
+    def update(
+        self,
+        remote_id: str,
+        org_id: str,
+        changed: Fields,
+        desired: Fields,
+        extra: Mapping[str, Any],
+    ) -> WriteResult:
+        timeout = self._write_gate(f"update {remote_id}")
+        with self._lock:
+            rec = self.records.get(remote_id)
+            if rec is None:
+                raise RecordRejected(f"{self.name}: update {remote_id}: no such record")
+            rec.fields.update({k: v for k, v in changed.items() if k in self.fields})
+            rec.updated_at = self.stamp()
+            self._save()
+        if timeout:
+            raise self._timeout(f"update {remote_id}")
+        return WriteResult(remote_id, dict(rec.fields), rec.updated_at)
+
+    def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
+        timeout = self._write_gate(f"delete {remote_id}")
+        with self._lock:
+            rec = self.records.pop(remote_id, None)
+            if rec is not None:
+                self.deleted[remote_id] = (rec.org_id, self.stamp())
+            self._save()
+        if timeout:
+            raise self._timeout(f"delete {remote_id}")
+
+    def request_count(self) -> int:
+        return self.requests
+
+    def close(self) -> None:
+        self._save()
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        while str(self._next_id) in self.records or str(self._next_id) in self.deleted:
+            self._next_id += 1
+        rid = str(self._next_id)
+        self._next_id += 1
+        return rid
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        doc = {
+            "records": {
+                rid: {"org_id": r.org_id, "fields": r.fields, "updated_at": r.updated_at.isoformat()}
+                for rid, r in self.records.items()
+            },
+            "deleted": {rid: [org, when.isoformat()] for rid, (org, when) in self.deleted.items()},
+        }
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+    def _load(self) -> None:
+        assert self.path is not None
+        doc = json.loads(self.path.read_text() or "{}")
+        for rid, r in doc.get("records", {}).items():
+            self.records[rid] = MemoryRecord(
+                str(r["org_id"]),
+                clean(r.get("fields", {}), self.fields),
+                datetime.fromisoformat(r["updated_at"]) if r.get("updated_at") else self.stamp(),
+            )
+        for rid, (org, when) in doc.get("deleted", {}).items():
+            self.deleted[rid] = (str(org), datetime.fromisoformat(when))
+        stamps = [r.updated_at for r in self.records.values()]
+        stamps += [w for _, w in self.deleted.values()]
+        if stamps:
+            self._last_stamp = max(stamps)
+
+
+def from_config(name: str, cfg: MemoryConfig, **options: Any) -> MemoryConnector:
+    path = Path(cfg.path) if cfg.path else None
+    return MemoryConnector(name=name, incremental=cfg.incremental, path=path, **options)

@@ -1,0 +1,98 @@
+"""Canonical contact fields and their normalisers (CONTRACT §4).
+
+A canonical record is a plain ``dict[str, str]`` keyed by the names in
+:data:`FIELDS`; the empty string means "no value".  Systems compare values
+after :func:`normalise` so that ``Jane@Example.com`` and ``jane@example.com``,
+or ``555.555.5555`` and ``(555) 555-5555``, are the same value and never cause
+a write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "FIELDS",
+    "Fields",
+    "clean",
+    "content_hash",
+    "differs",
+    "join_name",
+    "normalise",
+    "phone_digits",
+    "project",
+    "split_name",
+]
+
+FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "mobile",
+    "fax",
+    "job_title",
+    "salutation",
+    "department",
+)
+PHONE_FIELDS = frozenset({"phone", "mobile", "fax"})
+
+Fields = dict[str, str]
+
+_SPACES = re.compile(r"\s+")
+_NON_DIGITS = re.compile(r"\D+")
+
+
+def phone_digits(value: str) -> str:
+    """Phones compare on their digits only (CONTRACT §4)."""
+    return _NON_DIGITS.sub("", value)
+
+
+def normalise(field: str, value: str | None) -> str:
+    """The comparison form of one value: what decides "changed or not"."""
+    if not value:
+        return ""
+    text = _SPACES.sub(" ", value).strip()
+    if field == "email":
+        return text.casefold()
+    if field in PHONE_FIELDS:
+        return phone_digits(text)
+    return text
+
+
+def clean(fields: Mapping[str, str | None], allowed: Iterable[str] = FIELDS) -> Fields:
+    """Keep the allowed fields, with ``None`` turned into "" and outer spaces removed."""
+    return {f: (fields.get(f) or "").strip() for f in allowed}
+
+
+def differs(field: str, a: str | None, b: str | None) -> bool:
+    return normalise(field, a) != normalise(field, b)
+
+
+def project(fields: Mapping[str, str], allowed: Iterable[str]) -> Fields:
+    """The part of a golden record one system can hold."""
+    return {f: fields.get(f, "") for f in allowed}
+
+
+def content_hash(fields: Mapping[str, str]) -> str:
+    """A stable hash of the normalised values, so a re-seen record is recognised."""
+    norm = {f: normalise(f, v) for f, v in sorted(fields.items())}
+    raw = json.dumps(norm, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+def join_name(first: str, last: str) -> str:
+    """Lightening's single ``name``: ``first last``."""
+    return " ".join(p for p in (first.strip(), last.strip()) if p)
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """Split a single name on its last space: ``Mary Ann Smith`` → (``Mary Ann``, ``Smith``)."""
+    text = _SPACES.sub(" ", name).strip()
+    if " " not in text:
+        return "", text
+    first, last = text.rsplit(" ", 1)
+    return first, last

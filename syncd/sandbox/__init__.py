@@ -1,0 +1,1 @@
+"""Simulators of the five vendor APIs, for tests, the demo and trials (``syncd sandbox``)."""
