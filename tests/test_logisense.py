@@ -1,0 +1,305 @@
+"""LogiSense v6: the shared contract plus this API's own traps, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from syncd.config import LogisenseConfig
+from syncd.connectors.logisense import LogisenseConnector, from_config
+from syncd.errors import AuthError, RecordRejected, SystemUnavailable
+from syncd.sandbox.logisense import LogisenseSim
+from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
+
+ORG = "16"
+OTHER_ORG = "17"
+
+
+def make(url: str, **over: Any) -> LogisenseConnector:
+    options = {k: over.pop(k) for k in ("clock", "page_size") if k in over}
+    cfg = LogisenseConfig.model_validate({
+        "kind": "logisense", "base_url": url, "contact_type_id": 9,
+        "client_id": "syncd", "username": "api", "password": "secret", **over,
+    })
+    return from_config("logisense", cfg, sleep=lambda s: None, **options)
+
+
+@pytest.fixture
+def sim() -> LogisenseSim:
+    return LogisenseSim()
+
+
+@pytest.fixture
+def url(sim: LogisenseSim, served_sim: Callable[[LogisenseSim], str]) -> str:
+    return served_sim(sim)
+
+
+@pytest.fixture
+def connector(url: str) -> Any:
+    c = make(url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def bad_connector(url: str) -> Any:
+    c = make(url, password="wrong")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def org() -> str:
+    return ORG
+
+
+class TestLogisenseContract(ConnectorContract):
+    pass
+
+
+def data_writes(sim: LogisenseSim) -> int:
+    """Writes to the data, not counting the login POST (which ``Simulator.writes`` counts)."""
+    return sim.writes() - sim.counters["login"]
+
+
+def vendor_calls(sim: LogisenseSim, method: str, fragment: str = "") -> list[dict[str, Any]]:
+    return [e for e in sim.log if e["method"] == method and fragment in e["path"]]
+
+
+# -- auth ---------------------------------------------------------------------------------
+
+def test_login_posts_the_password_grant_form_and_sends_bearer(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    listed(connector, ORG)
+    assert sim.logins == [
+        {"grant_type": "password", "client_id": "syncd", "username": "api", "password": "secret"}
+    ]
+    assert sim.log
+    for entry in sim.log:
+        scheme, _, token = entry["authorization"].partition(" ")
+        assert scheme == "Bearer" and token in sim.tokens
+
+
+def test_bad_login_says_so_without_the_password(bad_connector: LogisenseConnector) -> None:
+    with pytest.raises(AuthError) as err:
+        listed(bad_connector, ORG)
+    assert "incorrect" in str(err.value) and "wrong" not in str(err.value)
+
+
+def test_token_is_renewed_shortly_before_expiry(sim: LogisenseSim, url: str) -> None:
+    now = [datetime.now(UTC)]
+    c = make(url, clock=lambda: now[0])
+    listed(c, ORG)
+    now[0] += timedelta(seconds=1000)
+    listed(c, ORG)
+    assert sim.counters["login"] == 1
+    now[0] += timedelta(seconds=750)  # 1750 s: inside the margin before 1800 s
+    listed(c, ORG)
+    assert sim.counters["login"] == 2
+    assert sim.counters["unauthorized"] == 0
+
+
+def test_short_token_is_renewed_by_its_own_life(served_sim: Any) -> None:
+    sim = LogisenseSim(token_ttl=0.4)
+    c = make(served_sim(sim))
+    listed(c, ORG)
+    time.sleep(0.25)  # past half the life: renewed before the server would refuse it
+    listed(c, ORG)
+    assert sim.counters["login"] == 2
+    assert sim.counters["unauthorized"] == 0
+
+
+def test_a_401_logs_in_again_once_and_goes_on(sim: LogisenseSim, url: str) -> None:
+    frozen = datetime.now(UTC)
+    c = make(url, clock=lambda: frozen)  # the connector believes its token is fresh
+    rid = sim.admin_create(ORG, PERSON)
+    listed(c, ORG)
+    sim.expire_tokens()
+    assert rid in by_id(c, ORG)
+    assert sim.counters["login"] == 2
+    assert sim.counters["unauthorized"] == 1
+
+
+# -- reading ------------------------------------------------------------------------------
+
+def test_paging_uses_the_pagination_header_and_total_count(
+    sim: LogisenseSim, url: str
+) -> None:
+    ours = {sim.admin_create(ORG, {**PERSON, "email": f"p{i}@example.com"}) for i in range(12)}
+    for i in range(3):
+        sim.admin_create(OTHER_ORG, {**PERSON, "email": f"q{i}@example.com"})
+    c = make(url, page_size=5)
+    pages = list(c.list_records([ORG], None))
+    assert {r.remote_id for p in pages for r in p.records} == ours
+    headers = [json.loads(e["pagination"]) for e in vendor_calls(sim, "GET", "Contact/Paged")]
+    assert headers == [{"pageNumber": n, "pageSize": 5} for n in (1, 2, 3)]  # 15 in total
+
+
+def test_contacts_of_unmapped_accounts_are_not_listed(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    mine = sim.admin_create(ORG, PERSON)
+    theirs = sim.admin_create(OTHER_ORG, PERSON)
+    records = by_id(connector, ORG)
+    assert mine in records and theirs not in records
+    both = {r.remote_id: r.org_id for r in listed_many(connector, [ORG, OTHER_ORG])}
+    assert both == {mine: ORG, theirs: OTHER_ORG}
+
+
+def listed_many(connector: LogisenseConnector, orgs: list[str]) -> list[Any]:
+    return [r for page in connector.list_records(orgs, None) for r in page.records]
+
+
+def test_an_unknown_mapped_account_stops_the_scan(connector: LogisenseConnector) -> None:
+    with pytest.raises(SystemUnavailable, match="999"):
+        listed(connector, "999")
+
+
+def test_metadata_is_read_and_its_routes_logged(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    with capture_logs() as logs:
+        listed(connector, ORG)
+    routes = {e["entity"]: e["routes"] for e in logs if e["event"] == "logisense.routes"}
+    assert "Contact.Patch {id:int}" in routes["Contact"]
+    assert "Account.Patch {id:int}" in routes["Account"]
+    assert len(vendor_calls(sim, "GET", "/Metadata")) == 2
+    listed(connector, ORG)
+    assert len(vendor_calls(sim, "GET", "/Metadata")) == 2  # once per process, not per cycle
+
+
+# -- contact point types ------------------------------------------------------------------
+
+def test_point_type_ids_come_from_the_server(served_sim: Any) -> None:
+    sim = LogisenseSim(point_type_base=900)
+    c = make(served_sim(sim))
+    ui = sim.admin_create(ORG, PERSON)  # contact type 3: its own point type ids
+    assert by_id(c, ORG)[ui].fields["email"] == PERSON["email"]
+    made = c.create(ORG, {**PERSON, "fax": "+1 555 0100"})
+    row = dump(sim)[made.remote_id]
+    assert row["email"] == PERSON["email"] and row["fax"] == "+1 555 0100"
+    current = by_id(c, ORG)[ui]
+    c.update(ui, ORG, {"fax": "+1 555 0199"}, {**current.fields, "fax": "+1 555 0199"},
+             current.extra)
+    fax = sim.contacts[int(ui)].points[-1]
+    assert fax.type_id == sim.point_type_id(3, "Fax") >= 900
+
+
+def test_configured_point_type_ids_win(sim: LogisenseSim, url: str) -> None:
+    override = sim.point_type_id(9, "Address")  # a type the name rules would never pick
+    c = make(url, contact_point_types={"email": override})
+    c.create(ORG, {"first_name": "Ada", "last_name": "L", "email": "ada@example.com"})
+    (patch,) = vendor_calls(sim, "PATCH", "/Account/16")
+    (point,) = patch["json"]["contacts"]["items"][0]["details"]["contactPoints"]["items"]
+    assert point["contactPointTypeId"] == override
+
+
+# -- writing ------------------------------------------------------------------------------
+
+def test_email_change_is_one_patch_updating_the_same_point(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    rid = sim.admin_create(ORG, PERSON)
+    current = by_id(connector, ORG)[rid]
+    point_id = current.extra["points"]["email"]
+    sim.counters.clear()
+    changed = {"email": "ada.l@example.com", "first_name": "Augusta"}
+    result = connector.update(rid, ORG, changed, {**current.fields, **changed}, current.extra)
+    assert data_writes(sim) == 1 and sim.counters["PATCH"] == 1
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["path"].endswith(f"/Contact/{rid}")
+    assert patch["json"] == {
+        "firstName": "Augusta",
+        "details": {"contactPoints": {"items": [
+            {"patchType": "update", "identity": point_id, "value": "ada.l@example.com"}
+        ]}},
+    }
+    assert [p.identity for p in sim.contacts[int(rid)].points
+            if p.value == "ada.l@example.com"] == [point_id]
+    assert result.extra["points"]["email"] == point_id
+
+
+def test_new_and_cleared_points_are_created_and_deleted_in_the_same_patch(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    rid = sim.admin_create(ORG, {**PERSON, "mobile": ""})
+    current = by_id(connector, ORG)[rid]
+    changed = {"mobile": "+44 7700 900999", "phone": ""}
+    result = connector.update(rid, ORG, changed, {**current.fields, **changed}, current.extra)
+    (patch,) = vendor_calls(sim, "PATCH")
+    kinds = [i["patchType"] for i in patch["json"]["details"]["contactPoints"]["items"]]
+    assert sorted(kinds) == ["create", "delete"]
+    assert set(result.extra["points"]) == {"email", "mobile"}
+    assert result.extra == by_id(connector, ORG)[rid].extra  # the link matches the next poll
+
+
+def test_create_goes_through_the_account_with_nested_points(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    result = connector.create(ORG, {**PERSON, "salutation": "Ms."})
+    assert not vendor_calls(sim, "POST") and sim.counters["PATCH"] == 1
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["path"].endswith("/Account/16")
+    (item,) = patch["json"]["contacts"]["items"]
+    assert item["patchType"] == "create" and item["contactTypeId"] == 9
+    assert item["title"] == "Ms."
+    values = {p["value"] for p in item["details"]["contactPoints"]["items"]}
+    assert values == {PERSON["email"], PERSON["phone"], PERSON["mobile"]}
+    assert sim.contacts[int(result.remote_id)].contact_type_id == 9
+    assert result.extra == by_id(connector, ORG)[result.remote_id].extra
+
+
+def test_create_without_contact_type_id_names_the_key(
+    sim: LogisenseSim, url: str
+) -> None:
+    c = make(url, contact_type_id=None)
+    with pytest.raises(RecordRejected, match="contact_type_id"):
+        c.create(ORG, PERSON)
+    assert data_writes(sim) == 0
+
+
+def test_delete_goes_through_the_account(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    rid = sim.admin_create(ORG, PERSON)
+    connector.delete(rid, ORG, by_id(connector, ORG)[rid].extra)
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["path"].endswith("/Account/16")
+    assert patch["json"] == {"contacts": {"items": [{"patchType": "delete", "identity": int(rid)}]}}
+    assert rid not in dump(sim)
+    connector.delete(rid, ORG, {})  # already gone: the goal is reached, no error
+
+
+def test_rejection_carries_tracking_id_and_every_message(
+    sim: LogisenseSim, connector: LogisenseConnector
+) -> None:
+    rid = sim.admin_create(ORG, PERSON)
+    current = by_id(connector, ORG)[rid]
+    changed = {"first_name": "F" * 60, "last_name": "L" * 70}
+    with pytest.raises(RecordRejected) as err:
+        connector.update(rid, ORG, changed, {**current.fields, **changed}, current.extra)
+    message = str(err.value)
+    assert "trackingId" in message
+    assert "'firstName' must be 50 characters or fewer" in message
+    assert "'lastName' must be 50 characters or fewer" in message
+    assert "secret" not in message
+
+
+def test_title_is_the_salutation(sim: LogisenseSim, connector: LogisenseConnector) -> None:
+    assert "salutation" in connector.capabilities.fields
+    assert not {"job_title", "department"} & connector.capabilities.fields
+    rid = sim.admin_create(ORG, {**PERSON, "salutation": "Mr."})
+    current = by_id(connector, ORG)[rid]
+    assert current.fields["salutation"] == "Mr."
+    connector.update(rid, ORG, {"salutation": "Dr."}, {**current.fields, "salutation": "Dr."},
+                     current.extra)
+    assert sim.contacts[int(rid)].title == "Dr."
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["json"] == {"title": "Dr."}
