@@ -1,5 +1,77 @@
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from syncd.store import Store
 from tests.contract import served_sim
 
 __all__ = ["served_sim"]
+
+PG_URL = os.environ.get("SYNCD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL)
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return str(exc)
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    problem = _pg_reachable()
+    if problem is None:
+        return True
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"Postgres at {PG_URL} is required in CI and unreachable: {problem}")
+    pytest.skip(f"Postgres unreachable: {problem}")
+
+
+@pytest.fixture
+def pg_schema(pg_available: bool) -> Iterator[str]:
+    """A fresh Postgres schema for one test, dropped afterwards."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    engine = sa.create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str | None]]:
+    """(url, schema) for an empty store of each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'syncd.db'}", None
+    else:
+        schema = request.getfixturevalue("pg_schema")
+        yield PG_URL, schema
+
+
+@pytest.fixture
+def store(store_url: tuple[str, str | None]) -> Iterator[Store]:
+    url, schema = store_url
+    s = Store(url, schema=schema)
+    s.upgrade()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    s.upgrade()
+    yield s
+    s.close()

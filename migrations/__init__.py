@@ -1,0 +1,1 @@
+"""Alembic migrations of the syncd store (shipped inside the package as ``syncd.migrations``)."""

@@ -1,0 +1,67 @@
+"""Wiring shared by the commands: settings → store (migrated, locked) → connectors → Syncer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from syncd.config import Settings
+from syncd.connectors.base import Connector, build_connector
+from syncd.engine.cycle import Syncer
+from syncd.errors import ConfigError
+from syncd.store.repo import Store
+
+__all__ = ["build_connectors", "ensure_schema", "open_store", "syncer"]
+
+
+def _head() -> str | None:
+    from syncd.store.migrate import _config
+
+    return ScriptDirectory.from_config(_config()).get_current_head()
+
+
+def ensure_schema(store: Store) -> None:
+    """Migrate an SQLite store in place; a Postgres store must be upgraded explicitly."""
+    with store.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == _head():
+        return
+    if store.is_sqlite:
+        store.upgrade()
+        return
+    raise ConfigError(
+        f"store schema is at revision {current or 'none'}, syncd needs {_head()}: "
+        "run 'syncd db upgrade' first"
+    )
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.store.url)
+
+
+def build_connectors(settings: Settings, **options: Any) -> dict[str, Connector]:
+    return {
+        name: build_connector(name, settings.systems[name], **options)
+        for name in settings.enabled_systems()
+    }
+
+
+@contextmanager
+def syncer(settings: Settings, *, lock: bool = True) -> Iterator[Syncer]:
+    """A ready Syncer holding the store's instance lock; everything closed on exit."""
+    store = open_store(settings)
+    connectors: dict[str, Connector] = {}
+    try:
+        if lock:
+            store.acquire()
+        ensure_schema(store)
+        connectors = build_connectors(settings)
+        yield Syncer(settings, store, connectors)
+    finally:
+        for connector in connectors.values():
+            connector.close()
+        store.close()

@@ -1,0 +1,293 @@
+"""Commands only: parse, call, format (rich tables for people, ``--json`` for scripts).
+
+Exit codes (CONTRACT §3): 0 done; 1 some records failed; 2 usage or
+configuration; 3 a safety guard; 4 a system unreachable or refusing us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from syncd.config import Settings, load_settings
+from syncd.engine.cycle import CycleReport
+from syncd.engine.plan import derive_writes
+from syncd.errors import ConfigError, SyncdError
+from syncd.logs import configure_logging
+
+__all__ = ["main"]
+
+out = Console(soft_wrap=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncd", description="Two-way contact sync.")
+    parser.add_argument("--config", help="TOML file (default $SYNCD_CONFIG or ./syncd.toml)")
+    parser.add_argument("--log-level", default="info")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    once = sub.add_parser("once", help="one cycle: poll, reconcile, push")
+    once.add_argument("--dry-run", action="store_true", help="print planned writes, change nothing")
+    once.add_argument("--json", action="store_true")
+    once.add_argument("--force-delete", action="store_true", help="override the mass-delete guard")
+
+    run = sub.add_parser("run", help="the daemon")
+    run.add_argument("--metrics-port", type=int, default=None)
+    run.add_argument("--force-delete", action="store_true")
+
+    back = sub.add_parser("backfill", help="re-read everything ignoring watermarks")
+    back.add_argument("--system", action="append", default=None)
+    back.add_argument("--since", default=None, help="ISO 8601 date-time")
+    back.add_argument("--json", action="store_true")
+    back.add_argument("--force-delete", action="store_true")
+
+    status = sub.add_parser("status", help="per-system state")
+    status.add_argument("--json", action="store_true")
+
+    conflicts = sub.add_parser("conflicts", help="conflicts resolved by policy")
+    conflicts.add_argument("--json", action="store_true")
+
+    quarantine = sub.add_parser("quarantine", help="records that need a person")
+    quarantine.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
+    quarantine.add_argument("--system")
+    quarantine.add_argument("--person")
+    quarantine.add_argument("--json", action="store_true")
+
+    db = sub.add_parser("db", help="store maintenance")
+    db.add_argument("action", choices=["upgrade"])
+
+    sandbox = sub.add_parser("sandbox", help="serve the simulated APIs on 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8700)
+    sandbox.add_argument("--contacts", type=int, default=20)
+    sandbox.add_argument("--write-config", default=None)
+
+    sub.add_parser("demo", help="run a few cycles against the in-process sandbox")
+    return parser
+
+
+def _emit(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _print_report(report: CycleReport) -> None:
+    table = Table(title="dry run: nothing was changed" if report.dry_run else "cycle")
+    for col in ("system", "read", "created", "updated", "deleted", "conflicts", "rejected",
+                "failed", "requests", "error"):
+        table.add_column(col)
+    for name, s in sorted(report.systems.items()):
+        table.add_row(name, str(s.read), str(s.created), str(s.updated), str(s.deleted),
+                      str(s.conflicts), str(s.rejected), str(s.failed), str(s.requests),
+                      s.error or "")
+    out.print(table)
+    for write in report.planned:
+        out.print(f"would {write.describe()}")
+    for rej in report.rejections:
+        out.print(f"[yellow]rejected[/] {rej.describe()}")
+    for error in report.errors:
+        out.print(f"[red]error[/] {error}")
+
+
+def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import syncer
+
+    with syncer(settings) as s:
+        report = s.run_once(dry_run=args.dry_run, force_delete=args.force_delete)
+    _emit(report.as_dict()) if args.json else _print_report(report)
+    return report.exit_code
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.daemon import backfill
+
+    since = _parse_since(args.since) if args.since else None
+    report = backfill(settings, systems=args.system, since=since, force_delete=args.force_delete)
+    _emit(report.as_dict()) if args.json else _print_report(report)
+    return report.exit_code
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since: not an ISO 8601 date-time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import build_connectors, ensure_schema, open_store
+
+    store = open_store(settings)
+    try:
+        ensure_schema(store)
+        marks = store.watermarks()
+        counts = store.counts()
+        failures = store.failures()
+        state = store.load_state()
+        connectors = build_connectors(settings)
+        from syncd.engine.cycle import Syncer
+
+        writes, rejections = derive_writes(state, Syncer(settings, store, connectors).systems().values())
+        for c in connectors.values():
+            c.close()
+    finally:
+        store.close()
+    rows: dict[str, dict[str, Any]] = {}
+    for name in settings.systems:
+        mark = marks.get(name)
+        rows[name] = {
+            "enabled": settings.systems[name].enabled,
+            "kind": settings.systems[name].kind,
+            "last_poll": mark.last_poll_at.isoformat() if mark and mark.last_poll_at else None,
+            "last_success": mark.last_success_at.isoformat() if mark and mark.last_success_at else None,
+            "watermark": mark.cursor.isoformat() if mark and mark.cursor else None,
+            "last_error": mark.last_error if mark else None,
+            "linked": counts["linked"].get(name, 0),
+            "pending_writes": sum(1 for w in writes if w.system == name),
+            "rejected": sum(1 for r in rejections if r.system == name),
+            "quarantined": sum(1 for f in failures if f.system == name and f.quarantined),
+        }
+    doc = {
+        "systems": rows,
+        "people": sum(1 for g in state.goldens.values() if not g.deleted),
+        "open_conflicts": counts["conflicts"]["open"],
+    }
+    if args.json:
+        _emit(doc)
+        return 0
+    table = Table(title=f"{doc['people']} people, {doc['open_conflicts']} conflicts logged")
+    columns = ("kind", "last_poll", "watermark", "linked", "pending_writes", "quarantined",
+               "last_error")
+    table.add_column("system")
+    for col in columns:
+        table.add_column(col)
+    for name, row in rows.items():
+        table.add_row(name, *(str(row[c]) if row[c] is not None else "-" for c in columns))
+    out.print(table)
+    return 0
+
+
+def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import ensure_schema, open_store
+
+    store = open_store(settings)
+    try:
+        ensure_schema(store)
+        rows = store.conflicts()
+    finally:
+        store.close()
+    if args.json:
+        _emit({"conflicts": rows})
+        return 0
+    table = Table(title=f"{len(rows)} conflicts (newest first)")
+    for col in ("at", "person", "field", "candidates", "winner", "policy"):
+        table.add_column(col)
+    for r in rows:
+        cands = "; ".join(f"{c['system']}={c['value']!r}" for c in r["candidates"])
+        table.add_row(r["at"], r["person"], r["field"], cands, f"{r['winner']}={r['value']!r}",
+                      r["policy"])
+    out.print(table)
+    return 0
+
+
+def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import ensure_schema, open_store
+    from syncd.store.admin import drop_quarantined
+
+    store = open_store(settings)
+    try:
+        ensure_schema(store)
+        if args.action == "retry":
+            n = store.retry_quarantined(args.system, args.person)
+            doc: dict[str, Any] = {"retried": n}
+        elif args.action == "drop":
+            doc = {"dropped": drop_quarantined(store, args.system, args.person)}
+        else:
+            doc = {"quarantined": [
+                {"system": f.system, "person": f.golden_id, "action": f.action,
+                 "remote_id": f.remote_id, "attempts": f.attempts, "error": f.last_error,
+                 "since": f.updated_at.isoformat()}
+                for f in store.failures(quarantined=True)
+                if (not args.system or f.system == args.system)
+                and (not args.person or f.golden_id == args.person)
+            ]}
+    finally:
+        store.close()
+    if args.json:
+        _emit(doc)
+    elif args.action == "list":
+        table = Table(title=f"{len(doc['quarantined'])} quarantined writes")
+        for col in ("system", "person", "action", "attempts", "error"):
+            table.add_column(col)
+        for r in doc["quarantined"]:
+            table.add_row(r["system"], r["person"], r["action"], str(r["attempts"]), r["error"])
+        out.print(table)
+    else:
+        out.print(", ".join(f"{k}: {v}" for k, v in doc.items()))
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import open_store
+
+    store = open_store(settings)
+    try:
+        store.upgrade()
+    finally:
+        store.close()
+    out.print("store is at the latest schema")
+    return 0
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.daemon import run_daemon
+
+    return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+
+
+def cmd_sandbox(settings: Settings | None, args: argparse.Namespace) -> int:
+    from syncd.sandbox.serve import serve_forever
+
+    return serve_forever(args.port, args.contacts, args.write_config)
+
+
+def cmd_demo(settings: Settings | None, args: argparse.Namespace) -> int:
+    from syncd.sandbox.demo import run_demo
+
+    return run_demo(out)
+
+
+COMMANDS = {
+    "once": cmd_once,
+    "run": cmd_run,
+    "backfill": cmd_backfill,
+    "status": cmd_status,
+    "conflicts": cmd_conflicts,
+    "quarantine": cmd_quarantine,
+    "db": cmd_db,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if args.command == "sandbox":
+            return cmd_sandbox(None, args)
+        if args.command == "demo":
+            return cmd_demo(None, args)
+        settings = load_settings(args.config)
+        return COMMANDS[args.command](settings, args)
+    except SyncdError as exc:
+        sys.stderr.write(f"syncd: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("syncd: interrupted\n")
+        return 130

@@ -1,0 +1,331 @@
+"""``run_once``: poll → plan → push, the one entry point of every command.
+
+Poll reads every enabled system concurrently.  The plan is committed in one
+transaction together with the watermarks it justifies, so a watermark never
+runs ahead of what is stored.  Push then sends the derived writes, one thread
+per system, recording each result in the link at once (in small batches); a
+crash between a write and its bookkeeping is healed by the next poll, which
+sees the record and matches it instead of writing it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from syncd.config import Settings
+from syncd.connectors.base import Connector, RemoteRecord
+from syncd.contact import content_hash
+from syncd.engine.model import Observation, Policy, Rejection, SystemInfo, Write
+from syncd.engine.plan import PlanResult, derive_writes, plan
+from syncd.engine.push import PushOutcome, Pusher
+from syncd.errors import ConnectorError, MassDeleteError
+from syncd.logs import get_logger
+from syncd.store.repo import Failure, Store, Watermark
+
+__all__ = ["CycleReport", "SystemReport", "Syncer", "run_once"]
+
+log = get_logger("syncd.cycle")
+_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+@dataclass
+class SystemReport:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    requests: int = 0
+    full_scan: bool = False
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+@dataclass
+class CycleReport:
+    started_at: datetime
+    dry_run: bool = False
+    finished_at: datetime | None = None
+    exit_code: int = 0
+    systems: dict[str, SystemReport] = field(default_factory=dict)
+    planned: list[Write] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    conflicts: int = 0
+
+    @property
+    def writes(self) -> int:
+        return sum(s.created + s.updated + s.deleted for s in self.systems.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+            "conflicts": self.conflicts,
+            "systems": {name: s.as_dict() for name, s in sorted(self.systems.items())},
+            "planned": [w.describe() for w in self.planned] if self.dry_run else [],
+            "rejected": [r.describe() for r in self.rejections],
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class _Poll:
+    system: str
+    observation: Observation | None
+    watermark: Watermark
+    error: ConnectorError | None = None
+    full: bool = False
+
+
+class Syncer:
+    """Everything one cycle needs: settings, store and the connectors."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.connectors = dict(connectors)
+        self.clock = clock
+
+    def systems(self) -> dict[str, SystemInfo]:
+        return {
+            name: SystemInfo(
+                name=name,
+                capabilities=conn.capabilities,
+                org_map=self.settings.org_map(name),
+                read_only=self.settings.systems[name].read_only,
+            )
+            for name, conn in self.connectors.items()
+        }
+
+    def policy(self, force_delete: bool) -> Policy:
+        sync = self.settings.sync
+        return Policy(
+            conflict=sync.conflict,
+            priority=tuple(sync.priority),
+            deletes=sync.deletes,
+            max_delete_fraction=sync.max_delete_fraction,
+            force_delete=force_delete,
+        )
+
+    # -- poll -------------------------------------------------------------------------------
+
+    def _poll(
+        self, name: str, mark: Watermark, now: datetime, full: bool, since: datetime | None
+    ) -> _Poll:
+        connector = self.connectors[name]
+        caps = connector.capabilities
+        sync = self.settings.sync
+        if since is None and caps.incremental and not full and mark.cursor is not None:
+            due = mark.last_full_scan_at is None or now - mark.last_full_scan_at >= sync.full_scan_interval
+            if not due:
+                since = mark.cursor - caps.overlap
+        full = since is None
+        org_ids = sorted(self.settings.org_map(name))
+        records: list[RemoteRecord] = []
+        max_seen: datetime | None = None
+        error: ConnectorError | None = None
+        try:
+            for page in connector.list_records(org_ids, since):
+                records.extend(page.records)
+                stamps = [r.updated_at for r in page.records if r.updated_at is not None]
+                if stamps:
+                    top = max(stamps)
+                    max_seen = top if max_seen is None or top > max_seen else max_seen
+        except ConnectorError as exc:
+            error = exc
+        cursor = mark.cursor
+        if caps.incremental:
+            # Never past what was seen (a complete scan has seen everything before it
+            # began), never closer to now than the clock skew allows.
+            seen_up_to = now if full and error is None else max_seen
+            if seen_up_to is not None:
+                candidate = min(seen_up_to, now - sync.clock_skew)
+                cursor = candidate if cursor is None or candidate > cursor else cursor
+        new_mark = replace(
+            mark,
+            cursor=cursor,
+            last_poll_at=now,
+            last_full_scan_at=now if full and error is None else mark.last_full_scan_at,
+            last_success_at=now if error is None else mark.last_success_at,
+            last_error=str(error) if error else None,
+        )
+        obs = Observation(name, records, complete=full and error is None, observed_at=now)
+        return _Poll(name, obs, new_mark, error, full)
+
+    def poll(
+        self, now: datetime, *, full: set[str] | None = None, since: datetime | None = None
+    ) -> list[_Poll]:
+        marks = self.store.watermarks()
+        names = sorted(self.connectors)
+        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
+            futures = [
+                pool.submit(
+                    self._poll,
+                    name,
+                    marks.get(name, Watermark(name)),
+                    now,
+                    full is not None and (not full or name in full),
+                    since,
+                )
+                for name in names
+            ]
+            return [f.result() for f in futures]
+
+    # -- the cycle ----------------------------------------------------------------------------
+
+    def run_once(
+        self,
+        *,
+        dry_run: bool = False,
+        force_delete: bool = False,
+        full: set[str] | None = None,
+        since: datetime | None = None,
+        kind: str = "once",
+    ) -> CycleReport:
+        """One cycle.  ``full``: systems to read whole (empty set = all) ignoring watermarks."""
+        now = self.clock()
+        report = CycleReport(started_at=now, dry_run=dry_run)
+        started = time.monotonic()
+        before = {name: c.request_count() for name, c in self.connectors.items()}
+        systems = self.systems()
+        for name in systems:
+            report.systems[name] = SystemReport()
+        state = self.store.load_state()
+        polls = self.poll(now, full=full, since=since)
+        for p in polls:
+            rep = report.systems[p.system]
+            rep.full_scan = p.full
+            rep.read = len(p.observation.records) if p.observation else 0
+            if p.error is not None:
+                rep.error = str(p.error)
+                report.errors.append(str(p.error))
+                report.exit_code = max(report.exit_code, 4)
+                log.warning("poll_failed", system=p.system, error=str(p.error))
+        observations = [p.observation for p in polls if p.observation is not None]
+        try:
+            result = plan(state, observations, systems, self.policy(force_delete))
+        except MassDeleteError as exc:
+            report.errors.append(str(exc))
+            report.exit_code = 3
+            log.error("mass_delete_guard", trips=exc.trips)
+            return self._finish(report, started, before, kind)
+        writes, rejections = derive_writes(result.state, systems.values())
+        report.conflicts = len(result.conflicts)
+        for conflict in result.conflicts:
+            report.systems[conflict.winner].conflicts += 1
+        report.rejections = rejections
+        for rej in rejections:
+            report.systems[rej.system].rejected += 1
+            log.warning("write_rejected", system=rej.system, person=rej.golden_id,
+                        remote_id=rej.remote_id, field=rej.field, reason=rej.reason)
+        if rejections:
+            report.exit_code = max(report.exit_code, 1)
+        if dry_run:
+            report.planned = writes
+            return self._finish(report, started, before, kind)
+        self._commit(result, polls, rejections, now)
+        writes = self._due(writes, now)
+        outcome = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now).push(
+            writes
+        )
+        self._account(report, outcome)
+        return self._finish(report, started, before, kind)
+
+    def _commit(
+        self, result: PlanResult, polls: list[_Poll], rejections: list[Rejection], now: datetime
+    ) -> None:
+        with self.store.write() as conn:
+            self.store.save_changes(
+                conn,
+                goldens=result.goldens_changed,
+                links=result.links_changed,
+                removed=result.links_removed,
+                now=now,
+            )
+            self.store.save_conflicts(conn, result.conflicts, now)
+            self.store.save_watermarks(conn, [p.watermark for p in polls])
+            for rej in rejections:
+                self.store.record_failure(
+                    conn,
+                    Failure(
+                        rej.system, rej.golden_id, rej.action.value, rej.remote_id, 0,
+                        f"rejected before sending: field {rej.field}: {rej.reason}",
+                        "", True, None, now,
+                    ),
+                )
+
+    def _due(self, writes: list[Write], now: datetime) -> list[Write]:
+        """Leave out writes that are backing off or quarantined with the same content."""
+        failures = {(f.system, f.golden_id): f for f in self.store.failures()}
+        due: list[Write] = []
+        for write in writes:
+            failure = failures.get((write.system, write.golden_id))
+            if failure is not None and failure.desired_hash == content_hash(write.desired):
+                if failure.quarantined:
+                    continue
+                if failure.next_retry_at is not None and failure.next_retry_at > now:
+                    continue
+            due.append(write)
+        return due
+
+    def _account(self, report: CycleReport, outcome: PushOutcome) -> None:
+        for (system, action), n in outcome.done.items():
+            rep = report.systems[system]
+            past = _PAST[action]
+            setattr(rep, past, getattr(rep, past) + n)
+        for system, n in outcome.failed.items():
+            report.systems[system].failed += n
+            report.exit_code = max(report.exit_code, 1)
+        for system, error in outcome.unavailable.items():
+            report.systems[system].error = error
+            report.errors.append(error)
+            report.exit_code = max(report.exit_code, 4)
+        report.errors.extend(outcome.messages)
+
+    def _finish(
+        self, report: CycleReport, started: float, before: Mapping[str, int], kind: str
+    ) -> CycleReport:
+        report.finished_at = self.clock()
+        elapsed = time.monotonic() - started
+        for name, conn in self.connectors.items():
+            rep = report.systems[name]
+            rep.requests = conn.request_count() - before.get(name, 0)
+            rep.duration_s = elapsed
+        log.info(
+            "cycle_finished",
+            kind=kind,
+            dry_run=report.dry_run,
+            exit_code=report.exit_code,
+            systems={n: s.as_dict() for n, s in report.systems.items()},
+        )
+        return report
+
+
+def run_once(
+    settings: Settings,
+    store: Store,
+    connectors: Mapping[str, Connector],
+    **options: Any,
+) -> CycleReport:
+    """Convenience wrapper: one cycle with a fresh :class:`Syncer`."""
+    return Syncer(settings, store, connectors).run_once(**options)

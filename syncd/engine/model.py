@@ -1,0 +1,162 @@
+"""Value objects the planner works on: golden records, links, observations, writes.
+
+A **golden record** is one real person; a **link** is what one system held of
+that person after the last sync.  A system's change is its current record
+diffed against its own link, so a system that cannot hold a field never
+clears it, and our own writes, once recorded in the link, read back as no
+change at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from syncd.config import ConflictPolicy, DeletePolicy
+from syncd.connectors.base import Capabilities, RemoteRecord
+from syncd.contact import Fields
+
+__all__ = [
+    "Action",
+    "Conflict",
+    "Golden",
+    "Link",
+    "Observation",
+    "Policy",
+    "Rejection",
+    "State",
+    "SystemInfo",
+    "Write",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Golden:
+    id: str
+    org: str
+    fields: Fields
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    system: str
+    golden_id: str
+    remote_id: str | None
+    org_id: str
+    fields: Fields
+    remote_updated_at: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    excluded: bool = False
+    """The person is never pushed to this system again (deletes = ignore, quarantine drop)."""
+
+
+LinkKey = tuple[str, str]
+"""(golden id, system)"""
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    goldens: Mapping[str, Golden]
+    links: Mapping[LinkKey, Link]
+
+    def by_remote(self) -> dict[tuple[str, str], str]:
+        return {
+            (link.system, link.remote_id): gid
+            for (gid, _), link in self.links.items()
+            if link.remote_id is not None
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    name: str
+    capabilities: Capabilities
+    org_map: Mapping[str, str]
+    """parent id in this system → organization key"""
+    read_only: bool = False
+
+    @property
+    def org_ids(self) -> dict[str, str]:
+        """organization key → parent id in this system"""
+        return {org: pid for pid, org in self.org_map.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one poll of one system returned."""
+
+    system: str
+    records: Sequence[RemoteRecord]
+    complete: bool
+    """A full scan that finished: a linked record absent from it is gone."""
+    observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    conflict: ConflictPolicy = ConflictPolicy.NEWEST
+    priority: tuple[str, ...] = ()
+    deletes: DeletePolicy = DeletePolicy.PROPAGATE
+    max_delete_fraction: float = 0.2
+    force_delete: bool = False
+
+    def rank(self, system: str) -> tuple[int, str]:
+        """Sort key: listed systems first in their order, then the rest by name."""
+        try:
+            return (self.priority.index(system), system)
+        except ValueError:
+            return (len(self.priority), system)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    golden_id: str
+    field: str
+    candidates: tuple[tuple[str, str, datetime], ...]
+    """(system, value, when) for every side that changed the field."""
+    winner: str
+    value: str
+    policy: str
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    system: str
+    golden_id: str
+    action: Action
+    org_id: str
+    remote_id: str | None = None
+    changed: Fields = field(default_factory=dict)
+    desired: Fields = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
+        detail = ", ".join(sorted(self.changed)) if self.action is Action.UPDATE else ""
+        return f"{self.action.value} {target} (person {self.golden_id}){': ' + detail if detail else ''}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A write the planner will not send: it breaks the target's field limits."""
+
+    system: str
+    golden_id: str
+    remote_id: str | None
+    action: Action
+    field: str
+    reason: str
+
+    def describe(self) -> str:
+        target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
+        return f"{target} (person {self.golden_id}): field {self.field}: {self.reason}"

@@ -1,0 +1,338 @@
+"""The pure planner: golden records + links + observations + policy → new state.
+
+No I/O and no clock: time comes in as an argument, so the same inputs always
+give the same plan.  Steps:
+
+1. **Diff** each observed record against its own link (what that system
+   held after the last sync).  Unchanged fields — including our own writes
+   read back and timestamp bumps — propose nothing.
+2. **Match** unlinked records to existing people (see :mod:`match`) or make
+   new golden records; a matched record proposes only its non-empty values,
+   so a first sync never clears data.
+3. **Merge** proposals field by field.  Agreement (after normalisation) is
+   no conflict; disagreement is resolved by ``newest`` (the systems' own
+   timestamps, else the time of observation) or ``priority``, and logged.
+4. **Deletes**: a linked record gone from a complete scan, or a tombstone,
+   deletes the person (``propagate``) or only unlinks that system for good
+   (``ignore``).  A person changed elsewhere in the same cycle survives:
+   modify beats delete.  The mass-delete guard runs before anything else.
+
+:func:`derive_writes` then computes what each system still has to receive —
+golden vs link — so pending writes are never stored, only failures are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from syncd.config import ConflictPolicy, DeletePolicy
+from syncd.connectors.base import check_limits
+from syncd.contact import FIELDS, Fields, clean, differs, normalise, project
+from syncd.engine.match import Matcher
+from syncd.engine.model import (
+    Action,
+    Conflict,
+    Golden,
+    Link,
+    LinkKey,
+    Observation,
+    Policy,
+    Rejection,
+    State,
+    SystemInfo,
+    Write,
+)
+from syncd.errors import MassDeleteError
+
+__all__ = ["PlanResult", "derive_writes", "golden_id_for", "plan"]
+
+MASS_DELETE_MIN = 2
+"""A single deletion is never a mass delete, whatever the fraction says."""
+
+_NAMESPACE = uuid.UUID("6f1c3b1e-5d0a-4a8e-9a57-3c2f0b9d7e10")
+
+
+def golden_id_for(system: str, remote_id: str) -> str:
+    """Deterministic id of a person first seen as ``system/remote_id`` (keeps plan pure)."""
+    return uuid.uuid5(_NAMESPACE, f"{system}\x00{remote_id}").hex
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    system: str
+    value: str
+    when: datetime
+
+
+@dataclass
+class PlanResult:
+    state: State
+    goldens_changed: dict[str, Golden] = field(default_factory=dict)
+    links_changed: dict[LinkKey, Link] = field(default_factory=dict)
+    links_removed: set[LinkKey] = field(default_factory=set)
+    conflicts: list[Conflict] = field(default_factory=list)
+    deletions: dict[str, int] = field(default_factory=dict)
+    """Per system: records found deleted this cycle."""
+    read: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changes_state(self) -> bool:
+        return bool(self.goldens_changed or self.links_changed or self.links_removed)
+
+
+class _Planner:
+    def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
+        self.policy = policy
+        self.systems = systems
+        self.goldens: dict[str, Golden] = dict(state.goldens)
+        self.links: dict[LinkKey, Link] = dict(state.links)
+        self.by_remote = state.by_remote()
+        self.linked: dict[str, set[str]] = defaultdict(set)
+        for gid, system in self.links:
+            self.linked[system].add(gid)
+        self.matcher = Matcher(self.goldens.values())
+        self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
+        self.deletes: dict[str, list[str]] = defaultdict(list)
+        self.result = PlanResult(state=state)
+
+    # -- links ------------------------------------------------------------------------------
+
+    def set_link(self, link: Link) -> None:
+        key = (link.golden_id, link.system)
+        self.links[key] = link
+        self.linked[link.system].add(link.golden_id)
+        if link.remote_id is not None:
+            self.by_remote[(link.system, link.remote_id)] = link.golden_id
+        self.result.links_changed[key] = link
+        self.result.links_removed.discard(key)
+
+    def drop_link(self, key: LinkKey) -> None:
+        link = self.links.pop(key, None)
+        if link is None:
+            return
+        self.linked[link.system].discard(link.golden_id)
+        if link.remote_id is not None:
+            self.by_remote.pop((link.system, link.remote_id), None)
+        self.result.links_changed.pop(key, None)
+        self.result.links_removed.add(key)
+
+    def set_golden(self, golden: Golden) -> None:
+        self.goldens[golden.id] = golden
+        self.result.goldens_changed[golden.id] = golden
+
+    # -- step 1 and 2: diff and match -------------------------------------------------------
+
+    def observe(self, obs: Observation) -> None:
+        info = self.systems[obs.system]
+        fields = sorted(info.capabilities.fields)
+        seen: set[str] = set()
+        for rec in obs.records:
+            org = info.org_map.get(rec.org_id)
+            if org is None:
+                continue
+            seen.add(rec.remote_id)
+            gid = self.by_remote.get((obs.system, rec.remote_id))
+            if rec.deleted:
+                if gid is not None:
+                    self.deletes[gid].append(obs.system)
+                continue
+            when = rec.updated_at if info.capabilities.timestamps and rec.updated_at else obs.observed_at
+            values = clean(rec.fields, fields)
+            if gid is not None:
+                link = self.links[(gid, obs.system)]
+                changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
+                if changed:
+                    for f in changed:
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+                    self.set_link(
+                        replace(
+                            link,
+                            fields=values,
+                            org_id=rec.org_id,
+                            remote_updated_at=rec.updated_at,
+                            extra=dict(rec.extra) or link.extra,
+                        )
+                    )
+                elif dict(rec.extra) and dict(rec.extra) != dict(link.extra):
+                    self.set_link(replace(link, extra=dict(rec.extra)))
+                continue
+            gid = self.matcher.find(org, values, self.linked[obs.system])
+            if gid is not None:
+                golden = self.goldens[gid]
+                for f in fields:
+                    if values[f] and differs(f, values[f], golden.fields.get(f, "")):
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+            else:
+                gid = golden_id_for(obs.system, rec.remote_id)
+                while gid in self.goldens:
+                    gid = uuid.uuid5(_NAMESPACE, gid).hex
+                golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
+                self.set_golden(golden)
+                self.matcher.add(golden)
+            self.set_link(
+                Link(
+                    system=obs.system,
+                    golden_id=gid,
+                    remote_id=rec.remote_id,
+                    org_id=rec.org_id,
+                    fields=values,
+                    remote_updated_at=rec.updated_at,
+                    extra=dict(rec.extra),
+                )
+            )
+        self.result.read[obs.system] = len(obs.records)
+        if obs.complete:
+            for (gid, system), link in list(self.links.items()):
+                if (
+                    system == obs.system
+                    and link.remote_id is not None
+                    and not link.excluded
+                    and link.remote_id not in seen
+                ):
+                    self.deletes[gid].append(system)
+
+    # -- the mass-delete guard --------------------------------------------------------------
+
+    def guard(self, state: State) -> None:
+        linked: dict[str, int] = defaultdict(int)
+        for link in state.links.values():
+            if link.remote_id is not None and not link.excluded:
+                linked[link.system] += 1
+        counts: dict[str, int] = defaultdict(int)
+        for systems in self.deletes.values():
+            for system in systems:
+                counts[system] += 1
+        self.result.deletions = dict(counts)
+        if self.policy.force_delete:
+            return
+        trips = [
+            (system, n, linked[system])
+            for system, n in sorted(counts.items())
+            if n >= MASS_DELETE_MIN and n > self.policy.max_delete_fraction * linked[system]
+        ]
+        if trips:
+            raise MassDeleteError(trips, self.policy.max_delete_fraction)
+
+    # -- step 3: merge ----------------------------------------------------------------------
+
+    def resolve(self, gid: str, name: str, props: list[_Proposal]) -> _Proposal:
+        ranked = sorted(props, key=lambda p: self.policy.rank(p.system))
+        if len({normalise(name, p.value) for p in props}) == 1:
+            return ranked[0]
+        if self.policy.conflict is ConflictPolicy.NEWEST:
+            latest = max(p.when for p in props)
+            winner = next(p for p in ranked if p.when == latest)
+        else:
+            winner = ranked[0]
+        self.result.conflicts.append(
+            Conflict(
+                golden_id=gid,
+                field=name,
+                candidates=tuple((p.system, p.value, p.when) for p in ranked),
+                winner=winner.system,
+                value=winner.value,
+                policy=self.policy.conflict.value,
+            )
+        )
+        return winner
+
+    def merge(self) -> None:
+        for gid in sorted(self.proposals):
+            golden = self.goldens[gid]
+            values = dict(golden.fields)
+            for name in sorted(self.proposals[gid]):
+                winner = self.resolve(gid, name, self.proposals[gid][name])
+                values[name] = winner.value
+            if values != golden.fields or golden.deleted:
+                # A change to a deleted person brings it back: modify beats delete.
+                self.set_golden(replace(golden, fields=values, deleted=False))
+
+    # -- step 4: deletes --------------------------------------------------------------------
+
+    def apply_deletes(self) -> None:
+        for gid in sorted(self.deletes):
+            golden = self.goldens[gid]
+            systems = self.deletes[gid]
+            modified = gid in self.proposals
+            for system in systems:
+                key = (gid, system)
+                if self.policy.deletes is DeletePolicy.IGNORE and not golden.deleted:
+                    link = self.links[key]
+                    self.drop_link(key)
+                    self.set_link(replace(link, remote_id=None, excluded=True, fields={}))
+                else:
+                    self.drop_link(key)
+            if self.policy.deletes is DeletePolicy.PROPAGATE and not modified and not golden.deleted:
+                self.set_golden(replace(golden, deleted=True))
+
+    def finish(self) -> PlanResult:
+        self.result.state = State(goldens=self.goldens, links=self.links)
+        return self.result
+
+
+def plan(
+    state: State,
+    observations: Sequence[Observation],
+    systems: Mapping[str, SystemInfo],
+    policy: Policy,
+) -> PlanResult:
+    """Reconcile one cycle's observations into the state; raises ``MassDeleteError``."""
+    planner = _Planner(state, systems, policy)
+    for obs in sorted(observations, key=lambda o: policy.rank(o.system)):
+        planner.observe(obs)
+    planner.guard(state)
+    planner.merge()
+    planner.apply_deletes()
+    return planner.finish()
+
+
+def derive_writes(
+    state: State,
+    systems: Iterable[SystemInfo],
+) -> tuple[list[Write], list[Rejection]]:
+    """What every system still has to receive: the difference between golden and link."""
+    writes: list[Write] = []
+    rejections: list[Rejection] = []
+    targets = [s for s in systems if not s.read_only]
+    org_ids = {s.name: s.org_ids for s in targets}
+    for golden in state.goldens.values():
+        for info in targets:
+            link = state.links.get((golden.id, info.name))
+            if link is not None and link.excluded:
+                continue
+            caps = info.capabilities
+            if golden.deleted:
+                if link is not None and link.remote_id is not None and caps.can_delete:
+                    writes.append(
+                        Write(info.name, golden.id, Action.DELETE, link.org_id, link.remote_id,
+                              extra=link.extra)
+                    )
+                continue
+            if link is None:
+                org_id = org_ids[info.name].get(golden.org)
+                if org_id is None:
+                    continue
+                desired = project(golden.fields, sorted(caps.fields))
+                if not any(desired.values()):
+                    continue
+                write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
+            else:
+                desired = project(golden.fields, sorted(caps.fields))
+                changed = {f: v for f, v in desired.items() if differs(f, v, link.fields.get(f, ""))}
+                if not changed:
+                    continue
+                write = Write(info.name, golden.id, Action.UPDATE, link.org_id, link.remote_id,
+                              changed, desired, link.extra)
+            problem = check_limits(caps, write.desired, creating=write.action is Action.CREATE)
+            if problem is not None:
+                rejections.append(
+                    Rejection(info.name, golden.id, write.remote_id, write.action, *problem)
+                )
+            else:
+                writes.append(write)
+    writes.sort(key=lambda w: (w.system, w.action.value, w.golden_id))
+    return writes, rejections

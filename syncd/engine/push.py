@@ -1,0 +1,153 @@
+"""Push: send the derived writes, one thread per system, and record each result at once.
+
+Results are written to the store in small batches.  Losing a batch to a
+crash is safe: the next poll sees what the writes did and matches or diffs
+it, so nothing is written twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from syncd.connectors.base import Connector
+from syncd.contact import content_hash
+from syncd.engine.model import Action, Link, LinkKey, Write
+from syncd.errors import ConnectorError, RecordRejected, SystemUnavailable
+from syncd.logs import get_logger
+from syncd.store.repo import Failure, Store
+
+__all__ = ["PushOutcome", "Pusher", "backoff"]
+
+log = get_logger("syncd.push")
+_BATCH = 200
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before the next try: none after the first failure, then 1, 4, 16 … minutes."""
+    if attempts <= 1:
+        return timedelta(0)
+    return timedelta(minutes=min(4 ** (attempts - 2), 240))
+
+
+@dataclass
+class PushOutcome:
+    done: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Batch:
+    links: dict[LinkKey, Link] = field(default_factory=dict)
+    removed: set[LinkKey] = field(default_factory=set)
+    cleared: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.links) + len(self.removed) + len(self.failures)
+
+
+class Pusher:
+    def __init__(
+        self, store: Store, connectors: Mapping[str, Connector], max_attempts: int, now: datetime
+    ) -> None:
+        self.store = store
+        self.connectors = connectors
+        self.max_attempts = max_attempts
+        self.now = now
+        self.previous = {(f.system, f.golden_id): f for f in store.failures()}
+
+    def push(self, writes: list[Write]) -> PushOutcome:
+        by_system: dict[str, list[Write]] = defaultdict(list)
+        for write in writes:
+            by_system[write.system].append(write)
+        outcome = PushOutcome()
+        if not by_system:
+            return outcome
+        with ThreadPoolExecutor(max_workers=min(8, len(by_system))) as pool:
+            for future in [pool.submit(self._push_system, s, w, outcome) for s, w in by_system.items()]:
+                future.result()
+        return outcome
+
+    def _push_system(self, system: str, writes: list[Write], outcome: PushOutcome) -> None:
+        connector = self.connectors[system]
+        batch = _Batch()
+        try:
+            for write in writes:
+                self._one(connector, write, batch, outcome)
+                if len(batch) >= _BATCH:
+                    self._flush(batch)
+                    batch = _Batch()
+        except SystemUnavailable as exc:
+            outcome.unavailable[system] = str(exc)
+            log.error("system_unavailable", system=system, error=str(exc))
+        finally:
+            self._flush(batch)
+
+    def _one(self, connector: Connector, write: Write, batch: _Batch, outcome: PushOutcome) -> None:
+        key = (write.golden_id, write.system)
+        try:
+            if write.action is Action.CREATE:
+                result = connector.create(write.org_id, write.desired)
+                batch.links[key] = Link(
+                    write.system, write.golden_id, result.remote_id, write.org_id,
+                    dict(write.desired), result.updated_at, dict(result.extra),
+                )
+            elif write.action is Action.UPDATE:
+                assert write.remote_id is not None
+                result = connector.update(
+                    write.remote_id, write.org_id, write.changed, write.desired, write.extra
+                )
+                batch.links[key] = Link(
+                    write.system, write.golden_id, write.remote_id, write.org_id,
+                    dict(write.desired), result.updated_at, {**write.extra, **result.extra},
+                )
+            else:
+                assert write.remote_id is not None
+                connector.delete(write.remote_id, write.org_id, write.extra)
+                batch.removed.add(key)
+        except SystemUnavailable:
+            raise
+        except ConnectorError as exc:
+            self._failed(write, exc, batch, outcome)
+            return
+        batch.cleared.append((write.system, write.golden_id))
+        outcome.done[(write.system, write.action.value)] += 1
+
+    def _failed(
+        self, write: Write, exc: ConnectorError, batch: _Batch, outcome: PushOutcome
+    ) -> None:
+        desired_hash = content_hash(write.desired)
+        before = self.previous.get((write.system, write.golden_id))
+        attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
+        quarantined = isinstance(exc, RecordRejected) or attempts >= self.max_attempts
+        batch.failures.append(
+            Failure(
+                write.system, write.golden_id, write.action.value, write.remote_id, attempts,
+                str(exc), desired_hash, quarantined, self.now + backoff(attempts), self.now,
+            )
+        )
+        outcome.failed[write.system] += 1
+        outcome.messages.append(f"{write.describe()}: {exc}")
+        log.warning(
+            "write_failed", system=write.system, person=write.golden_id, action=write.action.value,
+            remote_id=write.remote_id, attempts=attempts, quarantined=quarantined, error=str(exc),
+        )
+
+    def _flush(self, batch: _Batch) -> None:
+        if not len(batch) and not batch.cleared:
+            return
+        with self.store.write() as conn:
+            self.store.save_changes(
+                conn, goldens={}, links=batch.links, removed=batch.removed, now=self.now
+            )
+            self.store.clear_failures(
+                conn, [k for k in batch.cleared if k in self.previous]
+            )
+            for failure in batch.failures:
+                self.store.record_failure(conn, failure)

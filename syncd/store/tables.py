@@ -1,0 +1,136 @@
+"""SQLModel tables.  JSON values are stored as text so SQLite and Postgres agree.
+
+Datetimes are stored with their zone and always read back as aware UTC
+(SQLite drops the zone; :class:`UTCDateTime` puts it back).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ConflictRow",
+    "FailureRow",
+    "GoldenRow",
+    "LinkRow",
+    "RunRow",
+    "UTCDateTime",
+    "WatermarkRow",
+    "metadata",
+]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; syncd uses aware UTC only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class GoldenRow(SQLModel, table=True):
+    __tablename__ = "golden"
+
+    id: str = Field(primary_key=True, max_length=64)
+    org: str = Field(max_length=200, index=True)
+    fields_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    deleted: bool = False
+    updated_at: datetime = _ts()
+
+
+class LinkRow(SQLModel, table=True):
+    __tablename__ = "link"
+    __table_args__ = (
+        sa.UniqueConstraint("system", "remote_id", name="uq_link_system_remote"),
+        sa.UniqueConstraint("golden_id", "system", name="uq_link_golden_system"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str = Field(max_length=100)
+    remote_id: str | None = Field(default=None, max_length=200)
+    golden_id: str = Field(max_length=64, foreign_key="golden.id", index=True)
+    org_id: str = Field(max_length=200)
+    fields_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    hash: str = Field(max_length=64)
+    remote_updated_at: datetime | None = _ts(nullable=True)
+    extra_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    excluded: bool = False
+    updated_at: datetime = _ts()
+
+
+class WatermarkRow(SQLModel, table=True):
+    __tablename__ = "watermark"
+
+    system: str = Field(primary_key=True, max_length=100)
+    cursor: datetime | None = _ts(nullable=True)
+    last_poll_at: datetime | None = _ts(nullable=True)
+    last_full_scan_at: datetime | None = _ts(nullable=True)
+    last_success_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+
+
+class FailureRow(SQLModel, table=True):
+    __tablename__ = "failure"
+    __table_args__ = (sa.UniqueConstraint("system", "golden_id", name="uq_failure_system_golden"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    system: str = Field(max_length=100)
+    golden_id: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=20)
+    remote_id: str | None = Field(default=None, max_length=200)
+    attempts: int = 0
+    last_error: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    desired_hash: str = Field(max_length=64)
+    quarantined: bool = False
+    next_retry_at: datetime | None = _ts(nullable=True)
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class ConflictRow(SQLModel, table=True):
+    __tablename__ = "conflict"
+
+    id: int | None = Field(default=None, primary_key=True)
+    golden_id: str = Field(max_length=64, index=True)
+    field: str = Field(max_length=50)
+    candidates_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    winner: str = Field(max_length=100)
+    value: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    policy: str = Field(max_length=20)
+    resolved: bool = False
+    created_at: datetime = _ts()
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    started_at: datetime = _ts()
+    finished_at: datetime | None = _ts(nullable=True)
+    exit_code: int | None = None
+    summary_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+metadata = SQLModel.metadata

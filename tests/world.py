@@ -1,0 +1,72 @@
+"""A small world of memory systems around one store, for engine tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from syncd.config import MemoryConfig, Settings, SyncConfig
+from syncd.connectors.memory import MemoryConnector
+from syncd.contact import normalise
+from syncd.engine.cycle import CycleReport, Syncer
+from syncd.store import Store
+
+ORG = "acme"
+
+
+@dataclass
+class Clock:
+    now: datetime = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float = 3600) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class World:
+    store: Store
+    systems: dict[str, MemoryConnector]
+    settings: Settings
+    clock: Clock = field(default_factory=Clock)
+
+    def cycle(self, **options: Any) -> CycleReport:
+        self.clock.advance()
+        return Syncer(self.settings, self.store, self.systems, clock=self.clock).run_once(**options)
+
+    def people(self, system: str) -> list[dict[str, str]]:
+        return [dict(r.fields) for r in self.systems[system].records.values()]
+
+    def find(self, system: str, email: str) -> tuple[str, dict[str, str]]:
+        for rid, rec in self.systems[system].records.items():
+            if normalise("email", rec.fields.get("email")) == normalise("email", email):
+                return rid, dict(rec.fields)
+        raise KeyError(f"{email} not in {system}")
+
+    def writes(self) -> int:
+        return sum(s.writes for s in self.systems.values())
+
+
+def make_world(
+    store: Store,
+    names: tuple[str, ...] = ("a", "b"),
+    *,
+    incremental: tuple[str, ...] = (),
+    sync: dict[str, Any] | None = None,
+    **connector_options: Any,
+) -> World:
+    clock = Clock()
+    systems = {
+        name: MemoryConnector(name, incremental=name in incremental, clock=clock,
+                              **connector_options)
+        for name in names
+    }
+    settings = Settings(
+        systems={n: MemoryConfig(kind="memory", incremental=n in incremental) for n in names},
+        organizations={ORG: {n: f"org-{n}" for n in names}},
+        sync=SyncConfig(**(sync or {})),
+    )
+    return World(store, systems, settings, clock)
