@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import re
 import shlex
 import shutil
@@ -79,8 +80,6 @@ def _secret_env(toml: dict[str, Any], value: str = "placeholder") -> dict[str, s
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No SYNCD_* variable of the machine running the tests leaks into a load."""
-    import os
-
     for name in list(os.environ):
         if name.upper().startswith("SYNCD_"):
             monkeypatch.delenv(name)
