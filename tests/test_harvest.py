@@ -347,6 +347,20 @@ def test_create_without_location_looks_up_instead_of_posting_again() -> None:
     assert connector.create(ORG, PERSON).remote_id == "41"
     assert [r.method for r in seen] == ["POST", "GET"]
 
+    # no email to match on: first + last name decide
+    by_name = '<contacts type="array">' + contact_xml(
+        email="<email/>", id='<id type="integer">43</id>',
+        **{
+            "first-name": "<first-name>Ada</first-name>",
+            "last-name": "<last-name>Lovelace</last-name>",
+        },
+    ) + "</contacts>"
+    connector, seen = mock(
+        lambda r: Response(201) if r.method == "POST" else Response(200, content=by_name.encode())
+    )
+    assert connector.create(ORG, {**PERSON, "email": ""}).remote_id == "43"
+    assert [r.method for r in seen] == ["POST", "GET"]
+
     empty = '<contacts type="array"></contacts>'
     connector, seen = mock(
         lambda r: Response(201, headers={"Location": "/contacts/oops"})

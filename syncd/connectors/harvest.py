@@ -42,17 +42,8 @@ from syncd.errors import RetriableError, SystemUnavailable
 from syncd.http import HttpClient, Response
 
 __all__ = [
-    "DEFAULT_MAX_RPS",
-    "ELEMENTS",
-    "MAX_LENGTH",
-    "OVERLAP",
-    "REQUIRED",
-    "HarvestConnector",
-    "error_message",
-    "from_config",
-    "id_from_location",
-    "parse_xml",
-    "updated_since_param",
+    "DEFAULT_MAX_RPS", "ELEMENTS", "MAX_LENGTH", "OVERLAP", "REQUIRED", "HarvestConnector",
+    "error_message", "from_config", "id_from_location", "parse_xml", "updated_since_param",
 ]
 
 ELEMENTS: dict[str, str] = {
@@ -143,11 +134,11 @@ def _timestamp(element: Any) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
 def _esc(value: str) -> str:
-    return (
-        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        .replace('"', "&quot;")
-    )
+    return value.translate(_ESCAPES)
 
 
 class HarvestConnector(RestConnector):
@@ -158,12 +149,7 @@ class HarvestConnector(RestConnector):
         incremental=True,
         can_delete=True,
         timestamps=True,
-        limits={
-            f: FieldLimit(
-                max_length=MAX_LENGTH, required_on_create=f in REQUIRED
-            )
-            for f in ELEMENTS
-        },
+        limits={f: FieldLimit(MAX_LENGTH, required_on_create=f in REQUIRED) for f in ELEMENTS},
         overlap=OVERLAP,
     )
 
@@ -253,26 +239,18 @@ class HarvestConnector(RestConnector):
     def _find_created(self, org_id: str, values: Fields, what: str) -> str:
         """A 201 without a usable Location: find the contact instead of POSTing twice."""
         found = self._contacts(f"/clients/{org_id}/contacts", f"{what}: look up the new id")
-
-        def key(r: RemoteRecord) -> tuple[datetime, int]:
-            return (r.updated_at or datetime.min.replace(tzinfo=UTC), int(r.remote_id or 0))
-
-        if values["email"]:
-            hits = [r for r in found if normalise("email", r.fields["email"])
-                    == normalise("email", values["email"])]
-        else:
-            hits = []
-        if not hits:
-            hits = [r for r in found if all(
-                normalise(f, r.fields[f]) == normalise(f, values[f])
-                for f in REQUIRED)]
+        hits: list[RemoteRecord] = []
+        for keys in (("email",), REQUIRED):  # email first, else first + last name
+            if not hits and all(values[f] for f in keys):
+                hits = [r for r in found if all(
+                    normalise(f, r.fields[f]) == normalise(f, values[f]) for f in keys)]
         if not hits:
             raise RetriableError(
                 f"{self.name}: {what}: created without a usable Location header and not found "
                 "under its client; the next poll will show whether it exists",
                 system=self.name,
             )
-        return max(hits, key=key).remote_id
+        return max(hits, key=lambda r: int(r.remote_id or 0)).remote_id  # the newest id
 
     def update(
         self,

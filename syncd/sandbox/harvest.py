@@ -91,11 +91,11 @@ class HarvestContact:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
 def _esc(value: str) -> str:
-    return (
-        value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-        .replace('"', "&quot;")
-    )
+    return value.translate(_ESCAPES)
 
 
 def _stamp(when: datetime) -> str:
