@@ -75,3 +75,10 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     s.upgrade()
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    from syncd.logs import configure_logging
+
+    configure_logging("error", json=True)

@@ -1,0 +1,241 @@
+"""A Hypothesis state machine over three or more memory systems.
+
+Users create, edit, delete and "touch" records on any side; writes fail or
+time out after applying; policies are drawn at random.  After every sync the
+machine checks the invariants of DESIGN.md: convergence, quiescence, one
+record per person per system, no lost update, modify beats delete, and the
+mass-delete guard.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from syncd.contact import normalise, project
+from syncd.engine.model import State
+from syncd.engine.plan import MASS_DELETE_MIN
+from syncd.store import Store
+from tests.world import World, make_world
+
+NAMES = ("a", "b", "c")
+EDITABLE = ("first_name", "job_title", "phone", "mobile", "email")
+VALUES = {
+    "first_name": ["Ada", "Bob", "Cy"],
+    "job_title": ["", "CEO", "Engineer", "Clerk"],
+    "phone": ["", "+1 555 0100", "555.0101", "(555) 0102"],
+    "mobile": ["", "+44 7700 900123", "07700 900456"],
+}
+
+
+class SyncMachine(RuleBasedStateMachine):
+    world: World
+
+    @initialize(
+        conflict=st.sampled_from(["newest", "priority"]),
+        deletes=st.sampled_from(["propagate", "ignore"]),
+        fraction=st.sampled_from([0.2, 0.5, 1.0]),
+        incremental=st.sets(st.sampled_from(NAMES)),
+        extra_system=st.booleans(),
+    )
+    def setup(
+        self, conflict: str, deletes: str, fraction: float, incremental: set[str],
+        extra_system: bool,
+    ) -> None:
+        store = Store("sqlite://")
+        store.create_all()
+        names = NAMES + (("d",) if extra_system else ())
+        self.world = make_world(
+            store, names, incremental=tuple(incremental),
+            sync={"conflict": conflict, "deletes": deletes, "max_delete_fraction": fraction,
+                  "priority": ["c", "a"]},
+            page_size=3,
+        )
+        self.deletes_policy = deletes
+        self.fraction = fraction
+        self.edits: list[tuple[str, str, str, str]] = []
+        self.deleted: list[tuple[str, str]] = []
+        self.emails = 0
+
+    def fresh_email(self) -> str:
+        self.emails += 1
+        return f"person{self.emails}@example.com"
+
+    def teardown(self) -> None:
+        if hasattr(self, "world"):
+            self.world.store.close()
+
+    def org(self, system: str) -> str:
+        return f"org-{system}"
+
+    def records(self, system: str) -> list[str]:
+        return sorted(self.world.systems[system].records)
+
+    # -- what users do ----------------------------------------------------------------------
+
+    @rule(system=st.sampled_from(NAMES), first=st.sampled_from(VALUES["first_name"]),
+          phone=st.sampled_from(VALUES["phone"]))
+    def create(self, system: str, first: str, phone: str) -> None:
+        self.world.systems[system].add(
+            self.org(system),
+            {"first_name": first, "last_name": "Doe", "email": self.fresh_email(), "phone": phone},
+        )
+
+    @rule(systems=st.sets(st.sampled_from(NAMES), min_size=2, max_size=3),
+          job=st.sampled_from(VALUES["job_title"]))
+    def create_twins(self, systems: set[str], job: str) -> None:
+        """The same person entered in several systems before any sync: must be linked once."""
+        email = self.fresh_email()
+        for i, system in enumerate(sorted(systems)):
+            self.world.systems[system].add(
+                self.org(system),
+                {"first_name": "Twin", "last_name": "Doe", "email": email.upper() if i else email,
+                 "job_title": job if i == 0 else ""},
+            )
+
+    @rule(system=st.sampled_from(NAMES), pick=st.integers(0, 50),
+          field=st.sampled_from(EDITABLE), value=st.integers(0, 3))
+    def edit(self, system: str, pick: int, field: str, value: int) -> None:
+        rids = self.records(system)
+        if not rids:
+            return
+        rid = rids[pick % len(rids)]
+        new = self.fresh_email() if field == "email" else VALUES[field][value % len(VALUES[field])]
+        self.world.systems[system].edit(rid, **{field: new})
+        self.edits.append((system, rid, field, new))
+
+    @rule(system=st.sampled_from(NAMES), pick=st.integers(0, 50))
+    def delete(self, system: str, pick: int) -> None:
+        rids = self.records(system)
+        if rids:
+            rid = rids[pick % len(rids)]
+            self.world.systems[system].remove(rid)
+            self.deleted.append((system, rid))
+
+    @rule(system=st.sampled_from(NAMES))
+    def touch_all(self, system: str) -> None:
+        for rid in self.records(system):
+            self.world.systems[system].touch(rid)
+
+    @rule(system=st.sampled_from(NAMES), n=st.integers(1, 2), timeout=st.booleans())
+    def break_writes(self, system: str, n: int, timeout: bool) -> None:
+        conn = self.world.systems[system]
+        if timeout:
+            conn.timeout_writes = n
+        else:
+            conn.fail_writes = n
+
+    @rule(system=st.sampled_from(NAMES), on=st.booleans())
+    def flaky_timestamps(self, system: str, on: bool) -> None:
+        self.world.systems[system].tick_timestamps = on
+
+    # -- sync and its checks ----------------------------------------------------------------
+
+    @precondition(lambda self: hasattr(self, "world"))
+    @rule()
+    def sync(self) -> None:
+        world = self.world
+        before = world.store.load_state()
+        by_remote = before.by_remote()
+        linked: dict[str, int] = defaultdict(int)
+        for link in before.links.values():
+            if link.remote_id is not None and not link.excluded:
+                linked[link.system] += 1
+        gone: dict[str, int] = defaultdict(int)
+        for system, rid in self.deleted:
+            if (system, rid) in by_remote:
+                gone[system] += 1
+        tripped = any(
+            n >= MASS_DELETE_MIN and n > self.fraction * linked[system]
+            for system, n in gone.items()
+        )
+        writes_before = world.writes()
+        report = world.cycle()
+        # The mass-delete guard: it trips exactly when a system lost too much.
+        assert (report.exit_code == 3) == tripped, (report.errors, gone, dict(linked))
+        if tripped:
+            assert world.writes() == writes_before
+            assert world.store.load_state() == before
+            report = world.cycle(force_delete=True)
+        for _ in range(4):
+            if not any(s.failed for s in report.systems.values()):
+                break
+            report = world.cycle(force_delete=True)
+        assert report.exit_code == 0, report.as_dict()
+        self.check_no_lost_update(before)
+        self.check_converged()
+        # Quiescence: nothing changed outside, so nothing is written and nothing moves.
+        state = world.store.load_state()
+        quiet = world.cycle()
+        assert quiet.writes == 0, quiet.as_dict()
+        assert world.store.load_state() == state
+        self.edits.clear()
+        self.deleted.clear()
+
+    def check_no_lost_update(self, before: State) -> None:
+        """Every real change is in the golden record (or lost a logged conflict)."""
+        by_remote = before.by_remote()
+        state = self.world.store.load_state()
+        wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
+        last: dict[tuple[str, str, str], str] = {}
+        for system, rid, field, value in self.edits:
+            last[(system, rid, field)] = value
+        for (system, rid, field), value in last.items():
+            gid = by_remote.get((system, rid))
+            if gid is None or (system, rid) in self.deleted:
+                continue
+            held = before.links[(gid, system)].fields.get(field, "")
+            if normalise(field, held) != normalise(field, value):
+                wanted[(gid, field)].add(normalise(field, value))
+        for (gid, field), values in wanted.items():
+            golden = state.goldens[gid]
+            # Modify beats delete: a person changed anywhere is never deleted.
+            assert not golden.deleted, (gid, field, values)
+            got = normalise(field, golden.fields.get(field, ""))
+            assert got in values, (gid, field, got, values)
+
+    def check_converged(self) -> None:
+        world = self.world
+        state = world.store.load_state()
+        for name, conn in world.systems.items():
+            emails: set[str] = set()
+            for rid, rec in conn.records.items():
+                email = normalise("email", rec.fields.get("email"))
+                assert email not in emails, f"duplicate {email} in {name}"
+                emails.add(email)
+                gids = [g for (g, s), link in state.links.items()
+                        if s == name and link.remote_id == rid]
+                assert len(gids) == 1, (name, rid, gids)
+                golden = state.goldens[gids[0]]
+                assert not golden.deleted, (name, rid)
+                want = project(golden.fields, sorted(conn.fields))
+                got = {f: normalise(f, rec.fields.get(f, "")) for f in want}
+                assert got == {f: normalise(f, v) for f, v in want.items()}, (name, rid)
+        for golden in state.goldens.values():
+            if golden.deleted:
+                continue
+            for name in world.systems:
+                link = state.links.get((golden.id, name))
+                assert link is not None, (golden.id, name)
+                assert link.excluded or link.remote_id in world.systems[name].records
+
+
+_CI = os.environ.get("CI", "").lower() == "true"
+TestSyncMachine = SyncMachine.TestCase
+TestSyncMachine.settings = settings(
+    max_examples=int(os.environ.get("SYNCD_MACHINE_EXAMPLES", 200 if _CI else 60)),
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def test_machine_runs_enough_examples_in_ci() -> None:
+    assert TestSyncMachine.settings.max_examples >= (200 if _CI else 1)
+
+
