@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
 from syncd.config import LogisenseConfig
+from syncd.connectors.memory import MemoryConnector
 from syncd.connectors.logisense import LogisenseConnector, from_config
 from syncd.errors import AuthError, RecordRejected, SystemUnavailable
 from syncd.sandbox.logisense import LogisenseSim
@@ -303,3 +308,128 @@ def test_title_is_the_salutation(sim: LogisenseSim, connector: LogisenseConnecto
     assert sim.contacts[int(rid)].title == "Dr."
     (patch,) = vendor_calls(sim, "PATCH")
     assert patch["json"] == {"title": "Dr."}
+
+
+# -- end to end: `syncd once` between LogiSense and a memory system ------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(path: Path, url: str, tmp: Path) -> None:
+    path.write_text(f"""
+[store]
+url = "sqlite:///{tmp / 'syncd.db'}"
+
+[sync]
+max_delete_fraction = 0.9
+
+[systems.logisense]
+kind = "logisense"
+base_url = "{url}"
+contact_type_id = 9
+client_id = "syncd"
+username = "api"
+
+[systems.mem]
+kind = "memory"
+path = "{tmp / 'mem.json'}"
+
+[organizations.acme]
+logisense = "{ORG}"
+mem = "1"
+""")
+
+
+def once(config: Path) -> dict[str, Any]:
+    env = {**os.environ, "SYNCD_SYSTEMS__LOGISENSE__PASSWORD": "secret"}
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "secret" not in done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def mem_people(tmp: Path) -> dict[str, dict[str, str]]:
+    mem = MemoryConnector(name="mem", path=tmp / "mem.json")
+    return {r.fields["email"].casefold(): r.fields for r in mem.records.values()}
+
+
+def ls_people(sim: LogisenseSim) -> dict[str, dict[str, Any]]:
+    return {str(r["email"]).casefold(): r for r in sim.admin_dump()}
+
+
+def moved(report: dict[str, Any]) -> int:
+    return sum(s["created"] + s["updated"] + s["deleted"] for s in report["systems"].values())
+
+
+def test_end_to_end_syncd_once_both_ways_then_quiet(
+    tmp_path: Path, sim: LogisenseSim, url: str
+) -> None:
+    config = tmp_path / "syncd.toml"
+    write_config(config, url, tmp_path)
+    ada = sim.admin_create(ORG, {**PERSON, "salutation": "Mrs."})
+    bob = sim.admin_create(ORG, {"first_name": "Bob", "last_name": "Byte", "email": "bob@x.com"})
+    sim.admin_create(OTHER_ORG, {"first_name": "Out", "last_name": "Side", "email": "o@x.com"})
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    cy = mem.add("1", {"first_name": "Cy", "last_name": "Cole", "email": "cy@x.com",
+                       "phone": "555 0100", "job_title": "Ops"})
+    mem.close()
+
+    # 1. first sync: each side receives the other's people (unmapped account left alone)
+    report = once(config)
+    assert report["systems"]["logisense"]["created"] == 1
+    assert report["systems"]["mem"]["created"] == 2
+    people = ls_people(sim)
+    assert set(people) == {"ada@example.com", "bob@x.com", "cy@x.com", "o@x.com"}
+    assert people["cy@x.com"]["org"] == ORG and people["cy@x.com"]["phone"] == "555 0100"
+    assert set(mem_people(tmp_path)) == {"ada@example.com", "bob@x.com", "cy@x.com"}
+    assert mem_people(tmp_path)["ada@example.com"]["salutation"] == "Mrs."
+
+    # 2. a second cycle with no outside change writes nothing anywhere
+    sim.counters.clear()
+    assert moved(once(config)) == 0
+    assert data_writes(sim) == 0, dict(sim.counters)
+
+    # 3. updates both ways; the email change is an update of the same contact point
+    cy_id = int(people["cy@x.com"]["id"])
+    cy_point = next(p.identity for p in sim.contacts[cy_id].points if p.value == "cy@x.com")
+    sim.admin_update(ada, {"salutation": "Dr.", "mobile": "+44 7700 900999"})
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    mem.edit(cy, email="cy.cole@x.com", last_name="Cole-Smith")
+    mem.close()
+    sim.counters.clear()
+    sim.log.clear()
+    report = once(config)
+    assert report["systems"]["logisense"]["updated"] == 1
+    assert report["systems"]["mem"]["updated"] == 1
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["path"].endswith(f"/Contact/{cy_id}")
+    assert patch["json"]["details"]["contactPoints"]["items"] == [
+        {"patchType": "update", "identity": cy_point, "value": "cy.cole@x.com"}
+    ]
+    assert ls_people(sim)["cy.cole@x.com"]["last_name"] == "Cole-Smith"
+    assert mem_people(tmp_path)["ada@example.com"]["salutation"] == "Dr."
+    assert mem_people(tmp_path)["ada@example.com"]["mobile"] == "+44 7700 900999"
+
+    # 4. deletes both ways: LogiSense's through the Account, found by its full scan
+    sim.admin_delete(bob)
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    mem.remove(cy)
+    mem.close()
+    sim.counters.clear()
+    sim.log.clear()
+    report = once(config)
+    assert report["systems"]["logisense"]["deleted"] == 1
+    assert report["systems"]["mem"]["deleted"] == 1
+    (patch,) = vendor_calls(sim, "PATCH")
+    assert patch["path"].endswith(f"/Account/{ORG}")
+    assert set(ls_people(sim)) == {"ada@example.com", "o@x.com"}
+    assert set(mem_people(tmp_path)) == {"ada@example.com"}
+
+    # 5. and quiet again
+    sim.counters.clear()
+    assert moved(once(config)) == 0
+    assert data_writes(sim) == 0, dict(sim.counters)
