@@ -42,24 +42,31 @@ PHONE_FIELDS = frozenset({"phone", "mobile", "fax"})
 
 Fields = dict[str, str]
 
-_SPACES = re.compile(r"\s+")
 _NON_DIGITS = re.compile(r"\D+")
+
+
+# str.translate drops every ASCII non-digit in one C call; the regex is the fallback
+# for the rare value with other characters left over.
+_DROP_ASCII_NON_DIGITS = {c: None for c in range(128) if not chr(c).isdigit()}
 
 
 def phone_digits(value: str) -> str:
     """Phones compare on their digits only (CONTRACT §4)."""
-    return _NON_DIGITS.sub("", value)
+    digits = value.translate(_DROP_ASCII_NON_DIGITS)
+    if digits and not digits.isascii():
+        return _NON_DIGITS.sub("", digits)
+    return digits
 
 
 def normalise(field: str, value: str | None) -> str:
     """The comparison form of one value: what decides "changed or not"."""
     if not value:
         return ""
-    text = _SPACES.sub(" ", value).strip()
+    if field in PHONE_FIELDS:
+        return phone_digits(value)
+    text = " ".join(value.split())
     if field == "email":
         return text.casefold()
-    if field in PHONE_FIELDS:
-        return phone_digits(text)
     return text
 
 
@@ -91,7 +98,7 @@ def join_name(first: str, last: str) -> str:
 
 def split_name(name: str) -> tuple[str, str]:
     """Split a single name on its last space: ``Mary Ann Smith`` → (``Mary Ann``, ``Smith``)."""
-    text = _SPACES.sub(" ", name).strip()
+    text = " ".join(name.split())
     if " " not in text:
         return "", text
     first, last = text.rsplit(" ", 1)

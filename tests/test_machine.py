@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 
-
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
 from syncd.contact import normalise, project
 from syncd.engine.model import State

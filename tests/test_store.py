@@ -97,7 +97,7 @@ def test_watermarks_are_aware_utc(store: Store) -> None:
 
 def test_naive_datetimes_are_refused(store: Store) -> None:
     with pytest.raises(sa.exc.StatementError), store.write() as conn:
-        store.save_watermarks(conn, [Watermark("a", cursor=datetime(2026, 1, 1))])  # noqa: DTZ001
+        store.save_watermarks(conn, [Watermark("a", cursor=datetime(2026, 1, 1))])
 
 
 def test_failures_retry_and_quarantine(store: Store) -> None:

@@ -32,10 +32,14 @@ class World:
     systems: dict[str, MemoryConnector]
     settings: Settings
     clock: Clock = field(default_factory=Clock)
+    syncer: Syncer | None = None
 
     def cycle(self, **options: Any) -> CycleReport:
+        """One cycle by a long-lived Syncer (as in the daemon, with its state cache)."""
         self.clock.advance()
-        return Syncer(self.settings, self.store, self.systems, clock=self.clock).run_once(**options)
+        if self.syncer is None:
+            self.syncer = Syncer(self.settings, self.store, self.systems, clock=self.clock)
+        return self.syncer.run_once(**options)
 
     def people(self, system: str) -> list[dict[str, str]]:
         return [dict(r.fields) for r in self.systems[system].records.values()]

@@ -90,6 +90,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_conflict_golden_id", "conflict", ["golden_id"])
     op.create_table(
+        "store_revision",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+    )
+    op.bulk_insert(
+        sa.table("store_revision", sa.column("id", sa.Integer()), sa.column("value", sa.BigInteger())),
+        [{"id": 1, "value": 0}],
+    )
+    op.create_table(
         "run",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("kind", sa.String(20), nullable=False),
@@ -101,5 +110,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("run", "conflict", "failure", "watermark", "link", "golden"):
+    for table in ("run", "store_revision", "conflict", "failure", "watermark", "link", "golden"):
         op.drop_table(table)

@@ -31,6 +31,7 @@ from syncd.errors import RecordRejected, RetriableError
 __all__ = ["MemoryConnector", "MemoryRecord", "from_config"]
 
 _TICK = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -61,7 +62,7 @@ class MemoryConnector:
     requests: int = 0
     writes: int = 0
     _next_id: int = 1
-    _last_stamp: datetime = datetime.min.replace(tzinfo=UTC)
+    _last_stamp: datetime = _EPOCH
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -135,12 +136,10 @@ class MemoryConnector:
                 )
         if since is not None:
             rows.sort(key=lambda r: r.updated_at or since)
-        pages = 0
-        for start in range(0, max(len(rows), 1), self.page_size):
+        for pages, start in enumerate(range(0, max(len(rows), 1), self.page_size)):
             if self.fail_pages_after is not None and pages >= self.fail_pages_after:
                 raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
             self.requests += 1
-            pages += 1
             yield Page(rows[start : start + self.page_size])
 
     def _write_gate(self, what: str) -> bool:

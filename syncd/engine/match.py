@@ -53,10 +53,21 @@ class Matcher:
         for key in match_keys(golden.org, golden.fields):
             self._index[key].append(golden.id)
 
-    def find(self, org: str, fields: Fields, linked_in_system: set[str]) -> str | None:
-        """The first golden id matching ``fields`` that the system has no link to yet."""
-        for key in match_keys(org, fields):
+    def find(
+        self, org: str, fields: Fields, linked_in_system: set[str]
+    ) -> tuple[str | None, list[MatchKey]]:
+        """The first golden id matching ``fields`` that the system has no link to yet.
+
+        Also returns the record's keys, so a caller that makes a new person
+        of it can :meth:`add_keys` without computing them again.
+        """
+        keys = match_keys(org, fields)
+        for key in keys:
             for gid in self._index.get(key, ()):
                 if gid not in linked_in_system:
-                    return gid
-        return None
+                    return gid, keys
+        return None, keys
+
+    def add_keys(self, gid: str, keys: list[MatchKey]) -> None:
+        for key in keys:
+            self._index[key].append(gid)

@@ -23,7 +23,7 @@ golden vs link — so pending writes are never stored, only failures are.
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +31,7 @@ from datetime import datetime
 
 from syncd.config import ConflictPolicy, DeletePolicy
 from syncd.connectors.base import check_limits
-from syncd.contact import FIELDS, Fields, clean, differs, normalise, project
+from syncd.contact import FIELDS, clean, differs, normalise, project
 from syncd.engine.match import Matcher
 from syncd.engine.model import (
     Action,
@@ -53,12 +53,11 @@ __all__ = ["PlanResult", "derive_writes", "golden_id_for", "plan"]
 MASS_DELETE_MIN = 2
 """A single deletion is never a mass delete, whatever the fraction says."""
 
-_NAMESPACE = uuid.UUID("6f1c3b1e-5d0a-4a8e-9a57-3c2f0b9d7e10")
 
 
 def golden_id_for(system: str, remote_id: str) -> str:
     """Deterministic id of a person first seen as ``system/remote_id`` (keeps plan pure)."""
-    return uuid.uuid5(_NAMESPACE, f"{system}\x00{remote_id}").hex
+    return hashlib.blake2b(f"{system}\x00{remote_id}".encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +82,14 @@ class PlanResult:
     def changes_state(self) -> bool:
         return bool(self.goldens_changed or self.links_changed or self.links_removed)
 
+    def touched(self) -> set[str]:
+        """People whose golden record or links this plan changed."""
+        return (
+            set(self.goldens_changed)
+            | {gid for gid, _ in self.links_changed}
+            | {gid for gid, _ in self.links_removed}
+        )
+
 
 class _Planner:
     def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
@@ -94,10 +101,17 @@ class _Planner:
         self.linked: dict[str, set[str]] = defaultdict(set)
         for gid, system in self.links:
             self.linked[system].add(gid)
-        self.matcher = Matcher(self.goldens.values())
+        self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.result = PlanResult(state=state)
+
+    @property
+    def matcher(self) -> Matcher:
+        """Built on first use: a cycle with no new records never pays for it."""
+        if self._matcher is None:
+            self._matcher = Matcher(self.goldens.values())
+        return self._matcher
 
     # -- links ------------------------------------------------------------------------------
 
@@ -140,10 +154,13 @@ class _Planner:
                 if gid is not None:
                     self.deletes[gid].append(obs.system)
                 continue
+            if gid is not None:
+                link = self.links[(gid, obs.system)]
+                if rec.fields == link.fields and (not rec.extra or rec.extra == link.extra):
+                    continue  # the common case: exactly what we hold, nothing to normalise
             when = rec.updated_at if info.capabilities.timestamps and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
-                link = self.links[(gid, obs.system)]
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
                 if changed:
                     for f in changed:
@@ -160,7 +177,7 @@ class _Planner:
                 elif dict(rec.extra) and dict(rec.extra) != dict(link.extra):
                     self.set_link(replace(link, extra=dict(rec.extra)))
                 continue
-            gid = self.matcher.find(org, values, self.linked[obs.system])
+            gid, keys = self.matcher.find(org, values, self.linked[obs.system])
             if gid is not None:
                 golden = self.goldens[gid]
                 for f in fields:
@@ -169,10 +186,10 @@ class _Planner:
             else:
                 gid = golden_id_for(obs.system, rec.remote_id)
                 while gid in self.goldens:
-                    gid = uuid.uuid5(_NAMESPACE, gid).hex
+                    gid = golden_id_for(obs.system, gid)
                 golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
                 self.set_golden(golden)
-                self.matcher.add(golden)
+                self.matcher.add_keys(gid, keys)
             self.set_link(
                 Link(
                     system=obs.system,
@@ -293,13 +310,24 @@ def plan(
 def derive_writes(
     state: State,
     systems: Iterable[SystemInfo],
+    only: Iterable[str] | None = None,
 ) -> tuple[list[Write], list[Rejection]]:
-    """What every system still has to receive: the difference between golden and link."""
+    """What every system still has to receive: the difference between golden and link.
+
+    ``only`` limits the work to some people — those a cycle touched plus those
+    still unsettled — when the caller knows every other person is settled.
+    """
     writes: list[Write] = []
     rejections: list[Rejection] = []
     targets = [s for s in systems if not s.read_only]
     org_ids = {s.name: s.org_ids for s in targets}
-    for golden in state.goldens.values():
+    fields = {s.name: sorted(s.capabilities.fields) for s in targets}
+    people = (
+        state.goldens.values()
+        if only is None
+        else [state.goldens[g] for g in sorted(set(only)) if g in state.goldens]
+    )
+    for golden in people:
         for info in targets:
             link = state.links.get((golden.id, info.name))
             if link is not None and link.excluded:
@@ -316,12 +344,14 @@ def derive_writes(
                 org_id = org_ids[info.name].get(golden.org)
                 if org_id is None:
                     continue
-                desired = project(golden.fields, sorted(caps.fields))
+                desired = project(golden.fields, fields[info.name])
                 if not any(desired.values()):
                     continue
                 write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
             else:
-                desired = project(golden.fields, sorted(caps.fields))
+                desired = project(golden.fields, fields[info.name])
+                if desired == link.fields:
+                    continue
                 changed = {f: v for f, v in desired.items() if differs(f, v, link.fields.get(f, ""))}
                 if not changed:
                     continue

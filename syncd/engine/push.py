@@ -7,8 +7,9 @@ it, so nothing is written twice.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from syncd.store.repo import Failure, Store
 __all__ = ["PushOutcome", "Pusher", "backoff"]
 
 log = get_logger("syncd.push")
-_BATCH = 200
+_BATCH = 1000
 
 
 def backoff(attempts: int) -> timedelta:
@@ -39,6 +40,9 @@ class PushOutcome:
     failed: Counter[str] = field(default_factory=Counter)
     unavailable: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
+    links: dict[LinkKey, Link] = field(default_factory=dict)
+    """Links as the successful writes left them (for the in-memory state)."""
+    removed: set[LinkKey] = field(default_factory=set)
 
 
 @dataclass
@@ -54,8 +58,17 @@ class _Batch:
 
 class Pusher:
     def __init__(
-        self, store: Store, connectors: Mapping[str, Connector], max_attempts: int, now: datetime
+        self,
+        store: Store,
+        connectors: Mapping[str, Connector],
+        max_attempts: int,
+        now: datetime,
+        *,
+        stop: threading.Event | None = None,
+        progress: Callable[[str, str, int], None] | None = None,
     ) -> None:
+        self.stop = stop or threading.Event()
+        self.progress = progress
         self.store = store
         self.connectors = connectors
         self.max_attempts = max_attempts
@@ -79,15 +92,20 @@ class Pusher:
         batch = _Batch()
         try:
             for write in writes:
+                if self.stop.is_set():
+                    outcome.messages.append(f"{system}: stopped; the rest is pushed next time")
+                    break
                 self._one(connector, write, batch, outcome)
+                if self.progress is not None:
+                    self.progress(system, "written", 1)
                 if len(batch) >= _BATCH:
-                    self._flush(batch)
+                    self._flush(batch, outcome)
                     batch = _Batch()
         except SystemUnavailable as exc:
             outcome.unavailable[system] = str(exc)
             log.error("system_unavailable", system=system, error=str(exc))
         finally:
-            self._flush(batch)
+            self._flush(batch, outcome)
 
     def _one(self, connector: Connector, write: Write, batch: _Batch, outcome: PushOutcome) -> None:
         key = (write.golden_id, write.system)
@@ -139,7 +157,9 @@ class Pusher:
             remote_id=write.remote_id, attempts=attempts, quarantined=quarantined, error=str(exc),
         )
 
-    def _flush(self, batch: _Batch) -> None:
+    def _flush(self, batch: _Batch, outcome: PushOutcome) -> None:
+        outcome.links.update(batch.links)
+        outcome.removed.update(batch.removed)
         if not len(batch) and not batch.cleared:
             return
         with self.store.write() as conn:

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.contact import content_hash
 from syncd.engine.model import Conflict, Golden, Link, LinkKey, State
 from syncd.errors import ConfigError, StoreLockedError
 from syncd.store.tables import (
@@ -29,6 +28,7 @@ from syncd.store.tables import (
     FailureRow,
     GoldenRow,
     LinkRow,
+    RevisionRow,
     RunRow,
     WatermarkRow,
     metadata,
@@ -42,12 +42,20 @@ W = WatermarkRow.__table__  # type: ignore[attr-defined]
 F = FailureRow.__table__  # type: ignore[attr-defined]
 C = ConflictRow.__table__  # type: ignore[attr-defined]
 R = RunRow.__table__  # type: ignore[attr-defined]
+V = RevisionRow.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 500
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return _ENCODER.encode(value)
+
+
+def _fields_hash(fields_json: str) -> str:
+    return hashlib.blake2b(fields_json.encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +83,14 @@ class Failure:
 
 
 def _link_values(link: Link, now: datetime) -> dict[str, Any]:
+    fields_json = _dumps(link.fields)
     return {
         "system": link.system,
         "remote_id": link.remote_id,
         "golden_id": link.golden_id,
         "org_id": link.org_id,
-        "fields_json": _dumps(link.fields),
-        "hash": content_hash(link.fields),
+        "fields_json": fields_json,
+        "hash": _fields_hash(fields_json),
         "remote_updated_at": link.remote_updated_at,
         "extra_json": _dumps(dict(link.extra)),
         "excluded": link.excluded,
@@ -115,6 +124,8 @@ class Store:
             raise ConfigError(f"store.url: cannot use {url!r}: {exc}") from None
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.known_revision: int | None = None
+        self.foreign_write = False
         self._lock_conn: Connection | None = None
         self._file_lock: FileLock | None = None
 
@@ -123,6 +134,9 @@ class Store:
     def create_all(self) -> None:
         """Create the tables directly (tests); production uses :meth:`upgrade`."""
         metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(V.c.value)).first() is None:
+                conn.execute(sa.insert(V).values(id=1, value=0))
 
     def upgrade(self) -> None:
         from syncd.store.migrate import upgrade
@@ -185,9 +199,23 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction at a time (SQLite allows no more anyway)."""
+        """One write transaction at a time (SQLite allows no more anyway).
+
+        Every write bumps the store revision.  A revision that moved by more
+        than our own writes means another process wrote (an operator's
+        ``quarantine drop``, say): :attr:`foreign_write` tells the cache.
+        """
         with self._write_lock, self.engine.begin() as conn:
             yield conn
+            conn.execute(sa.update(V).where(V.c.id == 1).values(value=V.c.value + 1))
+            new = int(conn.execute(sa.select(V.c.value).where(V.c.id == 1)).scalar_one())
+            if self.known_revision is not None and new != self.known_revision + 1:
+                self.foreign_write = True
+            self.known_revision = new
+
+    def revision(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(V.c.value).where(V.c.id == 1)).scalar_one())
 
     # -- state ------------------------------------------------------------------------------
 
@@ -205,7 +233,7 @@ class Store:
                     L.c.remote_updated_at, L.c.extra_json, L.c.excluded,
                 )
             ):
-                extra = json.loads(row.extra_json)
+                extra = json.loads(row.extra_json) if row.extra_json != "{}" else {}
                 links[(row.golden_id, row.system)] = Link(
                     system=row.system,
                     golden_id=row.golden_id,

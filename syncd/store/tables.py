@@ -17,6 +17,7 @@ __all__ = [
     "FailureRow",
     "GoldenRow",
     "LinkRow",
+    "RevisionRow",
     "RunRow",
     "UTCDateTime",
     "WatermarkRow",
@@ -38,11 +39,10 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
         if value is None:
             return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+        if when.tzinfo is None:
+            return when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
@@ -120,6 +120,15 @@ class ConflictRow(SQLModel, table=True):
     policy: str = Field(max_length=20)
     resolved: bool = False
     created_at: datetime = _ts()
+
+
+class RevisionRow(SQLModel, table=True):
+    """One row counting committed write transactions: a cheap "has anything changed?"."""
+
+    __tablename__ = "store_revision"
+
+    id: int = Field(default=1, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    value: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
 
 
 class RunRow(SQLModel, table=True):

@@ -1,0 +1,135 @@
+"""Engine benchmark: N contacts from one memory system into an empty second one.
+
+Runs through the real store (an SQLite file), both systems in full-scan mode,
+so a no-op cycle does the same work as a full comparison.  Timings are
+in-process, data generation excluded, median of ``--repeat`` runs::
+
+    python benchmarks/engine.py [-n 10000] [--repeat 3] [--vs-vdirsyncer]
+
+prints ``initial_s=``, ``noop_s=``, ``noop_incremental_s=``, ``incremental_share=``
+and ``peak_rss_mb=``; with ``--vs-vdirsyncer`` it also installs vdirsyncer into a
+temporary venv, runs its ``sync()`` between two ``MemoryStorage`` objects with a
+``SqliteStatus`` file on the same N contacts (as vCards), and prints
+``ratio_initial=`` and ``ratio_noop=`` (vdirsyncer time / syncd time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from syncd.config import MemoryConfig, Settings
+from syncd.connectors.memory import MemoryConnector
+from syncd.engine.cycle import Syncer
+from syncd.logs import configure_logging
+from syncd.store import Store
+
+HERE = Path(__file__).resolve().parent
+
+
+def person(i: int) -> dict[str, str]:
+    return {
+        "first_name": f"First{i}",
+        "last_name": f"Last{i}",
+        "email": f"person{i}@example.com",
+        "phone": f"+1 555 {i:07d}",
+        "job_title": "Engineer" if i % 3 else "Manager",
+    }
+
+
+class _Clock:
+    """Each cycle happens one poll interval after the previous one, as in production."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=5)
+        return self.now
+
+
+def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float]:
+    db = workdir / f"syncd-{time.monotonic_ns()}.db"
+    store = Store(f"sqlite:///{db}")
+    store.upgrade()
+    a = MemoryConnector("a", incremental=incremental, page_size=1000)
+    b = MemoryConnector("b", incremental=incremental, page_size=1000)
+    for i in range(n):
+        a.add("1", person(i))
+    settings = Settings(
+        systems={"a": MemoryConfig(kind="memory", incremental=incremental),
+                 "b": MemoryConfig(kind="memory", incremental=incremental)},
+        organizations={"acme": {"a": "1", "b": "1"}},
+    )
+    syncer = Syncer(settings, store, {"a": a, "b": b}, clock=_Clock())
+    initial = _timed(syncer.run_once)
+    assert len(b.records) == n, f"initial cycle left b with {len(b.records)} of {n}"
+    noop = _timed(syncer.run_once)
+    assert b.writes == n and a.writes == 0, "a no-op cycle wrote"
+    store.close()
+    return initial, noop
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def vdirsyncer_times(n: int, repeat: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        venv = Path(tmp) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", "vdirsyncer==0.21.0"],
+            check=True,
+        )
+        out = subprocess.run(
+            [str(venv / "bin" / "python"), str(HERE / "vdirsyncer_side.py"), str(n), str(repeat),
+             tmp],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--vs-vdirsyncer", action="store_true")
+    args = parser.parse_args()
+    configure_logging("error", json=True)
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        full = [one_run(args.n, Path(tmp), incremental=False) for _ in range(args.repeat)]
+        inc = [one_run(args.n, Path(tmp), incremental=True) for _ in range(args.repeat)]
+    initial = statistics.median(t[0] for t in full)
+    noop = statistics.median(t[1] for t in full)
+    noop_inc = statistics.median(t[1] for t in inc)
+    print(f"n={args.n}")
+    print(f"initial_s={initial:.3f}")
+    print(f"noop_s={noop:.3f}")
+    print(f"noop_incremental_s={noop_inc:.4f}")
+    print(f"incremental_share={noop_inc / noop:.3%}")
+    print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+    if args.vs_vdirsyncer:
+        vd = vdirsyncer_times(args.n, args.repeat)
+        print(f"vdirsyncer_initial_s={vd['initial_s']:.3f}")
+        print(f"vdirsyncer_noop_s={vd['noop_s']:.3f}")
+        print(f"ratio_initial={vd['initial_s'] / initial:.2f}")
+        print(f"ratio_noop={vd['noop_s'] / noop:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The daemon (``syncd run``) and the one-shot backfill, on top of ``Syncer.run_once``.
+
+The daemon schedules one APScheduler job per enabled system at its interval
+(jittered) and, for incremental systems, a full-scan sweep at
+``full_scan_interval``.  Jobs share one lock, so cycles never plan
+concurrently; a job polls its own system and pushes whatever that makes due
+everywhere.  A system that keeps failing is skipped for a capped,
+exponentially growing time while the others go on.  SIGTERM/SIGINT set the
+Syncer's stop flag: the write in hand completes, the rest waits for the next
+start, the lock is released and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from syncd.app import syncer
+from syncd.config import Settings
+from syncd.engine.cycle import CycleReport, Syncer
+from syncd.logs import get_logger
+from syncd.metrics import Metrics, MetricsServer
+
+__all__ = ["Backoff", "backfill", "run_daemon"]
+
+log = get_logger("syncd.daemon")
+MAX_BACKOFF = timedelta(hours=1)
+
+
+class Backoff:
+    """Per-system capped exponential backoff after failed cycles."""
+
+    def __init__(self, cap: timedelta = MAX_BACKOFF) -> None:
+        self.cap = cap
+        self.failures: dict[str, int] = {}
+        self.until: dict[str, datetime] = {}
+
+    def allowed(self, system: str, now: datetime) -> bool:
+        return now >= self.until.get(system, now)
+
+    def record(self, system: str, ok: bool, interval: timedelta, now: datetime) -> None:
+        if ok:
+            self.failures.pop(system, None)
+            self.until.pop(system, None)
+            return
+        n = self.failures.get(system, 0) + 1
+        self.failures[system] = n
+        self.until[system] = now + min(self.cap, interval * (2 ** (n - 1)))
+
+
+@contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _rate_limited(s: Syncer) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name, conn in s.connectors.items():
+        stats = getattr(getattr(conn, "http", None), "stats", None)
+        counts[name] = int(getattr(stats, "rate_limited", 0))
+    return counts
+
+
+def run_daemon(
+    settings: Settings, *, metrics_port: int | None = None, force_delete: bool = False
+) -> int:
+    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    interval = min((settings.system_interval(n) for n in settings.enabled_systems()),
+                   default=settings.sync.interval)
+    metrics = Metrics(interval)
+    server = MetricsServer(metrics, metrics_port).start() if metrics_port is not None else None
+    backoff = Backoff()
+    cycle_lock = threading.Lock()
+    try:
+        with syncer(settings) as s, _signals(s.stop):
+            limited = _rate_limited(s)
+
+            def job(system: str, full: bool) -> None:
+                if s.stop.is_set():
+                    return
+                now = datetime.now(UTC)
+                if not backoff.allowed(system, now):
+                    log.info("backing_off", system=system, until=backoff.until[system].isoformat())
+                    return
+                with cycle_lock:
+                    if s.stop.is_set():
+                        return
+                    kind = "sweep" if full else "poll"
+                    report = s.run_once(only={system}, full={system} if full else None,
+                                        force_delete=force_delete, kind=kind)
+                    metrics.observe(report, kind, s.store.watermarks())
+                    for name, n in _rate_limited(s).items():
+                        metrics.add_rate_limited(name, n - limited.get(name, 0))
+                        limited[name] = n
+                ok = report.systems[system].error is None and report.exit_code != 3
+                backoff.record(system, ok, settings.system_interval(system), datetime.now(UTC))
+
+            scheduler = BackgroundScheduler(timezone=UTC)
+            start = datetime.now(UTC)
+            for name in settings.enabled_systems():
+                every = settings.system_interval(name)
+                scheduler.add_job(
+                    job, "interval", args=[name, False], id=f"poll:{name}",
+                    seconds=every.total_seconds(), jitter=max(1, int(every.total_seconds() / 10)),
+                    next_run_time=start, max_instances=1, coalesce=True,
+                    misfire_grace_time=int(every.total_seconds()),
+                )
+                if s.connectors[name].capabilities.incremental:
+                    sweep = settings.sync.full_scan_interval
+                    scheduler.add_job(
+                        job, "interval", args=[name, True], id=f"sweep:{name}",
+                        seconds=sweep.total_seconds(), max_instances=1, coalesce=True,
+                        misfire_grace_time=int(sweep.total_seconds()),
+                    )
+            scheduler.start()
+            log.info("daemon_started", systems=settings.enabled_systems(),
+                     metrics_port=server.port if server else None)
+            s.stop.wait()
+            scheduler.shutdown(wait=True)
+            log.info("daemon_stopped")
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def backfill(
+    settings: Settings,
+    *,
+    systems: list[str] | None = None,
+    since: datetime | None = None,
+    force_delete: bool = False,
+) -> CycleReport:
+    """Re-read ignoring watermarks, reconcile, push; resumable because writes are derived."""
+    from syncd.errors import ConfigError
+
+    unknown = [n for n in systems or [] if n not in settings.systems]
+    if unknown:
+        raise ConfigError(f"--system: unknown system(s) {', '.join(unknown)}")
+    with syncer(settings) as s, _signals(s.stop), _progress(s):
+        full = set(systems) if systems else set()
+        return s.run_once(full=full if since is None else None, since=since,
+                          force_delete=force_delete, kind="backfill")
+
+
+@contextmanager
+def _progress(s: Syncer) -> Iterator[None]:
+    """A rich progress bar per system on a TTY, plain log lines otherwise."""
+    if not sys.stderr.isatty():
+        counts: dict[tuple[str, str], int] = {}
+
+        def plain(system: str, what: str, n: int) -> None:
+            key = (system, what)
+            counts[key] = counts.get(key, 0) + n
+            if what != "written" or counts[key] % 500 == 0:
+                log.info("backfill_progress", system=system, step=what, count=counts[key])
+
+        s.progress = plain
+        yield
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+    tasks: dict[tuple[str, str], TaskID] = {}
+
+    def fancy(system: str, what: str, n: int) -> None:
+        if what == "planned":
+            tasks[(system, "written")] = bar.add_task(f"{system}: writes", total=n)
+            return
+        key = (system, what)
+        if key not in tasks:
+            tasks[key] = bar.add_task(f"{system}: records read", total=None)
+        bar.advance(tasks[key], n)
+
+    s.progress = fancy
+    with bar:
+        yield
+
+

@@ -1,0 +1,162 @@
+"""``syncd sandbox``: every simulator that exists, seeded, on 127.0.0.1, with a ready config.
+
+Ports are fixed per kind from a base (CONTRACT §3): lightening +0, harvest +1,
+zoho_books +2, logisense +3, valomnia +4.  A kind without a simulator yet is
+simply not served.  Seed data is deterministic: realistic people in two
+organizations, some of them entered in several systems (so the first sync
+has matching to do), with small differences in how they were typed.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from syncd.sandbox.common import ServerHandle, Simulator, serve
+
+__all__ = ["PORT_OFFSETS", "Sandbox", "build_sandbox", "serve_forever"]
+
+PORT_OFFSETS = {"lightening": 0, "harvest": 1, "zoho_books": 2, "logisense": 3, "valomnia": 4}
+ORGS = ("acme", "globex")
+
+FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Dennis", "Barbara",
+         "Edsger", "Frances", "Ken", "Radia", "Tim", "Hedy", "John", "Sophie"]
+LAST = ["Lovelace", "Hopper", "Turing", "Johnson", "Torvalds", "Hamilton", "Ritchie",
+        "Liskov", "Dijkstra", "Allen", "Thompson", "Perlman", "Berners-Lee", "Lamarr",
+        "McCarthy", "Wilson"]
+TITLES = ["Accounts Payable", "CFO", "Office Manager", "Procurement", "IT Lead", ""]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How to build one simulator and the config table that points at it."""
+
+    make: Callable[[], Simulator]
+    org_ids: dict[str, str]
+    config: Callable[[str], dict[str, Any]]
+
+
+def _harvest() -> _Kind:
+    from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
+
+    orgs = {"acme": "11072", "globex": "11073"}
+    return _Kind(
+        make=lambda: HarvestSim(clients=[int(v) for v in orgs.values()]),
+        org_ids=orgs,
+        config=lambda url: {"kind": "harvest", "base_url": url, "username": SANDBOX_USER,
+                            "password": SANDBOX_PASSWORD, "max_rps": 50.0},
+    )
+
+
+def _logisense() -> _Kind:
+    from syncd.sandbox.logisense import LogisenseSim
+
+    orgs = {"acme": "16", "globex": "17"}
+    return _Kind(
+        make=lambda: LogisenseSim(accounts=[int(v) for v in orgs.values()]),
+        org_ids=orgs,
+        config=lambda url: {"kind": "logisense", "base_url": url, "client_id": "syncd",
+                            "username": "api", "password": "secret", "contact_type_id": 9},
+    )
+
+
+def available_kinds() -> dict[str, _Kind]:
+    """The simulators this build has (a connector issue adds its own here)."""
+    kinds: dict[str, _Kind] = {}
+    for name, factory in (("harvest", _harvest), ("logisense", _logisense)):
+        try:
+            kinds[name] = factory()
+        except ImportError:  # pragma: no cover - a build without that simulator
+            continue
+    return kinds
+
+
+@dataclass
+class Sandbox:
+    sims: dict[str, Simulator]
+    kinds: dict[str, _Kind]
+    handles: dict[str, ServerHandle] = field(default_factory=dict)
+    seeded: list[dict[str, str]] = field(default_factory=list)
+
+    def start(self, base_port: int = 0) -> None:
+        for name, sim in self.sims.items():
+            port = base_port + PORT_OFFSETS[name] if base_port else 0
+            self.handles[name] = serve(sim.app, port)
+
+    def stop(self) -> None:
+        for handle in self.handles.values():
+            handle.stop()
+
+    def config(self, store_url: str) -> dict[str, Any]:
+        systems = {name: self.kinds[name].config(h.url) for name, h in self.handles.items()}
+        orgs = {org: {name: self.kinds[name].org_ids[org] for name in self.sims} for org in ORGS}
+        return {
+            "store": {"url": store_url},
+            "sync": {"interval": "1m", "conflict": "newest", "deletes": "propagate",
+                     "max_delete_fraction": 0.5},
+            "systems": systems,
+            "organizations": orgs,
+        }
+
+
+def build_sandbox(contacts: int = 20, seed: int = 7) -> Sandbox:
+    """Simulators seeded with ``contacts`` people; about a third are in several systems."""
+    kinds = available_kinds()
+    sims = {name: kind.make() for name, kind in kinds.items()}
+    rng = random.Random(seed)
+    names = list(sims)
+    box = Sandbox(sims, kinds)
+    for i in range(contacts):
+        first, last = FIRST[i % len(FIRST)], LAST[(i * 7) % len(LAST)]
+        org = ORGS[i % len(ORGS)]
+        person = {
+            "first_name": first,
+            "last_name": last,
+            "email": f"{first}.{last}{i}@{org}.example".lower(),
+            "phone": f"+1 555 01{i:02d}",
+            "mobile": f"+1 555 02{i:02d}" if i % 2 else "",
+            "job_title": TITLES[i % len(TITLES)],
+            "salutation": rng.choice(["Ms.", "Mr.", "Dr.", ""]),
+        }
+        homes = names if i % 3 == 0 else [rng.choice(names)]
+        for j, name in enumerate(homes):
+            typed = dict(person)
+            if j:  # the same person typed again elsewhere: other case, other phone format
+                typed["email"] = typed["email"].upper()
+                typed["phone"] = typed["phone"].replace(" ", "-")
+            with sims[name].lock:
+                sims[name].admin_create(kinds[name].org_ids[org], typed)
+        box.seeded.append(person)
+    return box
+
+
+def write_config(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "# Written by `syncd sandbox`: the simulated systems on 127.0.0.1.\n"
+        "# The credentials below are the simulators' published sandbox logins.\n"
+        + tomli_w.dumps(doc)
+    )
+
+
+def serve_forever(base_port: int, contacts: int, config_path: str | None) -> int:
+    box = build_sandbox(contacts)
+    box.start(base_port)
+    path = Path(config_path or "sandbox.toml")
+    write_config(box.config(f"sqlite:///{path.with_suffix('.db').resolve()}"), path)
+    for name, handle in box.handles.items():
+        print(f"{name:10} {handle.url}  (admin: {handle.url}/_admin/state)")
+    print(f"config written to {path}; try: syncd --config {path} once")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    box.stop()
+    return 0
