@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from syncd.config import LogisenseConfig
-from syncd.connectors.memory import MemoryConnector
 from syncd.connectors.logisense import LogisenseConnector, from_config
+from syncd.connectors.memory import MemoryConnector
 from syncd.errors import AuthError, RecordRejected, SystemUnavailable
 from syncd.sandbox.logisense import LogisenseSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
@@ -170,8 +172,13 @@ def test_an_unknown_mapped_account_stops_the_scan(connector: LogisenseConnector)
 def test_metadata_is_read_and_its_routes_logged(
     sim: LogisenseSim, connector: LogisenseConnector
 ) -> None:
-    with capture_logs() as logs:
-        listed(connector, ORG)
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:  # the session may have configured an "error" level filter; info must get through
+        with capture_logs() as logs:
+            listed(connector, ORG)
+    finally:
+        structlog.configure(wrapper_class=wrapper)
     routes = {e["entity"]: e["routes"] for e in logs if e["event"] == "logisense.routes"}
     assert "Contact.Patch {id:int}" in routes["Contact"]
     assert "Account.Patch {id:int}" in routes["Account"]
