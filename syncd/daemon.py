@@ -155,8 +155,12 @@ def backfill(
         raise ConfigError(f"--system: unknown system(s) {', '.join(unknown)}")
     with syncer(settings) as s, _signals(s.stop), _progress(s):
         full = set(systems) if systems else set()
-        return s.run_once(full=full if since is None else None, since=since,
-                          force_delete=force_delete, kind="backfill")
+        report = s.run_once(full=full if since is None else None, since=since,
+                            force_delete=force_delete, kind="backfill")
+        if s.stop.is_set():
+            report.errors.append("interrupted: run backfill again to finish (done work is kept)")
+            report.exit_code = 130
+        return report
 
 
 @contextmanager

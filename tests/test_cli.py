@@ -1,0 +1,191 @@
+"""The command line as operators and scripts use it: exit codes, --json, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncd.cli import main
+from syncd.connectors.memory import MemoryConnector
+from syncd.store import Store
+
+
+def write_config(tmp: Path, extra: str = "", **sync: object) -> Path:
+    lines = [f'[store]\nurl = "sqlite:///{tmp / "syncd.db"}"\n', "[sync]"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in sync.items()]
+    lines.append(f"""
+[systems.crm]
+kind = "memory"
+path = "{tmp / 'crm.json'}"
+
+[systems.billing]
+kind = "memory"
+path = "{tmp / 'billing.json'}"
+incremental = true
+
+[organizations.acme]
+crm = "1"
+billing = "77"
+{extra}""")
+    path = tmp / "syncd.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def syncd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", *args], capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def crm(tmp: Path) -> MemoryConnector:
+    return MemoryConnector("crm", path=tmp / "crm.json")
+
+
+def billing(tmp: Path) -> MemoryConnector:
+    return MemoryConnector("billing", path=tmp / "billing.json", incremental=True)
+
+
+def test_once_json_syncs_and_second_run_is_quiet(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    first = syncd("--config", str(cfg), "once", "--json")
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert doc["systems"]["billing"]["created"] == 1
+    assert [r.fields["email"] for r in billing(tmp_path).records.values()] == ["ada@x.io"]
+    second = json.loads(syncd("--config", str(cfg), "once", "--json").stdout)
+    assert sum(s["created"] + s["updated"] + s["deleted"]
+               for s in second["systems"].values()) == 0
+
+
+def test_once_migrates_an_empty_sqlite_store(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    assert main(["--config", str(cfg), "once"]) == 0
+    assert not Store(f"sqlite:///{tmp_path / 'syncd.db'}").is_empty()
+
+
+def test_dry_run_prints_plan_and_changes_nothing(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    result = syncd("--config", str(cfg), "once", "--dry-run", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["dry_run"] and any(p.startswith("create billing") for p in doc["planned"])
+    assert billing(tmp_path).records == {}
+    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    assert store.load_state().goldens == {} and store.watermarks() == {}
+
+
+@pytest.mark.parametrize(
+    ("extra_toml", "sync", "expected"),
+    [
+        ("\n[systems.crm2]\nkind = \"memory\"\nbogus = 1\n", {}, "systems.crm2.bogus: unknown key"),
+        ("", {"interval": "5 parsecs"}, "sync.interval: bad duration"),
+        ("", {"priority": ["nope"]}, "unknown system 'nope'"),
+        ("\n[organizations.other]\nghost = \"1\"\n", {}, "organizations.other names unknown system"),
+    ],
+)
+def test_config_errors_exit_2_naming_file_and_key(
+    tmp_path: Path, extra_toml: str, sync: dict[str, object], expected: str
+) -> None:
+    cfg = write_config(tmp_path, extra_toml, **sync)
+    result = syncd("--config", str(cfg), "once")
+    assert result.returncode == 2
+    assert str(cfg) in result.stderr and expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_config_exits_2(tmp_path: Path) -> None:
+    result = syncd("--config", str(tmp_path / "absent.toml"), "status")
+    assert result.returncode == 2 and "not found" in result.stderr
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    other = tmp_path / "other.db"
+    result = syncd("--config", str(cfg), "once", env={"SYNCD_STORE__URL": f"sqlite:///{other}"})
+    assert result.returncode == 0, result.stderr
+    assert other.exists() and not (tmp_path / "syncd.db").exists()
+
+
+def test_second_instance_exits_3(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    assert main(["--config", str(cfg), "once"]) == 0
+    holder = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    holder.acquire()
+    try:
+        result = syncd("--config", str(cfg), "once")
+    finally:
+        holder.release()
+    assert result.returncode == 3
+    assert "locked by another syncd instance" in result.stderr
+
+
+def test_mass_delete_exits_3_and_force_delete_proceeds(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    source = crm(tmp_path)
+    ids = [source.add("1", {"first_name": f"P{i}", "last_name": "L", "email": f"p{i}@x.io"})
+           for i in range(5)]
+    assert main(["--config", str(cfg), "once"]) == 0
+    source = crm(tmp_path)
+    for rid in ids[:3]:
+        source.remove(rid)
+    assert syncd("--config", str(cfg), "once").returncode == 3
+    assert len(billing(tmp_path).records) == 5
+    assert syncd("--config", str(cfg), "once", "--force-delete").returncode == 0
+    assert len(billing(tmp_path).records) == 2
+
+
+def test_status_conflicts_and_quarantine_json(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    assert main(["--config", str(cfg), "once"]) == 0
+    status = json.loads(syncd("--config", str(cfg), "status", "--json").stdout)
+    assert status["systems"]["crm"]["linked"] == 1 and status["systems"]["billing"]["linked"] == 1
+    assert status["systems"]["billing"]["pending_writes"] == 0
+    assert status["systems"]["billing"]["watermark"] is not None
+    assert json.loads(syncd("--config", str(cfg), "conflicts", "--json").stdout) == {"conflicts": []}
+    quarantined = json.loads(syncd("--config", str(cfg), "quarantine", "list", "--json").stdout)
+    assert quarantined == {"quarantined": []}
+
+
+def test_quarantine_retry_and_drop(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from syncd.store.repo import Failure
+
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    assert main(["--config", str(cfg), "once"]) == 0
+    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    gid = next(iter(store.load_state().goldens))
+    with store.write() as conn:
+        store.record_failure(conn, Failure("billing", gid, "update", "1", 5, "HTTP 422 nope", "h",
+                                           True, None, datetime.now(UTC)))
+    listed = json.loads(syncd("--config", str(cfg), "quarantine", "--json").stdout)
+    assert listed["quarantined"][0]["error"] == "HTTP 422 nope"
+    assert json.loads(syncd("--config", str(cfg), "quarantine", "retry", "--json").stdout) == {
+        "retried": 1}
+    with store.write() as conn:
+        store.record_failure(conn, Failure("billing", gid, "update", "1", 5, "HTTP 422 nope", "h",
+                                           True, None, datetime.now(UTC)))
+    assert json.loads(syncd("--config", str(cfg), "quarantine", "drop", "--json").stdout) == {
+        "dropped": 1}
+    assert store.load_state().links[(gid, "billing")].excluded
+
+
+def test_secrets_never_reach_status_or_errors(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, '\n[systems.h]\nkind = "harvest"\nbase_url = "http://127.0.0.1:9"\n'
+                                 'username = "u"\nenabled = false\n')
+    secret = "hunter2-very-secret"
+    result = syncd("--config", str(cfg), "status", "--json",
+                   env={"SYNCD_SYSTEMS__H__PASSWORD": secret})
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout and secret not in result.stderr

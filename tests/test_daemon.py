@@ -1,0 +1,190 @@
+"""Operations: the daemon under signals, an interrupted backfill, metrics, log redaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from syncd.connectors.memory import MemoryConnector
+from syncd.logs import configure_logging, redact_secrets
+from syncd.sandbox.common import ServerHandle, serve
+from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
+from syncd.store import Store
+
+CLIENT = "11072"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def harvest() -> Iterator[tuple[HarvestSim, ServerHandle]]:
+    sim = HarvestSim(clients=[int(CLIENT)])
+    handle = serve(sim.app)
+    yield sim, handle
+    handle.stop()
+
+
+def config(tmp: Path, url: str, interval: str = "2s") -> Path:
+    path = tmp / "syncd.toml"
+    path.write_text(f"""
+[store]
+url = "sqlite:///{tmp / 'syncd.db'}"
+
+[sync]
+interval = "{interval}"
+max_delete_fraction = 1.0
+
+[systems.crm]
+kind = "memory"
+path = "{tmp / 'crm.json'}"
+
+[systems.harvest]
+kind = "harvest"
+base_url = "{url}"
+username = "{SANDBOX_USER}"
+max_rps = 200
+
+[organizations.acme]
+crm = "1"
+harvest = "{CLIENT}"
+""")
+    return path
+
+
+def start(args: list[str], secret: str = SANDBOX_PASSWORD) -> subprocess.Popen[str]:
+    env = {**os.environ, "SYNCD_SYSTEMS__HARVEST__PASSWORD": secret}
+    return subprocess.Popen([sys.executable, "-m", "syncd", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def harvest_people(sim: HarvestSim) -> dict[str, dict[str, object]]:
+    with sim.lock:
+        return {str(r["email"]).lower(): r for r in sim.admin_dump()}
+
+
+def test_run_daemon_propagates_edits_serves_metrics_and_stops_on_sigterm(
+    tmp_path: Path, harvest: tuple[HarvestSim, ServerHandle]
+) -> None:
+    sim, handle = harvest
+    MemoryConnector("crm", path=tmp_path / "crm.json").add(
+        "1", {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@acme.example"})
+    cfg = config(tmp_path, handle.url)
+    port = free_port()
+    proc = start(["--config", str(cfg), "run", "--metrics-port", str(port)])
+    try:
+        wait_for(lambda: "ada@acme.example" in harvest_people(sim))
+        with sim.lock:
+            sim.admin_update(str(harvest_people(sim)["ada@acme.example"]["id"]),
+                             {"job_title": "Countess"})
+
+        def propagated() -> bool:
+            crm = MemoryConnector("crm", path=tmp_path / "crm.json")
+            return any(r.fields["job_title"] == "Countess" for r in crm.records.values())
+
+        wait_for(propagated)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        names = {f.name for f in text_string_to_metric_families(metrics)}
+        assert {"syncd_cycles", "syncd_records_read", "syncd_writes", "syncd_errors",
+                "syncd_rate_limit_waits", "syncd_watermark_age_seconds"} <= names
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert SANDBOX_PASSWORD not in out + err
+    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    store.acquire()  # the lock was released
+    store.release()
+
+
+def test_interrupted_backfill_resumes_without_duplicates(
+    tmp_path: Path, harvest: tuple[HarvestSim, ServerHandle]
+) -> None:
+    sim, handle = harvest
+    crm = MemoryConnector("crm", path=tmp_path / "crm.json")
+    for i in range(40):
+        crm.add("1", {"first_name": f"P{i}", "last_name": "Doe", "email": f"p{i}@acme.example"})
+    cfg = config(tmp_path, handle.url)
+    sim.faults.latency = 0.1
+    proc = start(["--config", str(cfg), "backfill"])
+    wait_for(lambda: sim.counters["POST"] >= 8)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    posted = sim.counters["POST"]
+    assert 8 <= posted < 40
+    sim.faults.latency = 0.0
+    second = start(["--config", str(cfg), "backfill", "--json"])
+    out, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err[-2000:]
+    assert json.loads(out)["systems"]["harvest"]["created"] == 40 - posted
+    assert len(harvest_people(sim)) == 40
+    assert sim.counters["POST"] == 40
+
+
+def test_metrics_series_parse() -> None:
+    from datetime import timedelta
+
+    from syncd.engine.cycle import CycleReport, SystemReport
+    from syncd.metrics import Metrics
+    from syncd.store.repo import Watermark
+    from tests.world import Clock
+
+    metrics = Metrics(timedelta(seconds=60))
+    report = CycleReport(started_at=Clock().now)
+    report.systems["a"] = SystemReport(read=5, created=2, failed=1)
+    metrics.observe(report, "poll", {"a": Watermark("a", cursor=Clock().now)})
+    from prometheus_client import generate_latest
+
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(
+        metrics.registry).decode())}
+    writes = [s for s in families["syncd_writes"].samples if s.name == "syncd_writes_total"]
+    assert writes[0].labels == {"system": "a", "kind": "create"} and writes[0].value == 2
+    assert metrics.healthy()
+
+
+def test_secrets_are_redacted_from_every_log_event() -> None:
+    with capture_logs(processors=[redact_secrets]) as logs:
+        structlog.get_logger().error(
+            "login", password=SecretStr("s3cret"), token="abc123", headers={"Authorization": "x"},
+            nested=[SecretStr("deep")], user="ops",
+        )
+    (event,) = logs
+    flat = json.dumps(event, default=str)
+    assert "s3cret" not in flat and "abc123" not in flat and "deep" not in flat
+    assert event["user"] == "ops" and event["headers"]["Authorization"] == "**********"
+
+
+def test_configured_logging_redacts_before_rendering() -> None:
+    configure_logging("info", json=True)
+    processors = structlog.get_config()["processors"]
+    assert redact_secrets in processors
+    assert processors.index(redact_secrets) < len(processors) - 1
+    configure_logging("error", json=True)
