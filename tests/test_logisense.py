@@ -440,3 +440,34 @@ def test_end_to_end_syncd_once_both_ways_then_quiet(
     sim.counters.clear()
     assert moved(once(config)) == 0
     assert data_writes(sim) == 0, dict(sim.counters)
+
+
+@pytest.mark.skipif(not os.environ.get("SYNCD_ECONOMY"), reason="set SYNCD_ECONOMY=1 to measure")
+def test_request_economy_with_1000_contacts(
+    tmp_path: Path, sim: LogisenseSim, url: str
+) -> None:
+    """``SYNCD_ECONOMY=1 pytest tests/test_logisense.py -k economy -s`` prints the figures."""
+    config = tmp_path / "syncd.toml"
+    write_config(config, url, tmp_path)
+    ids = [sim.admin_create(ORG, {"first_name": f"P{i}", "last_name": "Test",
+                                  "email": f"p{i}@example.com", "phone": f"+1 555 {i:04d}"})
+           for i in range(1000)]
+    once(config)  # first sync: 1 000 creates in the memory system
+    sim.counters.clear()
+    assert moved(once(config)) == 0
+    noop = dict(sim.counters)
+    sim.admin_update(ids[500], {"email": "changed@example.com"})
+    sim.counters.clear()
+    once(config)
+    inbound = dict(sim.counters)
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    rid = next(r for r, rec in mem.records.items() if rec.fields["email"] == "p7@example.com")
+    mem.edit(rid, email="p7.new@example.com")
+    mem.close()
+    sim.counters.clear()
+    once(config)
+    outbound = dict(sim.counters)
+    print(f"\nno-op: {noop}\none change in LogiSense: {inbound}\n"
+          f"one change pushed to LogiSense: {outbound}")
+    # a fresh process: login POST; 2 Metadata, ContactPointType, Account detail, 2 pages of 500
+    assert noop["GET"] == 6 and data_writes(sim) == 1
