@@ -7,9 +7,14 @@ real HTTP on 127.0.0.1; wire-level checks use ``syncd.http.MockTransport``.
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +30,10 @@ from syncd.connectors.harvest import (
     parse_xml,
     updated_since_param,
 )
+from syncd.connectors.memory import MemoryConnector
 from syncd.contact import content_hash
 from syncd.errors import AuthError, RecordRejected, RetriableError, SystemUnavailable
-from syncd.http import HttpClient, MockTransport, Request, Response
+from syncd.http import HttpClient, MockTransport, RateLimiter, Request, Response
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 
@@ -464,29 +470,64 @@ def test_503_retry_after_is_waited_out_not_counted_as_an_outage(
     assert sim.counters["throttled"] == 1
 
 
-def test_simulator_enforces_its_budget_and_the_connector_recovers(
+class SimTime:
+    """One simulated monotonic clock shared by the simulator's throttle and our limiter.
+
+    Harvest's real budget (100 requests / 15 s) is then enforced in full while
+    no test waits for it: sleeping just moves the clock.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(seconds, 1e-6)  # a float too small to move 1000.0 would spin forever
+        self.now += seconds
+        self.slept += seconds
+
+
+def on_sim_time(
+    connector: HarvestConnector, clock: SimTime, rate: float | None, burst: float
+) -> None:
+    connector.http.limiter = RateLimiter(rate, burst, clock=clock, sleep=clock.sleep)
+
+
+def test_simulator_enforces_its_budget_and_503_is_waited_out_on_a_simulated_clock(
     served_sim: Callable[[HarvestSim], str],
 ) -> None:
-    sim = HarvestSim(clients=[ORG], limit=5, window=1.0)
-    connector = make(served_sim(sim), max_rps=None)  # no pacing: hit the wall on purpose
+    clock = SimTime()
+    sim = HarvestSim(clients=[ORG], limit=10, window=15.0, monotonic=clock)
+    connector = make(served_sim(sim))
+    on_sim_time(connector, clock, None, 1.0)  # no pacing: hit the wall on purpose
     sim.admin_create(ORG, PERSON)
-    for _ in range(7):
-        assert len(listed(connector, ORG)) == 1
-    assert sim.counters["throttled"] >= 1
-    assert connector.http.stats.rate_limited >= 1
+    for _ in range(12):
+        assert len(listed(connector, ORG)) == 1  # never an error
+    assert sim.counters["throttled"] == 1
+    assert connector.http.stats.rate_limited == 1
+    assert clock.slept >= 14.0  # the whole Retry-After was honoured (15 s window)
 
 
 def test_pacing_keeps_a_burst_of_over_100_requests_under_the_budget(
     served_sim: Callable[[HarvestSim], str],
 ) -> None:
-    # Harvest's 100 requests / 15 s and the 6 req/s default, both sped up ten times.
-    sim = HarvestSim(clients=[ORG], limit=100, window=1.5)
-    connector = make(served_sim(sim), max_rps=60.0)
-    for _ in range(110):
+    clock = SimTime()
+    sim = HarvestSim(clients=[ORG], limit=100, window=15.0, monotonic=clock)
+    connector = make(served_sim(sim))
+    defaults = from_config(
+        "harvest",
+        HarvestConfig(kind="harvest", base_url="https://x", username="u", password="p"),
+    ).http.limiter
+    on_sim_time(connector, clock, defaults.rate, defaults.burst)
+    for _ in range(103):
         connector.delete("1", ORG, {})
-    assert sim.counters["DELETE"] == 110
+    assert sim.counters["DELETE"] == 103
     assert sim.counters["throttled"] == 0
     assert connector.http.stats.rate_limited == 0
+    assert clock.slept >= 16.0  # 103 requests at 6/s
 
 
 def test_default_pacing_fits_the_documented_budget() -> None:
@@ -501,3 +542,123 @@ def test_default_pacing_fits_the_documented_budget() -> None:
     assert worst_in_15s < 100
     connector.close()
     default.close()
+
+
+# -- end to end: `syncd once` between Harvest and a memory system ----------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(path: Path, url: str, tmp: Path, *, full_scan_interval: str = "6h") -> None:
+    path.write_text(
+        f"""
+[store]
+url = "sqlite:///{tmp / 'syncd.db'}"
+
+[sync]
+full_scan_interval = "{full_scan_interval}"
+max_delete_fraction = 0.9
+
+[systems.harvest]
+kind = "harvest"
+base_url = "{url}"
+username = "{SANDBOX_USER}"
+
+[systems.mem]
+kind = "memory"
+path = "{tmp / 'mem.json'}"
+
+[organizations.acme]
+harvest = "{ORG}"
+mem = "1"
+"""
+    )
+
+
+def once(config: Path) -> dict[str, Any]:
+    env = {**os.environ, "SYNCD_SYSTEMS__HARVEST__PASSWORD": SANDBOX_PASSWORD}
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert SANDBOX_PASSWORD not in done.stdout + done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def memory(tmp: Path) -> MemoryConnector:
+    return MemoryConnector(name="mem", path=tmp / "mem.json")
+
+
+def by_email(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    return {str(r["email"]).casefold(): r for r in records}
+
+
+def test_end_to_end_syncd_once_both_ways_then_quiet(
+    tmp_path: Path, served_sim: Callable[[HarvestSim], str]
+) -> None:
+    sim = HarvestSim(clients=[ORG])
+    url = served_sim(sim)
+    config = tmp_path / "syncd.toml"
+    write_config(config, url, tmp_path)
+    h_ada = sim.admin_create(ORG, PERSON)
+    h_bob = sim.admin_create(ORG, {"first_name": "Bob", "last_name": "Byte", "email": "bob@x.com"})
+    mem = memory(tmp_path)
+    m_cy = mem.add("1", {"first_name": "Cy", "last_name": "Cole", "email": "cy@x.com",
+                         "phone": "555 0100", "department": "Ops"})
+    mem.close()
+
+    # 1. first sync: each side receives the other's people, nothing is duplicated
+    report = once(config)
+    assert report["systems"]["harvest"]["created"] == 1
+    assert report["systems"]["mem"]["created"] == 2
+    harvest = by_email(sim.admin_dump())
+    assert set(harvest) == {"ada@example.com", "bob@x.com", "cy@x.com"}
+    assert harvest["cy@x.com"]["phone"] == "555 0100"
+    mem_people = by_email(r.fields for r in memory(tmp_path).records.values())
+    assert set(mem_people) == set(harvest)
+
+    # 2. a second cycle with no outside change writes nothing anywhere
+    sim.counters.clear()
+    quiet = once(config)
+    assert sim.writes() == 0, dict(sim.counters)
+    assert sum(s["created"] + s["updated"] + s["deleted"] for s in quiet["systems"].values()) == 0
+    assert sim.counters["GET"] == 1  # one incremental list, no per-record GET
+
+    # 3. updates both ways (Harvest read incrementally, by updated_since)
+    sim.admin_update(h_ada, {"job_title": "Analyst"})
+    mem = memory(tmp_path)
+    mem.edit(m_cy, mobile="+1 555 0199")
+    mem.close()
+    sim.counters.clear()
+    report = once(config)
+    assert report["systems"]["harvest"]["full_scan"] is False
+    assert sim.counters["PUT"] == 1 and sim.writes() == 1
+    cy_id = next(r["id"] for r in sim.admin_dump() if r["email"] == "cy@x.com")
+    assert dump(sim)[cy_id]["mobile"] == "+1 555 0199"
+    mem_people = by_email(r.fields for r in memory(tmp_path).records.values())
+    assert mem_people["ada@example.com"]["job_title"] == "Analyst"
+
+    # 4. deletes both ways; Harvest's deletion is found by the full scan only
+    write_config(config, url, tmp_path, full_scan_interval="0s")
+    sim.admin_delete(h_bob)
+    mem = memory(tmp_path)
+    mem.remove(m_cy)
+    mem.close()
+    sim.counters.clear()
+    report = once(config)
+    assert report["systems"]["harvest"]["full_scan"] is True
+    assert report["systems"]["harvest"]["deleted"] == 1
+    assert report["systems"]["mem"]["deleted"] == 1
+    assert sim.counters["DELETE"] == 1
+    assert set(by_email(sim.admin_dump())) == {"ada@example.com"}
+    assert set(by_email(r.fields for r in memory(tmp_path).records.values())) == {
+        "ada@example.com"
+    }
+
+    # 5. and quiet again
+    sim.counters.clear()
+    quiet = once(config)
+    assert sim.writes() == 0, dict(sim.counters)
+    assert sum(s["created"] + s["updated"] + s["deleted"] for s in quiet["systems"].values()) == 0
