@@ -662,3 +662,47 @@ def test_end_to_end_syncd_once_both_ways_then_quiet(
     quiet = once(config)
     assert sim.writes() == 0, dict(sim.counters)
     assert sum(s["created"] + s["updated"] + s["deleted"] for s in quiet["systems"].values()) == 0
+
+
+@pytest.mark.skipif(not os.environ.get("SYNCD_ECONOMY"), reason="set SYNCD_ECONOMY=1 to measure")
+def test_request_economy_with_1000_contacts(
+    tmp_path: Path, served_sim: Callable[[HarvestSim], str]
+) -> None:
+    """``SYNCD_ECONOMY=1 pytest tests/test_harvest.py -k economy -s`` prints the figures."""
+    sim = HarvestSim(clients=[ORG])
+    url = served_sim(sim)
+    config = tmp_path / "syncd.toml"
+    write_config(config, url, tmp_path)
+    ids = [
+        sim.admin_create(ORG, {"first_name": f"P{i}", "last_name": "Test",
+                               "email": f"p{i}@example.com", "phone": f"+1 555 {i:04d}"})
+        for i in range(1000)
+    ]
+    sim.counters.clear()
+    once(config)  # first sync: a full scan, 1 000 creates in the memory system
+    first = dict(sim.counters)
+    sim.counters.clear()
+    once(config)
+    noop = dict(sim.counters)
+    sim.admin_update(ids[500], {"email": "changed@example.com"})
+    sim.counters.clear()
+    once(config)
+    inbound = dict(sim.counters)
+    mem = memory(tmp_path)
+    rid = next(r for r, rec in mem.records.items() if rec.fields["email"] == "p7@example.com")
+    mem.edit(rid, email="p7.new@example.com")
+    mem.close()
+    sim.counters.clear()
+    once(config)
+    outbound = dict(sim.counters)
+    write_config(config, url, tmp_path, full_scan_interval="0s")
+    sim.counters.clear()
+    once(config)
+    sweep = dict(sim.counters)
+    print(f"\nfirst sync: {first}\nno-op: {noop}\none change in Harvest: {inbound}\n"
+          f"one change pushed to Harvest: {outbound}\nno-op full-scan (deletion sweep): {sweep}")
+    assert first == {"GET": 1}
+    assert noop == {"GET": 1}
+    assert inbound == {"GET": 1}
+    assert outbound == {"GET": 1, "PUT": 1}
+    assert sweep == {"GET": 1}
