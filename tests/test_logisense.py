@@ -471,3 +471,16 @@ def test_request_economy_with_1000_contacts(
           f"one change pushed to LogiSense: {outbound}")
     # a fresh process: login POST; 2 Metadata, ContactPointType, Account detail, 2 pages of 500
     assert noop["GET"] == 6 and data_writes(sim) == 1
+
+
+def test_a_contact_skipped_by_paging_mid_scan_is_not_taken_for_deleted(
+    sim: LogisenseSim, url: str
+) -> None:
+    ids = [sim.admin_create(ORG, {**PERSON, "email": f"p{i}@example.com"}) for i in range(10)]
+    c = make(url, page_size=5)
+    pages = c.list_records([ORG], None)
+    first = next(pages)
+    sim.admin_delete(ids[0])  # page 2 now starts one later: ids[5] slides onto page 1
+    rest = [r.remote_id for page in pages for r in page.records]
+    assert {r.remote_id for r in first.records} | set(rest) == set(ids)
+    assert len(vendor_calls(sim, "GET", f"/Contact/{ids[5]}/Detail")) == 1
