@@ -99,7 +99,6 @@ class _Login:
         self.path = f"/AuthorizationServer/api/v{cfg.api_version}/Access/Login"
         self.token: str | None = None
         self.renew_at = datetime.min.replace(tzinfo=UTC)
-        self.logins = 0
 
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         if self.token is None or self.clock() >= self.renew_at:
@@ -121,7 +120,6 @@ class _Login:
         ttl = timedelta(seconds=float(body.get("expires_in", 1800)))
         self.token = str(body["access_token"])
         self.renew_at = self.clock() + max(ttl - REFRESH_MARGIN, ttl / 2)
-        self.logins += 1
 
 
 class LogisenseConnector(RestConnector):
@@ -147,7 +145,11 @@ class LogisenseConnector(RestConnector):
         if self.type_ids is not None:
             return
         for entity in ("Contact", "Account"):
-            meta = self._get(f"{entity}/Metadata").get("details", {})
+            resp = self.http.request("GET", f"{self.api}{entity}/Metadata", ok=(200, 404))
+            if resp.status_code == 404:  # a probe, not a precondition: say so and go on
+                log.warning("logisense.no_metadata", system=self.name, entity=entity)
+                continue
+            meta = resp.json().get("details", {})
             routing = meta.get("resourceRouting", {}).get("routes", [])
             self.routes[entity] = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
             log.info("logisense.routes", system=self.name, entity=entity,
