@@ -114,12 +114,12 @@ def test_token_is_renewed_shortly_before_expiry(sim: LogisenseSim, url: str) -> 
 
 
 def test_short_token_is_renewed_by_its_own_life(served_sim: Any) -> None:
-    sim = LogisenseSim(token_ttl=0.4)
+    sim = LogisenseSim(token_ttl=1.0)
     c = make(served_sim(sim))
     listed(c, ORG)
-    time.sleep(0.25)  # past half the life: renewed before the server would refuse it
+    time.sleep(0.55)  # past half the life: renewed before the server would refuse it
     listed(c, ORG)
-    assert sim.counters["login"] == 2
+    assert sim.counters["login"] >= 2
     assert sim.counters["unauthorized"] == 0
 
 
