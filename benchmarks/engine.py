@@ -6,8 +6,10 @@ in-process, data generation excluded, median of ``--repeat`` runs::
 
     python benchmarks/engine.py [-n 10000] [--repeat 3] [--vs-vdirsyncer]
 
-prints ``initial_s=``, ``noop_s=``, ``noop_incremental_s=``, ``incremental_share=``
-and ``peak_rss_mb=``; with ``--vs-vdirsyncer`` it also installs vdirsyncer into a
+prints ``initial_s=``, ``noop_s=`` (a long-lived process: the daemon), ``noop_cold_s=``
+(a fresh process reading its state from the store: the CronJob), ``noop_incremental_s=``
+(both systems incremental), ``incremental_share=`` and ``peak_rss_mb=``; with
+``--vs-vdirsyncer`` it also installs vdirsyncer into a
 temporary venv, runs its ``sync()`` between two ``MemoryStorage`` objects with a
 ``SqliteStatus`` file on the same N contacts (as vCards), and prints
 ``ratio_initial=`` and ``ratio_noop=`` (vdirsyncer time / syncd time).
@@ -59,7 +61,7 @@ class _Clock:
         return self.now
 
 
-def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float]:
+def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float, float]:
     db = workdir / f"syncd-{time.monotonic_ns()}.db"
     store = Store(f"sqlite:///{db}")
     store.upgrade()
@@ -76,9 +78,13 @@ def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float]:
     initial = _timed(syncer.run_once)
     assert len(b.records) == n, f"initial cycle left b with {len(b.records)} of {n}"
     noop = _timed(syncer.run_once)
+    # A fresh Syncer has no state in memory: the CronJob case, state read from the store.
+    cold = Syncer(settings, store, {"a": a, "b": b}, clock=_Clock())
+    cold.clock.now = syncer.clock.now
+    noop_cold = _timed(cold.run_once)
     assert b.writes == n and a.writes == 0, "a no-op cycle wrote"
     store.close()
-    return initial, noop
+    return initial, noop, noop_cold
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -116,10 +122,12 @@ def main() -> None:
         inc = [one_run(args.n, Path(tmp), incremental=True) for _ in range(args.repeat)]
     initial = statistics.median(t[0] for t in full)
     noop = statistics.median(t[1] for t in full)
+    noop_cold = statistics.median(t[2] for t in full)
     noop_inc = statistics.median(t[1] for t in inc)
     print(f"n={args.n}")
     print(f"initial_s={initial:.3f}")
     print(f"noop_s={noop:.3f}")
+    print(f"noop_cold_s={noop_cold:.3f}")
     print(f"noop_incremental_s={noop_inc:.4f}")
     print(f"incremental_share={noop_inc / noop:.3%}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
@@ -129,6 +137,7 @@ def main() -> None:
         print(f"vdirsyncer_noop_s={vd['noop_s']:.3f}")
         print(f"ratio_initial={vd['initial_s'] / initial:.2f}")
         print(f"ratio_noop={vd['noop_s'] / noop:.2f}")
+        print(f"ratio_noop_cold={vd['noop_s'] / noop_cold:.2f}")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("system", "remote_id", name="uq_link_system_remote"),
         sa.UniqueConstraint("golden_id", "system", name="uq_link_golden_system"),
     )
-    op.create_index("ix_link_golden_id", "link", ["golden_id"])
     op.create_table(
         "watermark",
         sa.Column("system", sa.String(100), primary_key=True),

@@ -100,7 +100,7 @@ class MemoryConnector:
     def edit(self, remote_id: str, **changes: str) -> None:
         with self._lock:
             rec = self.records[remote_id]
-            rec.fields.update({k: v for k, v in changes.items() if k in self.fields})
+            rec.fields = {**rec.fields, **{k: v for k, v in changes.items() if k in self.fields}}
             rec.updated_at = self.stamp()
             self._save()
 
@@ -124,7 +124,7 @@ class MemoryConnector:
                 for rec in self.records.values():
                     rec.updated_at = self.stamp()
             rows: list[RemoteRecord] = [
-                RemoteRecord(rid, rec.org_id, dict(rec.fields), rec.updated_at)
+                RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at)
                 for rid, rec in self.records.items()
                 if rec.org_id in orgs and (since is None or rec.updated_at >= since)
             ]
@@ -181,7 +181,7 @@ class MemoryConnector:
             rec = self.records.get(remote_id)
             if rec is None:
                 raise RecordRejected(f"{self.name}: update {remote_id}: no such record")
-            rec.fields.update({k: v for k, v in changed.items() if k in self.fields})
+            rec.fields = {**rec.fields, **{k: v for k, v in changed.items() if k in self.fields}}
             rec.updated_at = self.stamp()
             self._save()
         if timeout:

@@ -320,14 +320,23 @@ class Syncer:
     ) -> None:
         if self.store.foreign_write or self.store.known_revision is None:
             return
-        links = dict(result.state.links)
-        links.update(outcome.links)
+        # The planner's dicts are this cycle's own (it copied the old state), so they
+        # are updated in place rather than copied again.
+        links = result.state.links
+        index = result.state.by_remote()
+        assert isinstance(links, dict)
+        for key, link in outcome.links.items():
+            links[key] = link
+            if link.remote_id is not None:
+                index[(link.system, link.remote_id)] = link.golden_id
         for key in outcome.removed:
-            links.pop(key, None)
+            gone = links.pop(key, None)
+            if gone is not None and gone.remote_id is not None:
+                index.pop((gone.system, gone.remote_id), None)
         done = set(outcome.links) | outcome.removed
         unsettled = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
         unsettled |= {r.golden_id for r in rejections}
-        state = State(goldens=result.state.goldens, links=links)
+        state = State(goldens=result.state.goldens, links=links, remote_index=index)
         self._cache = (self.store.known_revision, state, unsettled)
 
     def _commit(

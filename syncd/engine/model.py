@@ -62,13 +62,19 @@ LinkKey = tuple[str, str]
 class State:
     goldens: Mapping[str, Golden]
     links: Mapping[LinkKey, Link]
+    remote_index: dict[tuple[str, str], str] | None = field(default=None, compare=False, repr=False)
+    """(system, remote id) → golden id; built once, then handed on by the planner."""
 
     def by_remote(self) -> dict[tuple[str, str], str]:
-        return {
-            (link.system, link.remote_id): gid
-            for (gid, _), link in self.links.items()
-            if link.remote_id is not None
-        }
+        if self.remote_index is None:
+            index = {
+                (link.system, link.remote_id): gid
+                for (gid, _), link in self.links.items()
+                if link.remote_id is not None
+            }
+            object.__setattr__(self, "remote_index", index)
+            return index
+        return self.remote_index
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,14 +97,21 @@ class _Planner:
         self.systems = systems
         self.goldens: dict[str, Golden] = dict(state.goldens)
         self.links: dict[LinkKey, Link] = dict(state.links)
-        self.by_remote = state.by_remote()
-        self.linked: dict[str, set[str]] = defaultdict(set)
-        for gid, system in self.links:
-            self.linked[system].add(gid)
+        self.by_remote = dict(state.by_remote())
+        self._linked: dict[str, set[str]] | None = None
         self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.result = PlanResult(state=state)
+
+    @property
+    def linked(self) -> dict[str, set[str]]:
+        """Per system, the people it holds; built on first use (matching needs it)."""
+        if self._linked is None:
+            self._linked = defaultdict(set)
+            for gid, system in self.links:
+                self._linked[system].add(gid)
+        return self._linked
 
     @property
     def matcher(self) -> Matcher:
@@ -118,7 +125,8 @@ class _Planner:
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
         self.links[key] = link
-        self.linked[link.system].add(link.golden_id)
+        if self._linked is not None:
+            self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
             self.by_remote[(link.system, link.remote_id)] = link.golden_id
         self.result.links_changed[key] = link
@@ -128,7 +136,8 @@ class _Planner:
         link = self.links.pop(key, None)
         if link is None:
             return
-        self.linked[link.system].discard(link.golden_id)
+        if self._linked is not None:
+            self._linked[link.system].discard(link.golden_id)
         if link.remote_id is not None:
             self.by_remote.pop((link.system, link.remote_id), None)
         self.result.links_changed.pop(key, None)
@@ -215,17 +224,17 @@ class _Planner:
     # -- the mass-delete guard --------------------------------------------------------------
 
     def guard(self, state: State) -> None:
-        linked: dict[str, int] = defaultdict(int)
-        for link in state.links.values():
-            if link.remote_id is not None and not link.excluded:
-                linked[link.system] += 1
         counts: dict[str, int] = defaultdict(int)
         for systems in self.deletes.values():
             for system in systems:
                 counts[system] += 1
         self.result.deletions = dict(counts)
-        if self.policy.force_delete:
+        if self.policy.force_delete or not counts:
             return
+        linked: dict[str, int] = defaultdict(int)
+        for link in state.links.values():
+            if link.remote_id is not None and not link.excluded:
+                linked[link.system] += 1
         trips = [
             (system, n, linked[system])
             for system, n in sorted(counts.items())
@@ -287,7 +296,7 @@ class _Planner:
                 self.set_golden(replace(golden, deleted=True))
 
     def finish(self) -> PlanResult:
-        self.result.state = State(goldens=self.goldens, links=self.links)
+        self.result.state = State(goldens=self.goldens, links=self.links, remote_index=self.by_remote)
         return self.result
 
 

@@ -51,7 +51,7 @@ def _harvest() -> _Kind:
         make=lambda: HarvestSim(clients=[int(v) for v in orgs.values()]),
         org_ids=orgs,
         config=lambda url: {"kind": "harvest", "base_url": url, "username": SANDBOX_USER,
-                            "password": SANDBOX_PASSWORD, "max_rps": 50.0},
+                            "password": SANDBOX_PASSWORD},
     )
 
 

@@ -69,7 +69,8 @@ class LinkRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     system: str = Field(max_length=100)
     remote_id: str | None = Field(default=None, max_length=200)
-    golden_id: str = Field(max_length=64, foreign_key="golden.id", index=True)
+    # No separate index on golden_id: uq_link_golden_system (golden_id, system) serves it.
+    golden_id: str = Field(max_length=64, foreign_key="golden.id")
     org_id: str = Field(max_length=200)
     fields_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     hash: str = Field(max_length=64)
