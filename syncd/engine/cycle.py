@@ -323,16 +323,16 @@ class Syncer:
         # The planner's dicts are this cycle's own (it copied the old state), so they
         # are updated in place rather than copied again.
         links = result.state.links
-        index = result.state.by_remote()
+        index = result.state.index()
         assert isinstance(links, dict)
         for key, link in outcome.links.items():
             links[key] = link
             if link.remote_id is not None:
-                index[(link.system, link.remote_id)] = link.golden_id
+                index.setdefault(link.system, {})[link.remote_id] = link.golden_id
         for key in outcome.removed:
             gone = links.pop(key, None)
             if gone is not None and gone.remote_id is not None:
-                index.pop((gone.system, gone.remote_id), None)
+                index.get(gone.system, {}).pop(gone.remote_id, None)
         done = set(outcome.links) | outcome.removed
         unsettled = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
         unsettled |= {r.golden_id for r in rejections}

@@ -62,19 +62,22 @@ LinkKey = tuple[str, str]
 class State:
     goldens: Mapping[str, Golden]
     links: Mapping[LinkKey, Link]
-    remote_index: dict[tuple[str, str], str] | None = field(default=None, compare=False, repr=False)
-    """(system, remote id) → golden id; built once, then handed on by the planner."""
+    remote_index: dict[str, dict[str, str]] | None = field(default=None, compare=False, repr=False)
+    """system → {remote id → golden id}; built once, then handed on by the planner."""
 
-    def by_remote(self) -> dict[tuple[str, str], str]:
+    def index(self) -> dict[str, dict[str, str]]:
         if self.remote_index is None:
-            index = {
-                (link.system, link.remote_id): gid
-                for (gid, _), link in self.links.items()
-                if link.remote_id is not None
-            }
+            index: dict[str, dict[str, str]] = {}
+            for (gid, system), link in self.links.items():
+                if link.remote_id is not None:
+                    index.setdefault(system, {})[link.remote_id] = gid
             object.__setattr__(self, "remote_index", index)
             return index
         return self.remote_index
+
+    def by_remote(self) -> dict[tuple[str, str], str]:
+        """(system, remote id) → golden id, flat."""
+        return {(s, rid): gid for s, ids in self.index().items() for rid, gid in ids.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,7 +97,7 @@ class _Planner:
         self.systems = systems
         self.goldens: dict[str, Golden] = dict(state.goldens)
         self.links: dict[LinkKey, Link] = dict(state.links)
-        self.by_remote = dict(state.by_remote())
+        self.index = {system: dict(ids) for system, ids in state.index().items()}
         self._linked: dict[str, set[str]] | None = None
         self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
@@ -128,7 +128,7 @@ class _Planner:
         if self._linked is not None:
             self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
-            self.by_remote[(link.system, link.remote_id)] = link.golden_id
+            self.index.setdefault(link.system, {})[link.remote_id] = link.golden_id
         self.result.links_changed[key] = link
         self.result.links_removed.discard(key)
 
@@ -139,7 +139,7 @@ class _Planner:
         if self._linked is not None:
             self._linked[link.system].discard(link.golden_id)
         if link.remote_id is not None:
-            self.by_remote.pop((link.system, link.remote_id), None)
+            self.index.get(link.system, {}).pop(link.remote_id, None)
         self.result.links_changed.pop(key, None)
         self.result.links_removed.add(key)
 
@@ -152,13 +152,14 @@ class _Planner:
     def observe(self, obs: Observation) -> None:
         info = self.systems[obs.system]
         fields = sorted(info.capabilities.fields)
+        known = self.index.setdefault(obs.system, {})
         seen: set[str] = set()
         for rec in obs.records:
             org = info.org_map.get(rec.org_id)
             if org is None:
                 continue
             seen.add(rec.remote_id)
-            gid = self.by_remote.get((obs.system, rec.remote_id))
+            gid = known.get(rec.remote_id)
             if rec.deleted:
                 if gid is not None:
                     self.deletes[gid].append(obs.system)
@@ -212,14 +213,10 @@ class _Planner:
             )
         self.result.read[obs.system] = len(obs.records)
         if obs.complete:
-            for (gid, system), link in list(self.links.items()):
-                if (
-                    system == obs.system
-                    and link.remote_id is not None
-                    and not link.excluded
-                    and link.remote_id not in seen
-                ):
-                    self.deletes[gid].append(system)
+            for remote_id in sorted(known.keys() - seen):
+                gid = known[remote_id]
+                if not self.links[(gid, obs.system)].excluded:
+                    self.deletes[gid].append(obs.system)
 
     # -- the mass-delete guard --------------------------------------------------------------
 
@@ -296,7 +293,7 @@ class _Planner:
                 self.set_golden(replace(golden, deleted=True))
 
     def finish(self) -> PlanResult:
-        self.result.state = State(goldens=self.goldens, links=self.links, remote_index=self.by_remote)
+        self.result.state = State(goldens=self.goldens, links=self.links, remote_index=self.index)
         return self.result
 
 
