@@ -18,6 +18,7 @@ temporary venv, runs its ``sync()`` between two ``MemoryStorage`` objects with a
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import statistics
@@ -88,6 +89,7 @@ def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float, flo
 
 
 def _timed(fn: Callable[[], object]) -> float:
+    gc.collect()  # start each timing with no garbage pending from the previous run
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

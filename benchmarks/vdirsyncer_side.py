@@ -6,6 +6,7 @@ Prints one JSON line: median initial and no-op sync times over N vCards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -32,10 +33,12 @@ async def one_run(n: int, workdir: Path, k: int) -> tuple[float, float]:
     for i in range(n):
         await a.upload(Item(vcard(i)))
     status = SqliteStatus(str(workdir / f"status-{k}.sqlite"))
+    gc.collect()  # same rule as engine.py: no garbage pending when a timing starts
     start = time.perf_counter()
     await sync(a, b, status)
     initial = time.perf_counter() - start
     assert len(b.items) == n
+    gc.collect()
     start = time.perf_counter()
     await sync(a, b, status)
     noop = time.perf_counter() - start

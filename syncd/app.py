@@ -60,7 +60,11 @@ def syncer(settings: Settings, *, lock: bool = True) -> Iterator[Syncer]:
             store.acquire()
         ensure_schema(store)
         connectors = build_connectors(settings)
-        yield Syncer(settings, store, connectors)
+        s = Syncer(settings, store, connectors)
+        try:
+            yield s
+        finally:
+            s.close()
     finally:
         for connector in connectors.values():
             connector.close()

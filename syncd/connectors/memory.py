@@ -15,6 +15,7 @@ against it from the command line.
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -63,6 +64,7 @@ class MemoryConnector:
     writes: int = 0
     _next_id: int = 1
     _last_stamp: datetime = _EPOCH
+    _journal: list[tuple[datetime, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -82,18 +84,24 @@ class MemoryConnector:
 
     # -- the user's side: edits made "in the UI" -------------------------------------------
 
-    def stamp(self) -> datetime:
-        """A strictly increasing timestamp, so incremental reads never tie."""
+    def stamp(self, remote_id: str | None = None) -> datetime:
+        """A strictly increasing timestamp, so incremental reads never tie.
+
+        With a record id it is also journaled: an incremental listing then
+        finds what changed by bisection, as a server would with an index.
+        """
         now = self.clock()
         if now <= self._last_stamp:
             now = self._last_stamp + _TICK
         self._last_stamp = now
+        if remote_id is not None:
+            self._journal.append((now, remote_id))
         return now
 
     def add(self, org_id: str, fields: Mapping[str, str], remote_id: str | None = None) -> str:
         with self._lock:
             rid = remote_id or self._new_id()
-            self.records[rid] = MemoryRecord(org_id, clean(fields, self.fields), self.stamp())
+            self.records[rid] = MemoryRecord(org_id, clean(fields, self.fields), self.stamp(rid))
             self._save()
             return rid
 
@@ -101,19 +109,19 @@ class MemoryConnector:
         with self._lock:
             rec = self.records[remote_id]
             rec.fields = {**rec.fields, **{k: v for k, v in changes.items() if k in self.fields}}
-            rec.updated_at = self.stamp()
+            rec.updated_at = self.stamp(remote_id)
             self._save()
 
     def remove(self, remote_id: str) -> None:
         with self._lock:
             rec = self.records.pop(remote_id)
-            self.deleted[remote_id] = (rec.org_id, self.stamp())
+            self.deleted[remote_id] = (rec.org_id, self.stamp(remote_id))
             self._save()
 
     def touch(self, remote_id: str) -> None:
         """Bump a timestamp without changing content."""
         with self._lock:
-            self.records[remote_id].updated_at = self.stamp()
+            self.records[remote_id].updated_at = self.stamp(remote_id)
 
     # -- the connector side ---------------------------------------------------------------
 
@@ -121,19 +129,16 @@ class MemoryConnector:
         orgs = set(org_ids)
         with self._lock:
             if self.tick_timestamps:
-                for rec in self.records.values():
-                    rec.updated_at = self.stamp()
-            rows: list[RemoteRecord] = [
-                RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at)
-                for rid, rec in self.records.items()
-                if rec.org_id in orgs and (since is None or rec.updated_at >= since)
-            ]
-            if since is not None and self.tombstones:
-                rows.extend(
-                    RemoteRecord(rid, org, {}, when, deleted=True)
-                    for rid, (org, when) in self.deleted.items()
-                    if org in orgs and when >= since
-                )
+                for rid, rec in self.records.items():
+                    rec.updated_at = self.stamp(rid)
+            if since is None:
+                rows: list[RemoteRecord] = [
+                    RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at)
+                    for rid, rec in self.records.items()
+                    if rec.org_id in orgs
+                ]
+            else:
+                rows = self._changed_since(orgs, since)
         if since is not None:
             rows.sort(key=lambda r: r.updated_at or since)
         for pages, start in enumerate(range(0, max(len(rows), 1), self.page_size)):
@@ -141,6 +146,20 @@ class MemoryConnector:
                 raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
             self.requests += 1
             yield Page(rows[start : start + self.page_size])
+
+    def _changed_since(self, orgs: set[str], since: datetime) -> list[RemoteRecord]:
+        start = bisect.bisect_left(self._journal, (since, ""))
+        rows: list[RemoteRecord] = []
+        for rid in dict.fromkeys(rid for _, rid in self._journal[start:]):
+            rec = self.records.get(rid)
+            if rec is not None:
+                if rec.org_id in orgs and rec.updated_at >= since:
+                    rows.append(RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at))
+            elif self.tombstones and rid in self.deleted:
+                org, when = self.deleted[rid]
+                if org in orgs and when >= since:
+                    rows.append(RemoteRecord(rid, org, {}, when, deleted=True))
+        return rows
 
     def _write_gate(self, what: str) -> bool:
         """Count a write; raise for an injected failure; True = apply, then time out."""
@@ -161,7 +180,7 @@ class MemoryConnector:
         timeout = self._write_gate("create")
         with self._lock:
             rid = self._new_id()
-            rec = MemoryRecord(org_id, clean(fields, self.fields), self.stamp())
+            rec = MemoryRecord(org_id, clean(fields, self.fields), self.stamp(rid))
             self.records[rid] = rec
             self._save()
         if timeout:
@@ -182,7 +201,7 @@ class MemoryConnector:
             if rec is None:
                 raise RecordRejected(f"{self.name}: update {remote_id}: no such record")
             rec.fields = {**rec.fields, **{k: v for k, v in changed.items() if k in self.fields}}
-            rec.updated_at = self.stamp()
+            rec.updated_at = self.stamp(remote_id)
             self._save()
         if timeout:
             raise self._timeout(f"update {remote_id}")
@@ -193,7 +212,7 @@ class MemoryConnector:
         with self._lock:
             rec = self.records.pop(remote_id, None)
             if rec is not None:
-                self.deleted[remote_id] = (rec.org_id, self.stamp())
+                self.deleted[remote_id] = (rec.org_id, self.stamp(remote_id))
             self._save()
         if timeout:
             raise self._timeout(f"delete {remote_id}")
@@ -238,10 +257,12 @@ class MemoryConnector:
             )
         for rid, (org, when) in doc.get("deleted", {}).items():
             self.deleted[rid] = (str(org), datetime.fromisoformat(when))
-        stamps = [r.updated_at for r in self.records.values()]
-        stamps += [w for _, w in self.deleted.values()]
-        if stamps:
-            self._last_stamp = max(stamps)
+        self._journal = sorted(
+            [(r.updated_at, rid) for rid, r in self.records.items()]
+            + [(when, rid) for rid, (_, when) in self.deleted.items()]
+        )
+        if self._journal:
+            self._last_stamp = self._journal[-1][0]
 
 
 def from_config(name: str, cfg: MemoryConfig, **options: Any) -> MemoryConnector:

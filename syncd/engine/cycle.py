@@ -119,6 +119,7 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
         self.progress: Progress = _no_progress
@@ -204,19 +205,23 @@ class Syncer:
     ) -> list[_Poll]:
         marks = self.store.watermarks()
         names = sorted(n for n in self.connectors if only is None or n in only)
-        with ThreadPoolExecutor(max_workers=max(1, min(8, len(names)))) as pool:
-            futures = [
-                pool.submit(
-                    self._poll,
-                    name,
-                    marks.get(name, Watermark(name)),
-                    now,
-                    full is not None and (not full or name in full),
-                    since,
-                )
-                for name in names
-            ]
-            return [f.result() for f in futures]
+        jobs = [
+            (name, marks.get(name, Watermark(name)), now,
+             full is not None and (not full or name in full), since)
+            for name in names
+        ]
+        if len(jobs) == 1:
+            return [self._poll(*jobs[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.connectors)),
+                                            thread_name_prefix="syncd-poll")
+        futures = [self._pool.submit(self._poll, *job) for job in jobs]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- the cycle ----------------------------------------------------------------------------
 
