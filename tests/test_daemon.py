@@ -188,3 +188,39 @@ def test_configured_logging_redacts_before_rendering() -> None:
     assert redact_secrets in processors
     assert processors.index(redact_secrets) < len(processors) - 1
     configure_logging("error", json=True)
+
+
+def test_a_failing_system_backs_off_capped_and_recovers() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from syncd.daemon import MAX_BACKOFF, Backoff
+
+    backoff, now, every = Backoff(), datetime(2026, 11, 23, tzinfo=UTC), timedelta(minutes=5)
+    waits = []
+    for _ in range(6):
+        backoff.record("harvest", False, every, now)
+        waits.append(backoff.until["harvest"] - now)
+    assert waits[:4] == [every, every * 2, every * 4, every * 8]
+    assert waits[-1] == MAX_BACKOFF
+    assert not backoff.allowed("harvest", now + every)
+    assert backoff.allowed("logisense", now)  # the others go on
+    backoff.record("harvest", True, every, now)
+    assert backoff.allowed("harvest", now)
+
+
+def test_healthz_turns_unhealthy_without_a_successful_cycle() -> None:
+    from datetime import timedelta
+
+    from syncd.metrics import Metrics, MetricsServer
+
+    metrics = Metrics(timedelta(seconds=10))
+    server = MetricsServer(metrics, 0, host="127.0.0.1").start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/healthz"
+        assert httpx.get(url, timeout=5).status_code == 200  # still in its first intervals
+        metrics.started -= timedelta(seconds=31)
+        assert httpx.get(url, timeout=5).status_code == 503
+        metrics.last_success = metrics.started + timedelta(seconds=25)
+        assert httpx.get(url, timeout=5).status_code == 200
+    finally:
+        server.stop()

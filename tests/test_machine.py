@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
+from syncd.connectors.memory import SimulatedCrash
 from syncd.contact import normalise, project
+from syncd.engine.cycle import CycleReport
 from syncd.engine.model import State
 from syncd.engine.plan import MASS_DELETE_MIN
 from syncd.store import Store
@@ -129,6 +132,11 @@ class SyncMachine(RuleBasedStateMachine):
         else:
             conn.fail_writes = n
 
+    @rule(system=st.sampled_from(NAMES), n=st.integers(0, 3))
+    def crash_during_push(self, system: str, n: int) -> None:
+        """The next sync dies after ``n`` more writes to ``system``, before bookkeeping."""
+        self.world.systems[system].crash_after_writes = n
+
     @rule(system=st.sampled_from(NAMES), on=st.booleans())
     def flaky_timestamps(self, system: str, on: bool) -> None:
         self.world.systems[system].tick_timestamps = on
@@ -154,17 +162,17 @@ class SyncMachine(RuleBasedStateMachine):
             for system, n in gone.items()
         )
         writes_before = world.writes()
-        report = world.cycle()
+        report = self.cycle_surviving_crashes()
         # The mass-delete guard: it trips exactly when a system lost too much.
         assert (report.exit_code == 3) == tripped, (report.errors, gone, dict(linked))
         if tripped:
             assert world.writes() == writes_before
             assert world.store.load_state() == before
-            report = world.cycle(force_delete=True)
+            report = self.cycle_surviving_crashes(force_delete=True)
         for _ in range(4):
             if not any(s.failed for s in report.systems.values()):
                 break
-            report = world.cycle(force_delete=True)
+            report = self.cycle_surviving_crashes(force_delete=True)
         assert report.exit_code == 0, report.as_dict()
         self.check_no_lost_update(before)
         self.check_converged()
@@ -175,6 +183,17 @@ class SyncMachine(RuleBasedStateMachine):
         assert world.store.load_state() == state
         self.edits.clear()
         self.deleted.clear()
+
+    def cycle_surviving_crashes(self, **options: Any) -> CycleReport:
+        """A cycle; if the process "dies" mid-push, a fresh process runs the next one."""
+        while True:
+            try:
+                return self.world.cycle(**options)
+            except SimulatedCrash:
+                self.crashed = True
+                if self.world.syncer is not None:
+                    self.world.syncer.close()
+                self.world.syncer = None  # a new process: nothing in memory
 
     def check_no_lost_update(self, before: State) -> None:
         """Every real change is in the golden record (or lost a logged conflict)."""

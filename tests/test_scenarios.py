@@ -248,3 +248,25 @@ def test_incremental_system_advances_its_watermark_safely(world: World) -> None:
     world.systems["c"].fail_pages_after = None
     world.cycle()
     world.find("c", "bob@example.com")
+
+
+def test_person_excluded_by_ignore_and_entered_again_is_matched_not_duplicated(
+    sqlite_store: Store,
+) -> None:
+    world = make_world(sqlite_store, ("a", "b"), sync={"deletes": "ignore",
+                                                      "max_delete_fraction": 1.0})
+    ids = seed(world, ADA, BOB)
+    world.systems["a"].remove(ids[0])
+    world.cycle()
+    world.systems["a"].add("org-a", {**ADA, "job_title": "Back again"})
+    world.cycle()
+    assert len([p for p in world.people("b") if p["email"] == "ada@example.com"]) == 1
+    assert world.find("b", "ada@example.com")[1]["job_title"] == "Back again"
+
+
+def test_store_url_errors_hide_the_password() -> None:
+    from syncd.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        Store("nosuchdriver://user:topsecret@host/db")
+    assert "topsecret" not in str(info.value)

@@ -7,7 +7,9 @@ Switches model what real APIs do to a sync engine:
 * ``tick_timestamps`` — every listing bumps timestamps without changing content;
 * ``fail_writes`` — the next N writes fail before doing anything;
 * ``timeout_writes`` — the next N writes are applied, then report a timeout
-  (the outcome is unknown to the caller: the crash-after-apply case).
+  (the outcome is unknown to the caller: the crash-after-apply case);
+* ``crash_after_writes`` — N more writes are applied, then the "process dies"
+  (:class:`SimulatedCrash`) before syncd records them.
 
 With ``path`` the records live in a JSON file, so ``syncd once`` can be run
 against it from the command line.
@@ -29,10 +31,14 @@ from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, 
 from syncd.contact import FIELDS, Fields, clean
 from syncd.errors import RecordRejected, RetriableError
 
-__all__ = ["MemoryConnector", "MemoryRecord", "from_config"]
+__all__ = ["MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
 
 _TICK = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class SimulatedCrash(BaseException):
+    """The process "dies" here: raised past every ``except Exception`` of syncd."""
 
 
 @dataclass(slots=True)
@@ -57,6 +63,8 @@ class MemoryConnector:
     tick_timestamps: bool = False
     fail_writes: int = 0
     timeout_writes: int = 0
+    crash_after_writes: int | None = None
+    """After this many more writes, the next one "kills the process" (SimulatedCrash)."""
     fail_pages_after: int | None = None
     """Raise a retriable error after this many pages of a listing (a failed page)."""
     can_delete: bool = True
@@ -163,6 +171,11 @@ class MemoryConnector:
 
     def _write_gate(self, what: str) -> bool:
         """Count a write; raise for an injected failure; True = apply, then time out."""
+        if self.crash_after_writes is not None:
+            if self.crash_after_writes <= 0:
+                self.crash_after_writes = None
+                raise SimulatedCrash(f"{self.name}: {what}")
+            self.crash_after_writes -= 1
         self.requests += 1
         self.writes += 1
         if self.fail_writes > 0:

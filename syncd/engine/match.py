@@ -1,8 +1,10 @@
 """First-sync matching: find the golden record an unlinked remote record belongs to.
 
 Rules, in order, always within one organization and only among people that
-have no link in the record's system yet (a second record in the same system
-is a different record, even if it looks alike):
+have no live link in the record's system (a second record in the same system
+is a different record, even if it looks alike; a person excluded from the
+system by ``deletes = ignore`` and entered there again is matched and comes
+back):
 
 1. the same normalised email;
 2. the same phone digits (phone or mobile) and the same last name.

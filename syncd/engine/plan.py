@@ -109,8 +109,9 @@ class _Planner:
         """Per system, the people it holds; built on first use (matching needs it)."""
         if self._linked is None:
             self._linked = defaultdict(set)
-            for gid, system in self.links:
-                self._linked[system].add(gid)
+            for (gid, system), link in self.links.items():
+                if not link.excluded:
+                    self._linked[system].add(gid)
         return self._linked
 
     @property
@@ -125,7 +126,7 @@ class _Planner:
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
         self.links[key] = link
-        if self._linked is not None:
+        if self._linked is not None and not link.excluded:
             self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
             self.index.setdefault(link.system, {})[link.remote_id] = link.golden_id

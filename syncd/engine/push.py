@@ -104,8 +104,12 @@ class Pusher:
         except SystemUnavailable as exc:
             outcome.unavailable[system] = str(exc)
             log.error("system_unavailable", system=system, error=str(exc))
-        finally:
+        except Exception:
             self._flush(batch, outcome)
+            raise
+        # Not in a ``finally``: a process that dies mid-push (a BaseException here)
+        # records nothing more, exactly like a killed one; the next poll heals it.
+        self._flush(batch, outcome)
 
     def _one(self, connector: Connector, write: Write, batch: _Batch, outcome: PushOutcome) -> None:
         key = (write.golden_id, write.system)

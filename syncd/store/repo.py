@@ -88,6 +88,14 @@ _LINK_COLUMNS = (
 )
 
 
+def _safe_url(url: str) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
 def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -111,7 +119,7 @@ class Store:
         try:
             self.engine: Engine = sa.create_engine(url, **kwargs)
         except (sa.exc.ArgumentError, ModuleNotFoundError) as exc:
-            raise ConfigError(f"store.url: cannot use {url!r}: {exc}") from None
+            raise ConfigError(f"store.url: cannot use {_safe_url(url)}: {type(exc).__name__}") from None
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.known_revision: int | None = None
