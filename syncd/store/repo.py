@@ -32,6 +32,7 @@ from syncd.store.tables import (
     RunRow,
     WatermarkRow,
     metadata,
+    read_utc,
 )
 
 __all__ = ["Failure", "Store", "Watermark"]
@@ -218,29 +219,24 @@ class Store:
     # -- state ------------------------------------------------------------------------------
 
     def load_state(self) -> State:
+        """Every person and link, read straight through the driver (the cold-start path)."""
+        loads = json.loads
         goldens: dict[str, Golden] = {}
         links: dict[LinkKey, Link] = {}
         with self.engine.connect() as conn:
-            for gid, org, fields_json, deleted in conn.execute(
-                sa.select(G.c.id, G.c.org, G.c.fields_json, G.c.deleted)
+            for gid, org, fields_json, deleted in conn.exec_driver_sql(
+                "SELECT id, org, fields_json, deleted FROM golden"
             ):
-                goldens[gid] = Golden(gid, org, json.loads(fields_json), bool(deleted))
-            for row in conn.execute(
-                sa.select(
-                    L.c.system, L.c.golden_id, L.c.remote_id, L.c.org_id, L.c.fields_json,
-                    L.c.remote_updated_at, L.c.extra_json, L.c.excluded,
+                goldens[gid] = Golden(gid, org, loads(fields_json), bool(deleted))
+            for system, gid, rid, org_id, fields_json, stamp, extra_json, excluded in (
+                conn.exec_driver_sql(
+                    "SELECT system, golden_id, remote_id, org_id, fields_json, "
+                    "remote_updated_at, extra_json, excluded FROM link"
                 )
             ):
-                extra = json.loads(row.extra_json) if row.extra_json != "{}" else {}
-                links[(row.golden_id, row.system)] = Link(
-                    system=row.system,
-                    golden_id=row.golden_id,
-                    remote_id=row.remote_id,
-                    org_id=row.org_id,
-                    fields=json.loads(row.fields_json),
-                    remote_updated_at=row.remote_updated_at,
-                    extra=extra,
-                    excluded=bool(row.excluded),
+                links[(gid, system)] = Link(
+                    system, gid, rid, org_id, loads(fields_json), read_utc(stamp),
+                    loads(extra_json) if extra_json != "{}" else {}, bool(excluded),
                 )
         return State(goldens=goldens, links=links)
 

@@ -22,6 +22,7 @@ __all__ = [
     "UTCDateTime",
     "WatermarkRow",
     "metadata",
+    "read_utc",
 ]
 
 
@@ -37,12 +38,15 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
-        if when.tzinfo is None:
-            return when.replace(tzinfo=UTC)
-        return when.astimezone(UTC)
+        return read_utc(value)
+
+
+def read_utc(value: Any) -> datetime | None:
+    """A stored datetime as aware UTC: SQLite gives naive UTC text, Postgres an aware value."""
+    if value is None:
+        return None
+    when: datetime = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def _ts(nullable: bool = False, index: bool = False) -> Any:
