@@ -270,3 +270,17 @@ def test_store_url_errors_hide_the_password() -> None:
     with pytest.raises(ConfigError) as info:
         Store("nosuchdriver://user:topsecret@host/db")
     assert "topsecret" not in str(info.value)
+
+
+def test_a_record_listed_twice_in_one_scan_is_one_person(sqlite_store: Store) -> None:
+    """Paging can repeat a record (offset paging while records move): still one person."""
+    from syncd.connectors.base import RemoteRecord
+    from syncd.engine.model import Observation, Policy, State, SystemInfo
+    from syncd.engine.plan import plan
+
+    world = make_world(sqlite_store, ("a",))
+    info = SystemInfo("a", world.systems["a"].capabilities, {"org-a": "acme"})
+    rec = RemoteRecord("7", "org-a", {"first_name": "Ada", "email": "ada@example.com"})
+    result = plan(State({}, {}), [Observation("a", [rec, rec], True, world.clock.now)],
+                  {"a": info}, Policy())
+    assert len(result.state.goldens) == 1 and len(result.state.links) == 1

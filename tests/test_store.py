@@ -96,7 +96,7 @@ def test_watermarks_are_aware_utc(store: Store) -> None:
 
 
 def test_naive_datetimes_are_refused(store: Store) -> None:
-    with pytest.raises(sa.exc.StatementError), store.write() as conn:
+    with pytest.raises(ValueError, match="naive datetime"), store.write() as conn:
         store.save_watermarks(conn, [Watermark("a", cursor=datetime(2026, 1, 1))])
 
 

@@ -50,6 +50,8 @@ from syncd.errors import MassDeleteError
 
 __all__ = ["PlanResult", "derive_writes", "golden_id_for", "plan"]
 
+_NO_IDS: dict[str, str] = {}
+
 MASS_DELETE_MIN = 2
 """A single deletion is never a mass delete, whatever the fraction says."""
 
@@ -97,7 +99,9 @@ class _Planner:
         self.systems = systems
         self.goldens: dict[str, Golden] = dict(state.goldens)
         self.links: dict[LinkKey, Link] = dict(state.links)
-        self.index = {system: dict(ids) for system, ids in state.index().items()}
+        # Copy-on-write per system: a quiet cycle copies nothing of the index.
+        self.index = dict(state.index())
+        self._owned: set[str] = set()
         self._linked: dict[str, set[str]] | None = None
         self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
@@ -123,13 +127,20 @@ class _Planner:
 
     # -- links ------------------------------------------------------------------------------
 
+    def own(self, system: str) -> dict[str, str]:
+        """This plan's own copy of one system's index, made on first change."""
+        if system not in self._owned:
+            self.index[system] = dict(self.index.get(system, {}))
+            self._owned.add(system)
+        return self.index[system]
+
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
         self.links[key] = link
         if self._linked is not None and not link.excluded:
             self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
-            self.index.setdefault(link.system, {})[link.remote_id] = link.golden_id
+            self.own(link.system)[link.remote_id] = link.golden_id
         self.result.links_changed[key] = link
         self.result.links_removed.discard(key)
 
@@ -140,7 +151,7 @@ class _Planner:
         if self._linked is not None:
             self._linked[link.system].discard(link.golden_id)
         if link.remote_id is not None:
-            self.index.get(link.system, {}).pop(link.remote_id, None)
+            self.own(link.system).pop(link.remote_id, None)
         self.result.links_changed.pop(key, None)
         self.result.links_removed.add(key)
 
@@ -153,14 +164,15 @@ class _Planner:
     def observe(self, obs: Observation) -> None:
         info = self.systems[obs.system]
         fields = sorted(info.capabilities.fields)
-        known = self.index.setdefault(obs.system, {})
+        system_index = self.index.get
         seen: set[str] = set()
         for rec in obs.records:
             org = info.org_map.get(rec.org_id)
             if org is None:
                 continue
             seen.add(rec.remote_id)
-            gid = known.get(rec.remote_id)
+            # Looked up afresh each time: a link made above may have copied the index.
+            gid = system_index(obs.system, _NO_IDS).get(rec.remote_id)
             if rec.deleted:
                 if gid is not None:
                     self.deletes[gid].append(obs.system)
@@ -214,6 +226,7 @@ class _Planner:
             )
         self.result.read[obs.system] = len(obs.records)
         if obs.complete:
+            known = self.index.get(obs.system, _NO_IDS)
             for remote_id in sorted(known.keys() - seen):
                 gid = known[remote_id]
                 if not self.links[(gid, obs.system)].excluded:

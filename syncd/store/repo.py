@@ -83,6 +83,10 @@ class Failure:
     updated_at: datetime
 
 
+_REVISION = "SELECT value FROM store_revision WHERE id = 1"
+_WATERMARK_COLUMNS = (
+    "system", "cursor", "last_poll_at", "last_full_scan_at", "last_success_at", "last_error",
+)
 _LINK_COLUMNS = (
     "system", "remote_id", "golden_id", "org_id", "fields_json", "hash", "remote_updated_at",
     "extra_json", "excluded", "updated_at",
@@ -206,15 +210,15 @@ class Store:
         """
         with self._write_lock, self.engine.begin() as conn:
             yield conn
-            conn.execute(sa.update(V).where(V.c.id == 1).values(value=V.c.value + 1))
-            new = int(conn.execute(sa.select(V.c.value).where(V.c.id == 1)).scalar_one())
+            conn.exec_driver_sql("UPDATE store_revision SET value = value + 1 WHERE id = 1")
+            new = int(conn.exec_driver_sql(_REVISION).scalar_one())
             if self.known_revision is not None and new != self.known_revision + 1:
                 self.foreign_write = True
             self.known_revision = new
 
     def revision(self) -> int:
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(V.c.value).where(V.c.id == 1)).scalar_one())
+            return int(conn.exec_driver_sql(_REVISION).scalar_one())
 
     # -- state ------------------------------------------------------------------------------
 
@@ -319,26 +323,23 @@ class Store:
 
     def watermarks(self) -> dict[str, Watermark]:
         with self.engine.connect() as conn:
-            return {
-                row.system: Watermark(
-                    row.system, row.cursor, row.last_poll_at, row.last_full_scan_at,
-                    row.last_success_at, row.last_error,
-                )
-                for row in conn.execute(sa.select(W))
-            }
+            rows = conn.exec_driver_sql(
+                "SELECT system, cursor, last_poll_at, last_full_scan_at, last_success_at, "
+                "last_error FROM watermark"
+            ).all()
+        return {
+            system: Watermark(system, read_utc(c), read_utc(p), read_utc(f), read_utc(ok), err)
+            for system, c, p, f, ok, err in rows
+        }
 
     def save_watermarks(self, conn: Connection, marks: Iterable[Watermark]) -> None:
-        for mark in marks:
-            values = {
-                "cursor": mark.cursor,
-                "last_poll_at": mark.last_poll_at,
-                "last_full_scan_at": mark.last_full_scan_at,
-                "last_success_at": mark.last_success_at,
-                "last_error": mark.last_error,
-            }
-            done = conn.execute(sa.update(W).where(W.c.system == mark.system).values(**values))
-            if done.rowcount == 0:
-                conn.execute(sa.insert(W).values(system=mark.system, **values))
+        rows = [
+            (m.system, self._ts(m.cursor), self._ts(m.last_poll_at), self._ts(m.last_full_scan_at),
+             self._ts(m.last_success_at), m.last_error)
+            for m in marks
+        ]
+        if rows:
+            self._upsert(conn, "watermark", _WATERMARK_COLUMNS, ("system",), rows)
 
     def reset_watermarks(self, systems: Iterable[str]) -> None:
         with self.write() as conn:
@@ -347,17 +348,17 @@ class Store:
     # -- failures ---------------------------------------------------------------------------
 
     def failures(self, *, quarantined: bool | None = None) -> list[Failure]:
-        query = sa.select(F).order_by(F.c.system, F.c.golden_id)
-        if quarantined is not None:
-            query = query.where(F.c.quarantined == quarantined)
         with self.engine.connect() as conn:
-            return [
-                Failure(
-                    r.system, r.golden_id, r.action, r.remote_id, r.attempts, r.last_error,
-                    r.desired_hash, bool(r.quarantined), r.next_retry_at, r.updated_at,
-                )
-                for r in conn.execute(query)
-            ]
+            rows = conn.exec_driver_sql(
+                "SELECT system, golden_id, action, remote_id, attempts, last_error, desired_hash, "
+                "quarantined, next_retry_at, updated_at FROM failure ORDER BY system, golden_id"
+            ).all()
+        found = [
+            Failure(sys_, gid, action, rid, attempts, err, digest, bool(q), read_utc(retry),
+                    read_utc(at) or datetime.now(UTC))
+            for sys_, gid, action, rid, attempts, err, digest, q, retry, at in rows
+        ]
+        return [f for f in found if quarantined is None or f.quarantined == quarantined]
 
     def record_failure(self, conn: Connection, failure: Failure) -> None:
         values = {
