@@ -21,7 +21,7 @@ import pytest
 
 from syncd.connectors.base import Connector, RemoteRecord, check_limits
 from syncd.contact import normalise
-from syncd.errors import AuthError
+from syncd.errors import AuthError, RetriableError
 from syncd.sandbox.common import Simulator
 
 PERSON = {
@@ -140,6 +140,29 @@ class ConnectorContract:
         sim.faults.throttle_next = 1
         assert rid in by_id(connector, org)
         assert sim.faults.throttle_next == 0
+
+    def test_server_error_and_cut_connection_on_a_read_are_retried(
+        self, sim: Simulator, connector: Connector, org: str
+    ) -> None:
+        rid = str(sim.admin_create(org, PERSON))
+        listed(connector, org)  # warm up: login, metadata
+        sim.faults.error_next = 1
+        assert rid in by_id(connector, org)
+        sim.faults.drop_next = 1
+        assert rid in by_id(connector, org)
+        assert sim.faults.error_next == 0 and sim.faults.drop_next == 0
+
+    def test_a_write_whose_answer_is_lost_is_not_sent_twice(
+        self, sim: Simulator, connector: Connector, org: str
+    ) -> None:
+        listed(connector, org)  # warm up: login, metadata
+        before, writes = len(dump(sim)), sim.writes()
+        sim.faults.drop_next = 1
+        with pytest.raises(RetriableError):
+            connector.create(org, self.supported(connector, PERSON))
+        # Sent once and not repeated: the next poll, not a blind resend, finds out.
+        assert sim.writes() - writes == 1
+        assert len(dump(sim)) == before
 
     def test_listing_makes_no_per_record_request(
         self, sim: Simulator, connector: Connector, org: str

@@ -10,7 +10,8 @@ four ``admin_*`` methods in canonical fields, so tests and the demo can act
 * ``PATCH /_admin/records/{id}``    ``{"fields": {...}}``
 * ``DELETE /_admin/records/{id}``
 * ``GET  /_admin/counters``         requests by method; ``POST /_admin/counters/reset``
-* ``POST /_admin/faults``           ``{"error_rate", "drop_rate", "latency", "throttle_next"}``
+* ``POST /_admin/faults``           ``{"error_rate", "drop_rate", "latency", "throttle_next",
+  "error_next", "drop_next"}``
 
 The admin side is unauthenticated and never counted or faulted.
 """
@@ -57,6 +58,10 @@ class Faults:
     """Seconds added to every answer."""
     throttle_next: int = 0
     """Answer the next N requests with the vendor's own rate-limit signal."""
+    error_next: int = 0
+    """Answer the next N requests with HTTP 500."""
+    drop_next: int = 0
+    """Cut the connection of the next N requests mid-answer."""
     seed: int | None = None
 
 
@@ -168,18 +173,19 @@ class _FaultMiddleware:
         with sim.lock:
             sim.counters[str(scope["method"])] += 1
             faults = sim.faults
-            throttle = faults.throttle_next > 0
-            if throttle:
-                faults.throttle_next -= 1
+            throttle, faults.throttle_next = faults.throttle_next > 0, max(0, faults.throttle_next - 1)
+            error, faults.error_next = faults.error_next > 0, max(0, faults.error_next - 1)
+            drop, faults.drop_next = faults.drop_next > 0, max(0, faults.drop_next - 1)
             roll = sim._random.random()
         if faults.latency:
             await asyncio.sleep(faults.latency)
         if throttle:
             await sim.throttle_response()(scope, receive, send)
             return
-        if roll < faults.drop_rate:
-            raise _DropConnection
-        if roll < faults.drop_rate + faults.error_rate:
+        if drop or roll < faults.drop_rate:
+            await _drop_connection(send)
+            return
+        if error or roll < faults.drop_rate + faults.error_rate:
             await JSONResponse({"error": "injected server error"}, status_code=500)(
                 scope, receive, send
             )
@@ -188,7 +194,18 @@ class _FaultMiddleware:
 
 
 class _DropConnection(Exception):
-    """Raised before any byte is sent: uvicorn closes the connection."""
+    """Raised mid-answer: uvicorn closes the connection on an incomplete response."""
+
+
+async def _drop_connection(send: Send) -> None:
+    """Promise a body, send part of it, then fail: the client sees the connection cut.
+
+    (Failing before the response starts would make uvicorn answer a tidy 500.)
+    """
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"1000")]})
+    await send({"type": "http.response.body", "body": b"<partial", "more_body": True})
+    raise _DropConnection
 
 
 @dataclass
