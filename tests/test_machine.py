@@ -247,7 +247,7 @@ _CI = os.environ.get("CI", "").lower() == "true"
 TestSyncMachine = SyncMachine.TestCase
 TestSyncMachine.settings = settings(
     max_examples=int(os.environ.get("SYNCD_MACHINE_EXAMPLES", 200 if _CI else 60)),
-    stateful_step_count=20,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
