@@ -129,6 +129,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         marks = store.watermarks()
         counts = store.counts()
         failures = store.failures()
+        last = store.last_runs(1)
         state = store.load_state()
         connectors = build_connectors(settings)
         from syncd.engine.cycle import Syncer
@@ -153,7 +154,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             "rejected": sum(1 for r in rejections if r.system == name),
             "quarantined": sum(1 for f in failures if f.system == name and f.quarantined),
         }
+    run: dict[str, Any] | None = {
+        "kind": last[0]["kind"],
+        "finished_at": last[0]["finished_at"].isoformat() if last[0]["finished_at"] else None,
+        "exit_code": last[0]["exit_code"],
+    } if last else None
     doc = {
+        "last_run": run,
         "systems": rows,
         "people": sum(1 for g in state.goldens.values() if not g.deleted),
         "open_conflicts": counts["conflicts"]["open"],
@@ -161,7 +168,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _emit(doc)
         return 0
-    table = Table(title=f"{doc['people']} people, {doc['open_conflicts']} conflicts logged")
+    ran = f"; last run {run['kind']} at {run['finished_at']}, exit {run['exit_code']}" if run else ""
+    table = Table(title=f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}")
     columns = ("kind", "last_poll", "watermark", "linked", "pending_writes", "quarantined",
                "last_error")
     table.add_column("system")

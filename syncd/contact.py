@@ -20,11 +20,9 @@ __all__ = [
     "clean",
     "content_hash",
     "differs",
-    "join_name",
     "normalise",
     "phone_digits",
     "project",
-    "split_name",
 ]
 
 FIELDS: tuple[str, ...] = (
@@ -89,17 +87,3 @@ def content_hash(fields: Mapping[str, str]) -> str:
     norm = {f: normalise(f, v) for f, v in sorted(fields.items())}
     raw = json.dumps(norm, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-
-
-def join_name(first: str, last: str) -> str:
-    """Lightening's single ``name``: ``first last``."""
-    return " ".join(p for p in (first.strip(), last.strip()) if p)
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """Split a single name on its last space: ``Mary Ann Smith`` → (``Mary Ann``, ``Smith``)."""
-    text = " ".join(name.split())
-    if " " not in text:
-        return "", text
-    first, last = text.rsplit(" ", 1)
-    return first, last

@@ -151,6 +151,7 @@ def test_status_conflicts_and_quarantine_json(tmp_path: Path) -> None:
     assert status["systems"]["crm"]["linked"] == 1 and status["systems"]["billing"]["linked"] == 1
     assert status["systems"]["billing"]["pending_writes"] == 0
     assert status["systems"]["billing"]["watermark"] is not None
+    assert status["last_run"]["kind"] == "once" and status["last_run"]["exit_code"] == 0
     assert json.loads(syncd("--config", str(cfg), "conflicts", "--json").stdout) == {"conflicts": []}
     quarantined = json.loads(syncd("--config", str(cfg), "quarantine", "list", "--json").stdout)
     assert quarantined == {"quarantined": []}

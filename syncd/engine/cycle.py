@@ -250,6 +250,7 @@ class Syncer:
         for name in systems:
             report.systems[name] = SystemReport()
         state, scope = self._state()
+        self.store.foreign_write = False
         try:
             polls = self.poll(now, full=full, since=since, only=only)
         except Interrupted as exc:
@@ -290,7 +291,6 @@ class Syncer:
             report.planned = writes
             return self._finish(report, started, before, kind)
         self._cache = None
-        self.store.foreign_write = False
         self._commit(result, polls, rejections, now)
         due = self._due(writes, now)
         for name in systems:
@@ -404,6 +404,17 @@ class Syncer:
             rep = report.systems[name]
             rep.requests = conn.request_count() - before.get(name, 0)
             rep.duration_s = elapsed
+        if not report.dry_run:
+            summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},
+                       "errors": report.errors[:20], "conflicts": report.conflicts}
+            self.store.record_run(kind, report.started_at, report.finished_at, report.exit_code,
+                                  summary)
+            # Our own run row moved the revision: keep the cache valid unless someone
+            # else wrote meanwhile.
+            if self.store.foreign_write or self.store.known_revision is None:
+                self._cache = None
+            elif self._cache is not None:
+                self._cache = (self.store.known_revision, self._cache[1], self._cache[2])
         log.info(
             "cycle_finished",
             kind=kind,

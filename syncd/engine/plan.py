@@ -80,10 +80,6 @@ class PlanResult:
     """Per system: records found deleted this cycle."""
     read: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def changes_state(self) -> bool:
-        return bool(self.goldens_changed or self.links_changed or self.links_removed)
-
     def touched(self) -> set[str]:
         """People whose golden record or links this plan changed."""
         return (

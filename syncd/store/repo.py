@@ -341,10 +341,6 @@ class Store:
         if rows:
             self._upsert(conn, "watermark", _WATERMARK_COLUMNS, ("system",), rows)
 
-    def reset_watermarks(self, systems: Iterable[str]) -> None:
-        with self.write() as conn:
-            conn.execute(sa.update(W).where(W.c.system.in_(list(systems))).values(cursor=None))
-
     # -- failures ---------------------------------------------------------------------------
 
     def failures(self, *, quarantined: bool | None = None) -> list[Failure]:
@@ -440,19 +436,15 @@ class Store:
                 for r in conn.execute(query)
             ]
 
-    def start_run(self, kind: str, now: datetime) -> int:
+    def record_run(
+        self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
+    ) -> None:
+        """One row per cycle: what `status` shows as the last run."""
         with self.write() as conn:
-            result = conn.execute(sa.insert(R).values(kind=kind, started_at=now, summary_json="{}"))
-            key = result.inserted_primary_key
-            return int(key[0]) if key else 0
-
-    def finish_run(self, run_id: int, now: datetime, exit_code: int, summary: Any) -> None:
-        with self.write() as conn:
-            conn.execute(
-                sa.update(R).where(R.c.id == run_id).values(
-                    finished_at=now, exit_code=exit_code, summary_json=_dumps(summary)
-                )
-            )
+            conn.execute(sa.insert(R).values(
+                kind=kind, started_at=started, finished_at=finished, exit_code=exit_code,
+                summary_json=_dumps(summary),
+            ))
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
         query = sa.select(R).order_by(R.c.id.desc()).limit(limit)
