@@ -30,7 +30,8 @@ out = Console(soft_wrap=True)
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncd", description="Two-way contact sync.")
     parser.add_argument("--config", help="TOML file (default $SYNCD_CONFIG or ./syncd.toml)")
-    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-level", default=None,
+                        help="debug | info | warning | error (default info; warning for demo)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     once = sub.add_parser("once", help="one cycle: poll, reconcile, push")
@@ -285,7 +286,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    # The demo's tables are its output: only problems go to the log there.
+    configure_logging(args.log_level or ("warning" if args.command == "demo" else "info"))
     try:
         if args.command == "sandbox":
             return cmd_sandbox(None, args)
