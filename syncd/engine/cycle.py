@@ -292,11 +292,12 @@ class Syncer:
             return self._finish(report, started, before, kind)
         self._cache = None
         self._commit(result, polls, rejections, now)
-        due = self._due(writes, now)
+        failures = {(f.system, f.golden_id): f for f in self.store.failures()} if writes else {}
+        due = self._due(writes, failures, now)
         for name in systems:
             self.progress(name, "planned", sum(1 for w in due if w.system == name))
         pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
-                        stop=self.stop, progress=self.progress)
+                        failures, stop=self.stop, progress=self.progress)
         outcome = pusher.push(due)
         self._account(report, outcome)
         self._remember(result, outcome, writes, rejections)
@@ -325,10 +326,13 @@ class Syncer:
     ) -> None:
         if self.store.foreign_write or self.store.known_revision is None:
             return
-        # The planner's dicts are this cycle's own (it copied the old state), so they
-        # are updated in place rather than copied again.
         links = result.state.links
         index = result.state.index()
+        if outcome.links or outcome.removed:
+            # The planner may have handed on the previous state's dicts untouched
+            # (copy-on-write): copy before changing.
+            links = dict(links)
+            index = {system: dict(ids) for system, ids in index.items()}
         assert isinstance(links, dict)
         for key, link in outcome.links.items():
             links[key] = link
@@ -367,9 +371,9 @@ class Syncer:
                     ),
                 )
 
-    def _due(self, writes: list[Write], now: datetime) -> list[Write]:
+    def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
+             now: datetime) -> list[Write]:
         """Leave out writes that are backing off or quarantined with the same content."""
-        failures = {(f.system, f.golden_id): f for f in self.store.failures()}
         due: list[Write] = []
         for write in writes:
             failure = failures.get((write.system, write.golden_id))

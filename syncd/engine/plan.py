@@ -93,8 +93,11 @@ class _Planner:
     def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
         self.policy = policy
         self.systems = systems
-        self.goldens: dict[str, Golden] = dict(state.goldens)
-        self.links: dict[LinkKey, Link] = dict(state.links)
+        # Copy-on-write: a cycle that changes nothing copies nothing.
+        self.goldens: Mapping[str, Golden] = state.goldens
+        self.links: Mapping[LinkKey, Link] = state.links
+        self._own_goldens: dict[str, Golden] | None = None
+        self._own_links: dict[LinkKey, Link] | None = None
         # Copy-on-write per system: a quiet cycle copies nothing of the index.
         self.index = dict(state.index())
         self._owned: set[str] = set()
@@ -130,9 +133,15 @@ class _Planner:
             self._owned.add(system)
         return self.index[system]
 
+    def writable_links(self) -> dict[LinkKey, Link]:
+        if self._own_links is None:
+            self._own_links = dict(self.links)
+            self.links = self._own_links
+        return self._own_links
+
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
-        self.links[key] = link
+        self.writable_links()[key] = link
         if self._linked is not None and not link.excluded:
             self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
@@ -141,7 +150,7 @@ class _Planner:
         self.result.links_removed.discard(key)
 
     def drop_link(self, key: LinkKey) -> None:
-        link = self.links.pop(key, None)
+        link = self.writable_links().pop(key, None)
         if link is None:
             return
         if self._linked is not None:
@@ -152,7 +161,10 @@ class _Planner:
         self.result.links_removed.add(key)
 
     def set_golden(self, golden: Golden) -> None:
-        self.goldens[golden.id] = golden
+        if self._own_goldens is None:
+            self._own_goldens = dict(self.goldens)
+            self.goldens = self._own_goldens
+        self._own_goldens[golden.id] = golden
         self.result.goldens_changed[golden.id] = golden
 
     # -- step 1 and 2: diff and match -------------------------------------------------------

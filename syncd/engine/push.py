@@ -63,6 +63,7 @@ class Pusher:
         connectors: Mapping[str, Connector],
         max_attempts: int,
         now: datetime,
+        failures: Mapping[tuple[str, str], Failure],
         *,
         stop: threading.Event | None = None,
         progress: Callable[[str, str, int], None] | None = None,
@@ -73,7 +74,8 @@ class Pusher:
         self.connectors = connectors
         self.max_attempts = max_attempts
         self.now = now
-        self.previous = {(f.system, f.golden_id): f for f in store.failures()}
+        self.previous = failures
+        """The failures stored before this push, by (system, person)."""
 
     def push(self, writes: list[Write]) -> PushOutcome:
         by_system: dict[str, list[Write]] = defaultdict(list)

@@ -440,11 +440,13 @@ class Store:
         self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
     ) -> None:
         """One row per cycle: what `status` shows as the last run."""
+        mark = "?" if self.is_sqlite else "%s"
         with self.write() as conn:
-            conn.execute(sa.insert(R).values(
-                kind=kind, started_at=started, finished_at=finished, exit_code=exit_code,
-                summary_json=_dumps(summary),
-            ))
+            conn.exec_driver_sql(
+                "INSERT INTO run (kind, started_at, finished_at, exit_code, summary_json) "  # noqa: S608
+                f"VALUES ({', '.join([mark] * 5)})",
+                (kind, self._ts(started), self._ts(finished), exit_code, _dumps(summary)),
+            )
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
         query = sa.select(R).order_by(R.c.id.desc()).limit(limit)
