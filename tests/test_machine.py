@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
 
@@ -49,8 +50,7 @@ class SyncMachine(RuleBasedStateMachine):
         self, conflict: str, deletes: str, fraction: float, incremental: set[str],
         extra_system: bool,
     ) -> None:
-        store = Store("sqlite://")
-        store.create_all()
+        store = self.make_store()
         names = NAMES + (("d",) if extra_system else ())
         self.world = make_world(
             store, names, incremental=tuple(incremental),
@@ -68,8 +68,15 @@ class SyncMachine(RuleBasedStateMachine):
         self.emails += 1
         return f"person{self.emails}@example.com"
 
+    def make_store(self) -> Store:
+        store = Store("sqlite://")
+        store.create_all()
+        return store
+
     def teardown(self) -> None:
         if hasattr(self, "world"):
+            if self.world.syncer is not None:
+                self.world.syncer.close()
             self.world.store.close()
 
     def org(self, system: str) -> str:
@@ -257,3 +264,46 @@ def test_machine_runs_enough_examples_in_ci() -> None:
     assert TestSyncMachine.settings.max_examples >= (200 if _CI else 1)
 
 
+
+
+class PostgresSyncMachine(SyncMachine):
+    """The same machine on a Postgres store (a schema of its own per example)."""
+
+    def make_store(self) -> Store:
+        import uuid
+
+        import sqlalchemy as sa
+
+        from tests.conftest import PG_URL
+
+        self.schema = "m_" + uuid.uuid4().hex[:12]
+        self.admin = sa.create_engine(PG_URL)
+        with self.admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{self.schema}"'))
+        store = Store(PG_URL, schema=self.schema)
+        store.create_all()
+        return store
+
+    def teardown(self) -> None:
+        super().teardown()
+        if hasattr(self, "admin"):
+            import sqlalchemy as sa
+
+            with self.admin.begin() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA "{self.schema}" CASCADE'))
+            self.admin.dispose()
+
+
+TestPostgresSyncMachine = PostgresSyncMachine.TestCase
+TestPostgresSyncMachine.settings = settings(
+    max_examples=int(os.environ.get("SYNCD_PG_MACHINE_EXAMPLES", 40 if _CI else 15)),
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres(request: pytest.FixtureRequest) -> None:
+    if "Postgres" in request.node.nodeid:
+        request.getfixturevalue("pg_available")

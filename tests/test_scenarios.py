@@ -1,4 +1,4 @@
-"""One example test per sync scenario, over memory systems and a real SQLite store."""
+"""One example test per sync scenario, over memory systems and a real store (SQLite and Postgres)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ BOB = {"first_name": "Bob", "last_name": "Babbage", "email": "bob@example.com"}
 
 
 @pytest.fixture
-def world(sqlite_store: Store) -> World:
-    return make_world(sqlite_store, ("a", "b", "c"), incremental=("c",),
+def world(store: Store) -> World:
+    return make_world(store, ("a", "b", "c"), incremental=("c",),
                       sync={"max_delete_fraction": 0.5})
 
 
@@ -55,8 +55,8 @@ def test_delete_propagates(world: World) -> None:
     assert world.cycle().writes == 0
 
 
-def test_delete_is_ignored(sqlite_store: Store) -> None:
-    world = make_world(sqlite_store, ("a", "b"), sync={"deletes": "ignore",
+def test_delete_is_ignored(store: Store) -> None:
+    world = make_world(store, ("a", "b"), sync={"deletes": "ignore",
                                                       "max_delete_fraction": 0.5})
     ids = seed(world, ADA, BOB, {**BOB, "email": "carol@example.com"})
     world.systems["a"].remove(ids[0])
@@ -85,8 +85,8 @@ def test_both_changed_same_field_newest_wins_and_conflict_logged(world: World) -
     assert row["field"] == "job_title" and row["winner"] == "c" and row["value"] == "Newer"
 
 
-def test_both_changed_same_field_priority_wins(sqlite_store: Store) -> None:
-    world = make_world(sqlite_store, ("a", "b"), sync={"conflict": "priority",
+def test_both_changed_same_field_priority_wins(store: Store) -> None:
+    world = make_world(store, ("a", "b"), sync={"conflict": "priority",
                                                       "priority": ["b", "a"]})
     seed(world, ADA)
     rid_b, _ = world.find("b", "ada@example.com")
@@ -221,8 +221,8 @@ def test_modify_beats_delete(world: World) -> None:
         assert world.find(name, "ada@example.com")[1]["job_title"] == "Still here"
 
 
-def test_field_limit_rejects_that_write_only(sqlite_store: Store) -> None:
-    world = make_world(sqlite_store, ("a", "b"))
+def test_field_limit_rejects_that_write_only(store: Store) -> None:
+    world = make_world(store, ("a", "b"))
     world.systems["b"].limits = {"job_title": FieldLimit(max_length=10)}
     world.systems["a"].add("org-a", {**ADA, "job_title": "Director of Analytical Engines"})
     world.systems["a"].add("org-a", BOB)
@@ -251,9 +251,9 @@ def test_incremental_system_advances_its_watermark_safely(world: World) -> None:
 
 
 def test_person_excluded_by_ignore_and_entered_again_is_matched_not_duplicated(
-    sqlite_store: Store,
+    store: Store,
 ) -> None:
-    world = make_world(sqlite_store, ("a", "b"), sync={"deletes": "ignore",
+    world = make_world(store, ("a", "b"), sync={"deletes": "ignore",
                                                       "max_delete_fraction": 1.0})
     ids = seed(world, ADA, BOB)
     world.systems["a"].remove(ids[0])
@@ -272,13 +272,13 @@ def test_store_url_errors_hide_the_password() -> None:
     assert "topsecret" not in str(info.value)
 
 
-def test_a_record_listed_twice_in_one_scan_is_one_person(sqlite_store: Store) -> None:
+def test_a_record_listed_twice_in_one_scan_is_one_person(store: Store) -> None:
     """Paging can repeat a record (offset paging while records move): still one person."""
     from syncd.connectors.base import RemoteRecord
     from syncd.engine.model import Observation, Policy, State, SystemInfo
     from syncd.engine.plan import plan
 
-    world = make_world(sqlite_store, ("a",))
+    world = make_world(store, ("a",))
     info = SystemInfo("a", world.systems["a"].capabilities, {"org-a": "acme"})
     rec = RemoteRecord("7", "org-a", {"first_name": "Ada", "email": "ada@example.com"})
     result = plan(State({}, {}), [Observation("a", [rec, rec], True, world.clock.now)],
