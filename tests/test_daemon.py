@@ -224,3 +224,19 @@ def test_healthz_turns_unhealthy_without_a_successful_cycle() -> None:
         assert httpx.get(url, timeout=5).status_code == 200
     finally:
         server.stop()
+
+
+def test_refused_credentials_exit_4_and_the_other_system_still_syncs(
+    tmp_path: Path, harvest: tuple[HarvestSim, ServerHandle]
+) -> None:
+    _, handle = harvest
+    crm = MemoryConnector("crm", path=tmp_path / "crm.json")
+    crm.add("1", {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@acme.example"})
+    cfg = config(tmp_path, handle.url)
+    proc = start(["--config", str(cfg), "once", "--json"], secret="wrong-password")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 4, err[-2000:]
+    report = json.loads(out)
+    assert "401" in report["systems"]["harvest"]["error"]
+    assert "wrong-password" not in out + err
+    assert report["systems"]["crm"]["read"] == 1  # the other system was still read

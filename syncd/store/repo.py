@@ -274,7 +274,8 @@ class Store:
         if when.tzinfo is None:
             raise ValueError("naive datetime given to the store; syncd uses aware UTC only")
         if self.is_sqlite:
-            return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            # SQLAlchemy's SQLite DATETIME text form, naive UTC with microseconds.
+            return when.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
         return when
 
     def _link_row(self, link: Link, stamp: Any) -> tuple[Any, ...]:
