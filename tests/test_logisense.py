@@ -70,11 +70,6 @@ class TestLogisenseContract(ConnectorContract):
     pass
 
 
-def data_writes(sim: LogisenseSim) -> int:
-    """Writes to the data, not counting the login POST (which ``Simulator.writes`` counts)."""
-    return sim.writes() - sim.counters["login"]
-
-
 def vendor_calls(sim: LogisenseSim, method: str, fragment: str = "") -> list[dict[str, Any]]:
     return [e for e in sim.log if e["method"] == method and fragment in e["path"]]
 
@@ -224,7 +219,7 @@ def test_email_change_is_one_patch_updating_the_same_point(
     sim.counters.clear()
     changed = {"email": "ada.l@example.com", "first_name": "Augusta"}
     result = connector.update(rid, ORG, changed, {**current.fields, **changed}, current.extra)
-    assert data_writes(sim) == 1 and sim.counters["PATCH"] == 1
+    assert sim.writes() == 1 and sim.counters["PATCH"] == 1
     (patch,) = vendor_calls(sim, "PATCH")
     assert patch["path"].endswith(f"/Contact/{rid}")
     assert patch["json"] == {
@@ -274,7 +269,7 @@ def test_create_without_contact_type_id_names_the_key(
     c = make(url, contact_type_id=None)
     with pytest.raises(RecordRejected, match="contact_type_id"):
         c.create(ORG, PERSON)
-    assert data_writes(sim) == 0
+    assert sim.writes() == 0
 
 
 def test_delete_goes_through_the_account(
@@ -398,7 +393,7 @@ def test_end_to_end_syncd_once_both_ways_then_quiet(
     # 2. a second cycle with no outside change writes nothing anywhere
     sim.counters.clear()
     assert moved(once(config)) == 0
-    assert data_writes(sim) == 0, dict(sim.counters)
+    assert sim.writes() == 0, dict(sim.counters)
 
     # 3. updates both ways; the email change is an update of the same contact point
     cy_id = int(people["cy@x.com"]["id"])
@@ -439,7 +434,7 @@ def test_end_to_end_syncd_once_both_ways_then_quiet(
     # 5. and quiet again
     sim.counters.clear()
     assert moved(once(config)) == 0
-    assert data_writes(sim) == 0, dict(sim.counters)
+    assert sim.writes() == 0, dict(sim.counters)
 
 
 @pytest.mark.skipif(not os.environ.get("SYNCD_ECONOMY"), reason="set SYNCD_ECONOMY=1 to measure")
@@ -470,7 +465,7 @@ def test_request_economy_with_1000_contacts(
     print(f"\nno-op: {noop}\none change in LogiSense: {inbound}\n"
           f"one change pushed to LogiSense: {outbound}")
     # a fresh process: login POST; 2 Metadata, ContactPointType, Account detail, 2 pages of 500
-    assert noop["GET"] == 6 and data_writes(sim) == 1
+    assert noop["GET"] == 6 and sim.writes() == 1
 
 
 def test_a_contact_skipped_by_paging_mid_scan_is_not_taken_for_deleted(
