@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from syncd.config import Settings, load_settings
-from syncd.engine.cycle import CycleReport
-from syncd.engine.plan import derive_writes
+from syncd.engine.report import CycleReport
+from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
 

@@ -24,7 +24,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.app import syncer
 from syncd.config import Settings
-from syncd.engine.cycle import CycleReport, Syncer
+from syncd.engine.cycle import Syncer
+from syncd.engine.report import CycleReport
 from syncd.logs import get_logger
 from syncd.metrics import Metrics, MetricsServer
 

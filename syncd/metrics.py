@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from syncd.engine.cycle import CycleReport
+from syncd.engine.report import CycleReport
 
 __all__ = ["Metrics", "MetricsServer"]
 

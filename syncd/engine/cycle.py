@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,13 +22,15 @@ from syncd.config import Settings
 from syncd.connectors.base import Connector, RemoteRecord
 from syncd.contact import content_hash
 from syncd.engine.model import Observation, Policy, Rejection, State, SystemInfo, Write
-from syncd.engine.plan import PlanResult, derive_writes, plan
+from syncd.engine.plan import PlanResult, plan
 from syncd.engine.push import Pusher, PushOutcome
+from syncd.engine.report import CycleReport, SystemReport
+from syncd.engine.writes import derive_writes
 from syncd.errors import ConnectorError, MassDeleteError
 from syncd.logs import get_logger
 from syncd.store.repo import Failure, Store, Watermark
 
-__all__ = ["CycleReport", "Syncer", "SystemReport", "run_once"]
+__all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once"]
 
 log = get_logger("syncd.cycle")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -44,54 +46,6 @@ def _no_progress(system: str, what: str, count: int) -> None:
 
 class Interrupted(Exception):
     """The cycle was asked to stop before anything was committed."""
-
-
-@dataclass
-class SystemReport:
-    read: int = 0
-    created: int = 0
-    updated: int = 0
-    deleted: int = 0
-    rejected: int = 0
-    failed: int = 0
-    conflicts: int = 0
-    requests: int = 0
-    full_scan: bool = False
-    duration_s: float = 0.0
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self).items()}
-
-
-@dataclass
-class CycleReport:
-    started_at: datetime
-    dry_run: bool = False
-    finished_at: datetime | None = None
-    exit_code: int = 0
-    systems: dict[str, SystemReport] = field(default_factory=dict)
-    planned: list[Write] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    conflicts: int = 0
-
-    @property
-    def writes(self) -> int:
-        return sum(s.created + s.updated + s.deleted for s in self.systems.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "started_at": self.started_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "dry_run": self.dry_run,
-            "exit_code": self.exit_code,
-            "conflicts": self.conflicts,
-            "systems": {name: s.as_dict() for name, s in sorted(self.systems.items())},
-            "planned": [w.describe() for w in self.planned] if self.dry_run else [],
-            "rejected": [r.describe() for r in self.rejections],
-            "errors": self.errors,
-        }
 
 
 @dataclass

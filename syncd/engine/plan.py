@@ -17,38 +17,35 @@ give the same plan.  Steps:
    (``ignore``).  A person changed elsewhere in the same cycle survives:
    modify beats delete.  The mass-delete guard runs before anything else.
 
-:func:`derive_writes` then computes what each system still has to receive —
-golden vs link — so pending writes are never stored, only failures are.
+:func:`syncd.engine.writes.derive_writes` then computes what each system
+still has to receive — golden vs link — so pending writes are never stored,
+only failures are.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.config import ConflictPolicy, DeletePolicy
-from syncd.connectors.base import check_limits
-from syncd.contact import FIELDS, clean, differs, normalise, project
+from syncd.contact import FIELDS, clean, differs, normalise
 from syncd.engine.match import Matcher
 from syncd.engine.model import (
-    Action,
     Conflict,
     Golden,
     Link,
     LinkKey,
     Observation,
     Policy,
-    Rejection,
     State,
     SystemInfo,
-    Write,
 )
 from syncd.errors import MassDeleteError
 
-__all__ = ["PlanResult", "derive_writes", "golden_id_for", "plan"]
+__all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
 
 _NO_IDS: dict[str, str] = {}
 
@@ -333,64 +330,3 @@ def plan(
     planner.merge()
     planner.apply_deletes()
     return planner.finish()
-
-
-def derive_writes(
-    state: State,
-    systems: Iterable[SystemInfo],
-    only: Iterable[str] | None = None,
-) -> tuple[list[Write], list[Rejection]]:
-    """What every system still has to receive: the difference between golden and link.
-
-    ``only`` limits the work to some people — those a cycle touched plus those
-    still unsettled — when the caller knows every other person is settled.
-    """
-    writes: list[Write] = []
-    rejections: list[Rejection] = []
-    targets = [s for s in systems if not s.read_only]
-    org_ids = {s.name: s.org_ids for s in targets}
-    fields = {s.name: sorted(s.capabilities.fields) for s in targets}
-    people = (
-        state.goldens.values()
-        if only is None
-        else [state.goldens[g] for g in sorted(set(only)) if g in state.goldens]
-    )
-    for golden in people:
-        for info in targets:
-            link = state.links.get((golden.id, info.name))
-            if link is not None and link.excluded:
-                continue
-            caps = info.capabilities
-            if golden.deleted:
-                if link is not None and link.remote_id is not None and caps.can_delete:
-                    writes.append(
-                        Write(info.name, golden.id, Action.DELETE, link.org_id, link.remote_id,
-                              extra=link.extra)
-                    )
-                continue
-            if link is None:
-                org_id = org_ids[info.name].get(golden.org)
-                if org_id is None:
-                    continue
-                desired = project(golden.fields, fields[info.name])
-                if not any(desired.values()):
-                    continue
-                write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
-            else:
-                desired = project(golden.fields, fields[info.name])
-                if desired == link.fields:
-                    continue
-                changed = {f: v for f, v in desired.items() if differs(f, v, link.fields.get(f, ""))}
-                if not changed:
-                    continue
-                write = Write(info.name, golden.id, Action.UPDATE, link.org_id, link.remote_id,
-                              changed, desired, link.extra)
-            problem = check_limits(caps, write.desired, creating=write.action is Action.CREATE)
-            if problem is not None:
-                rejections.append(
-                    Rejection(info.name, golden.id, write.remote_id, write.action, *problem)
-                )
-            else:
-                writes.append(write)
-    writes.sort(key=lambda w: (w.system, w.action.value, w.golden_id))
-    return writes, rejections

@@ -11,7 +11,7 @@ from rich.table import Table
 from syncd.app import syncer
 from syncd.config import load_settings
 from syncd.contact import normalise
-from syncd.engine.cycle import CycleReport
+from syncd.engine.report import CycleReport
 from syncd.sandbox.serve import build_sandbox, write_config
 
 __all__ = ["run_demo"]

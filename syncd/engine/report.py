@@ -1,0 +1,59 @@
+"""What one cycle did, per system: the summary event, ``--json`` output and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from syncd.engine.model import Rejection, Write
+
+__all__ = ["CycleReport", "SystemReport"]
+
+
+@dataclass
+class SystemReport:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    requests: int = 0
+    full_scan: bool = False
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+@dataclass
+class CycleReport:
+    started_at: datetime
+    dry_run: bool = False
+    finished_at: datetime | None = None
+    exit_code: int = 0
+    systems: dict[str, SystemReport] = field(default_factory=dict)
+    planned: list[Write] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    conflicts: int = 0
+
+    @property
+    def writes(self) -> int:
+        return sum(s.created + s.updated + s.deleted for s in self.systems.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "dry_run": self.dry_run,
+            "exit_code": self.exit_code,
+            "conflicts": self.conflicts,
+            "systems": {name: s.as_dict() for name, s in sorted(self.systems.items())},
+            "planned": [w.describe() for w in self.planned] if self.dry_run else [],
+            "rejected": [r.describe() for r in self.rejections],
+            "errors": self.errors,
+        }

@@ -1,0 +1,79 @@
+"""Pending writes, derived: what each system still has to receive.
+
+Nothing is queued.  After planning, a system's pending writes are exactly the
+difference between each golden record and that system's link: no link is a
+create, a deleted person with a live link is a delete, different fields are an
+update.  A write that breaks the target's field limits is a rejection instead,
+naming the system, the person and the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from syncd.connectors.base import check_limits
+from syncd.contact import differs, project
+from syncd.engine.model import Action, Rejection, State, SystemInfo, Write
+
+__all__ = ["derive_writes"]
+
+
+def derive_writes(
+    state: State,
+    systems: Iterable[SystemInfo],
+    only: Iterable[str] | None = None,
+) -> tuple[list[Write], list[Rejection]]:
+    """What every system still has to receive: the difference between golden and link.
+
+    ``only`` limits the work to some people — those a cycle touched plus those
+    still unsettled — when the caller knows every other person is settled.
+    """
+    writes: list[Write] = []
+    rejections: list[Rejection] = []
+    targets = [s for s in systems if not s.read_only]
+    org_ids = {s.name: s.org_ids for s in targets}
+    fields = {s.name: sorted(s.capabilities.fields) for s in targets}
+    people = (
+        state.goldens.values()
+        if only is None
+        else [state.goldens[g] for g in sorted(set(only)) if g in state.goldens]
+    )
+    for golden in people:
+        for info in targets:
+            link = state.links.get((golden.id, info.name))
+            if link is not None and link.excluded:
+                continue
+            caps = info.capabilities
+            if golden.deleted:
+                if link is not None and link.remote_id is not None and caps.can_delete:
+                    writes.append(
+                        Write(info.name, golden.id, Action.DELETE, link.org_id, link.remote_id,
+                              extra=link.extra)
+                    )
+                continue
+            if link is None:
+                org_id = org_ids[info.name].get(golden.org)
+                if org_id is None:
+                    continue
+                desired = project(golden.fields, fields[info.name])
+                if not any(desired.values()):
+                    continue
+                write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
+            else:
+                desired = project(golden.fields, fields[info.name])
+                if desired == link.fields:
+                    continue
+                changed = {f: v for f, v in desired.items() if differs(f, v, link.fields.get(f, ""))}
+                if not changed:
+                    continue
+                write = Write(info.name, golden.id, Action.UPDATE, link.org_id, link.remote_id,
+                              changed, desired, link.extra)
+            problem = check_limits(caps, write.desired, creating=write.action is Action.CREATE)
+            if problem is not None:
+                rejections.append(
+                    Rejection(info.name, golden.id, write.remote_id, write.action, *problem)
+                )
+            else:
+                writes.append(write)
+    writes.sort(key=lambda w: (w.system, w.action.value, w.golden_id))
+    return writes, rejections
