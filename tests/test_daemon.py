@@ -144,6 +144,9 @@ def test_interrupted_backfill_resumes_without_duplicates(
     second = start(["--config", str(cfg), "backfill", "--json"])
     out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err[-2000:]
+    # Not a TTY: progress comes as plain (JSON) log lines, one per step.
+    progress = [json.loads(line) for line in err.splitlines() if "backfill_progress" in line]
+    assert {(p["system"], p["step"]) for p in progress} >= {("crm", "read"), ("harvest", "planned")}
     assert json.loads(out)["systems"]["harvest"]["created"] == 40 - posted
     assert len(harvest_people(sim)) == 40
     assert sim.counters["POST"] == 40
