@@ -49,6 +49,7 @@ _CHUNK = 500
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
 
 
 def _dumps(value: Any) -> str:
@@ -223,25 +224,33 @@ class Store:
     # -- state ------------------------------------------------------------------------------
 
     def load_state(self) -> State:
-        """Every person and link, read straight through the driver (the cold-start path)."""
-        loads = json.loads
+        """Every person and link, read straight through the driver (the cold-start path).
+
+        ``raw_decode`` skips ``json.loads``' whitespace checks: the store only
+        ever holds the compact JSON that :func:`_dumps` wrote.
+        """
+        decode = _DECODER.raw_decode
         goldens: dict[str, Golden] = {}
         links: dict[LinkKey, Link] = {}
         with self.engine.connect() as conn:
-            for gid, org, fields_json, deleted in conn.exec_driver_sql(
-                "SELECT id, org, fields_json, deleted FROM golden"
-            ):
-                goldens[gid] = Golden(gid, org, loads(fields_json), bool(deleted))
-            for system, gid, rid, org_id, fields_json, stamp, extra_json, excluded in (
-                conn.exec_driver_sql(
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute("SELECT id, org, fields_json, deleted FROM golden")
+                for gid, org, fields_json, deleted in cursor.fetchall():
+                    goldens[gid] = Golden(gid, org, decode(fields_json)[0], bool(deleted))
+                cursor.execute(
                     "SELECT system, golden_id, remote_id, org_id, fields_json, "
                     "remote_updated_at, extra_json, excluded FROM link"
                 )
-            ):
-                links[(gid, system)] = Link(
-                    system, gid, rid, org_id, loads(fields_json), read_utc(stamp),
-                    loads(extra_json) if extra_json != "{}" else {}, bool(excluded),
-                )
+                for system, gid, rid, org_id, fields_json, stamp, extra_json, excluded in (
+                    cursor.fetchall()
+                ):
+                    links[(gid, system)] = Link(
+                        system, gid, rid, org_id, decode(fields_json)[0], read_utc(stamp),
+                        decode(extra_json)[0] if extra_json != "{}" else {}, bool(excluded),
+                    )
+            finally:
+                cursor.close()
         return State(goldens=goldens, links=links)
 
     def save_changes(
