@@ -7,10 +7,7 @@ real HTTP on 127.0.0.1; wire-level checks use ``syncd.http.MockTransport``.
 from __future__ import annotations
 
 import base64
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
@@ -36,6 +33,7 @@ from syncd.errors import AuthError, RecordRejected, RetriableError, SystemUnavai
 from syncd.http import HttpClient, MockTransport, RateLimiter, Request, Response
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
+from tests.e2e import once_json
 
 ORG = "11072"
 OTHER = "11073"
@@ -546,7 +544,6 @@ def test_default_pacing_fits_the_documented_budget() -> None:
 
 # -- end to end: `syncd once` between Harvest and a memory system ----------------------------
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(path: Path, url: str, tmp: Path, *, full_scan_interval: str = "6h") -> None:
@@ -576,15 +573,7 @@ mem = "1"
 
 
 def once(config: Path) -> dict[str, Any]:
-    env = {**os.environ, "SYNCD_SYSTEMS__HARVEST__PASSWORD": SANDBOX_PASSWORD}
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert SANDBOX_PASSWORD not in done.stdout + done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    return once_json(config, {"SYNCD_SYSTEMS__HARVEST__PASSWORD": SANDBOX_PASSWORD})
 
 
 def memory(tmp: Path) -> MemoryConnector:

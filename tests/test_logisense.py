@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -23,6 +21,7 @@ from syncd.connectors.memory import MemoryConnector
 from syncd.errors import AuthError, RecordRejected, SystemUnavailable
 from syncd.sandbox.logisense import LogisenseSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
+from tests.e2e import once_json
 
 ORG = "16"
 OTHER_ORG = "17"
@@ -314,7 +313,6 @@ def test_title_is_the_salutation(sim: LogisenseSim, connector: LogisenseConnecto
 
 # -- end to end: `syncd once` between LogiSense and a memory system ------------------------
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(path: Path, url: str, tmp: Path) -> None:
@@ -343,15 +341,7 @@ mem = "1"
 
 
 def once(config: Path) -> dict[str, Any]:
-    env = {**os.environ, "SYNCD_SYSTEMS__LOGISENSE__PASSWORD": "secret"}
-    done = subprocess.run(
-        [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "secret" not in done.stdout + done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    return once_json(config, {"SYNCD_SYSTEMS__LOGISENSE__PASSWORD": "secret"})
 
 
 def mem_people(tmp: Path) -> dict[str, dict[str, str]]:
