@@ -20,7 +20,7 @@ import json
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -322,19 +322,19 @@ class LogisenseSim(Simulator):
         r = API_PREFIX
         return [
             Route(f"{AUTH_PREFIX}/Access/Login", self._login, methods=["POST"]),
-            Route(f"{r}/Contact/Metadata", self._metadata_contact, methods=["GET"]),
-            Route(f"{r}/Account/Metadata", self._metadata_account, methods=["GET"]),
-            Route(f"{r}/ContactPointType/", self._point_types, methods=["GET"]),
-            Route(f"{r}/Contact/", self._contact_all, methods=["GET"]),
-            Route(f"{r}/Contact/", self._contact_post, methods=["POST"]),
-            Route(f"{r}/Contact/Paged", self._contact_paged, methods=["GET"]),
-            Route(f"{r}/Contact/Paged/Detail", self._contact_paged, methods=["GET"]),
-            Route(f"{r}/Contact/{{cid:int}}", self._contact_get, methods=["GET"]),
-            Route(f"{r}/Contact/{{cid:int}}/Detail", self._contact_get, methods=["GET"]),
-            Route(f"{r}/Contact/{{cid:int}}", self._contact_put, methods=["PUT"]),
-            Route(f"{r}/Contact/{{cid:int}}", self._contact_patch, methods=["PATCH"]),
-            Route(f"{r}/Account/{{aid:int}}/Detail", self._account_detail, methods=["GET"]),
-            Route(f"{r}/Account/{{aid:int}}", self._account_patch, methods=["PATCH"]),
+            Route(f"{r}/Contact/Metadata", self._guarded(self._metadata_contact), methods=["GET"]),
+            Route(f"{r}/Account/Metadata", self._guarded(self._metadata_account), methods=["GET"]),
+            Route(f"{r}/ContactPointType/", self._guarded(self._point_types), methods=["GET"]),
+            Route(f"{r}/Contact/", self._guarded(self._contact_all), methods=["GET"]),
+            Route(f"{r}/Contact/", self._guarded(self._contact_post), methods=["POST"]),
+            Route(f"{r}/Contact/Paged", self._guarded(self._contact_paged), methods=["GET"]),
+            Route(f"{r}/Contact/Paged/Detail", self._guarded(self._contact_paged), methods=["GET"]),
+            Route(f"{r}/Contact/{{cid:int}}", self._guarded(self._contact_get), methods=["GET"]),
+            Route(f"{r}/Contact/{{cid:int}}/Detail", self._guarded(self._contact_get), methods=["GET"]),
+            Route(f"{r}/Contact/{{cid:int}}", self._guarded(self._contact_put), methods=["PUT"]),
+            Route(f"{r}/Contact/{{cid:int}}", self._guarded(self._contact_patch), methods=["PATCH"]),
+            Route(f"{r}/Account/{{aid:int}}/Detail", self._guarded(self._account_detail), methods=["GET"]),
+            Route(f"{r}/Account/{{aid:int}}", self._guarded(self._account_patch), methods=["PATCH"]),
         ]
 
     def _build(self) -> Any:
@@ -347,6 +347,19 @@ class LogisenseSim(Simulator):
 
         app.add_exception_handler(HTTPException, not_found)
         return app
+
+    def _guarded(
+        self, handler: Callable[[Request, dict[str, Any] | None], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Every API route: the token is checked and a write's JSON body parsed first."""
+
+        async def endpoint(request: Request) -> Response:
+            body = await self._guard(request)
+            if isinstance(body, Response):
+                return body
+            return await handler(request, body)
+
+        return endpoint
 
     async def _guard(self, request: Request) -> JSONResponse | dict[str, Any] | None:
         """Check the Bearer token; parse a JSON body for writes (None when there is none)."""
@@ -423,10 +436,7 @@ class LogisenseSim(Simulator):
             },
         }
 
-    async def _metadata_contact(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _metadata_contact(self, request: Request, body: dict[str, Any] | None) -> Response:
         routes = [("Get", ""), ("GetPaged", "Paged"), ("GetPagedDetail", "Paged/Detail"),
                   ("Get", "{id:int}"), ("GetDetail", "{id:int}/Detail"), ("Patch", "{id:int}"),
                   ("Post", ""), ("Put", "{id:int}"), ("Get", "Metadata"),
@@ -437,10 +447,7 @@ class LogisenseSim(Simulator):
         filters = ["contactTypeId", "title", "firstName", "lastName", "isUsedForTax"]
         return self._json(self._metadata("Contact", routes, patch, filters))
 
-    async def _metadata_account(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _metadata_account(self, request: Request, body: dict[str, Any] | None) -> Response:
         routes = [("Get", ""), ("GetPaged", "Paged"), ("Get", "{id:int}"),
                   ("GetDetail", "{id:int}/Detail"), ("Patch", "{id:int}"), ("Post", ""),
                   ("Put", "{id:int}"), ("Get", "Metadata"), ("GetMetadata", "Metadata/{option}")]
@@ -448,27 +455,18 @@ class LogisenseSim(Simulator):
                  "contactPoint": ["create", "update", "delete"]}
         return self._json(self._metadata("Account", routes, patch, ["name"]))
 
-    async def _point_types(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _point_types(self, request: Request, body: dict[str, Any] | None) -> Response:
         with self.lock:
             items = [dict(pt, contactTypeName=self.contact_types[pt["contactTypeId"]])
                      for pt in self.point_types.values()]
         return self._json({"totalCount": len(items), "items": items})
 
-    async def _contact_all(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _contact_all(self, request: Request, body: dict[str, Any] | None) -> Response:
         with self.lock:
             items = [self._contact_dto(c, detail=False) for c in self.contacts.values()]
         return self._json({"totalCount": len(items), "items": items})
 
-    async def _contact_paged(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _contact_paged(self, request: Request, body: dict[str, Any] | None) -> Response:
         raw = request.headers.get("pagination")
         try:
             page = json.loads(raw) if raw else {}
@@ -490,10 +488,7 @@ class LogisenseSim(Simulator):
             "pagedResults": {"totalCount": len(ordered), "items": items},
         })
 
-    async def _contact_get(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _contact_get(self, request: Request, body: dict[str, Any] | None) -> Response:
         cid = request.path_params["cid"]
         with self.lock:
             c = self.contacts.get(cid)
@@ -502,10 +497,7 @@ class LogisenseSim(Simulator):
             dto = self._contact_dto(c, detail=request.url.path.endswith("/Detail"))
         return self._json({"instance": dto})
 
-    async def _contact_post(self, request: Request) -> Response:
-        body = await self._guard(request)
-        if isinstance(body, Response):
-            return body
+    async def _contact_post(self, request: Request, body: dict[str, Any] | None) -> Response:
         assert body is not None
         errors: list[tuple[str, str]] = []
         self._check_scalars(body, errors)
@@ -533,10 +525,7 @@ class LogisenseSim(Simulator):
         if "isUsedForTax" in body:
             c.is_used_for_tax = bool(body["isUsedForTax"])
 
-    async def _contact_put(self, request: Request) -> Response:
-        body = await self._guard(request)
-        if isinstance(body, Response):
-            return body
+    async def _contact_put(self, request: Request, body: dict[str, Any] | None) -> Response:
         assert body is not None
         cid = request.path_params["cid"]
         with self.lock:
@@ -554,10 +543,7 @@ class LogisenseSim(Simulator):
             dto = self._contact_dto(c, detail=False)
         return self._json({"type": "update", "results": {"totalCount": 1, "items": [dto]}})
 
-    async def _contact_patch(self, request: Request) -> Response:
-        body = await self._guard(request)
-        if isinstance(body, Response):
-            return body
+    async def _contact_patch(self, request: Request, body: dict[str, Any] | None) -> Response:
         assert body is not None
         cid = request.path_params["cid"]
         with self.lock:
@@ -586,10 +572,7 @@ class LogisenseSim(Simulator):
         return self._json({"type": "patch",
                            "results": {"totalCount": len(results), "items": results}})
 
-    async def _account_detail(self, request: Request) -> Response:
-        guard = await self._guard(request)
-        if isinstance(guard, Response):
-            return guard
+    async def _account_detail(self, request: Request, body: dict[str, Any] | None) -> Response:
         aid = request.path_params["aid"]
         with self.lock:
             a = self.accounts.get(aid)
@@ -603,10 +586,7 @@ class LogisenseSim(Simulator):
             }
         return self._json({"instance": instance})
 
-    async def _account_patch(self, request: Request) -> Response:
-        body = await self._guard(request)
-        if isinstance(body, Response):
-            return body
+    async def _account_patch(self, request: Request, body: dict[str, Any] | None) -> Response:
         assert body is not None
         aid = request.path_params["aid"]
         with self.lock:
