@@ -15,7 +15,7 @@ from syncd.engine.cycle import Syncer
 from syncd.errors import ConfigError
 from syncd.store.repo import Store
 
-__all__ = ["build_connectors", "ensure_schema", "open_store", "syncer"]
+__all__ = ["build_connectors", "ensure_schema", "migrated_store", "open_store", "syncer"]
 
 
 def _head() -> str | None:
@@ -41,6 +41,17 @@ def ensure_schema(store: Store) -> None:
 
 def open_store(settings: Settings) -> Store:
     return Store(settings.store.url)
+
+
+@contextmanager
+def migrated_store(settings: Settings) -> Iterator[Store]:
+    """The store at the current schema, for the inspection commands (no instance lock)."""
+    store = open_store(settings)
+    try:
+        ensure_schema(store)
+        yield store
+    finally:
+        store.close()
 
 
 def build_connectors(settings: Settings, **options: Any) -> dict[str, Connector]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,16 +77,22 @@ def _emit(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 
 
-def _print_report(report: CycleReport) -> None:
-    table = Table(title="dry run: nothing was changed" if report.dry_run else "cycle")
-    for col in ("system", "read", "created", "updated", "deleted", "conflicts", "rejected",
-                "failed", "requests", "error"):
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
-    for name, s in sorted(report.systems.items()):
-        table.add_row(name, str(s.read), str(s.created), str(s.updated), str(s.deleted),
-                      str(s.conflicts), str(s.rejected), str(s.failed), str(s.requests),
-                      s.error or "")
+    for row in rows:
+        table.add_row(*row)
     out.print(table)
+
+
+def _print_report(report: CycleReport) -> None:
+    _table("dry run: nothing was changed" if report.dry_run else "cycle",
+           ("system", "read", "created", "updated", "deleted", "conflicts", "rejected", "failed",
+            "requests", "error"),
+           [[name, str(s.read), str(s.created), str(s.updated), str(s.deleted), str(s.conflicts),
+             str(s.rejected), str(s.failed), str(s.requests), s.error or ""]
+            for name, s in sorted(report.systems.items())])
     for write in report.planned:
         out.print(f"would {write.describe()}")
     for rej in report.rejections:
@@ -122,24 +128,21 @@ def _parse_since(text: str) -> datetime:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.app import build_connectors, ensure_schema, open_store
+    from syncd.app import build_connectors, migrated_store
+    from syncd.engine.cycle import system_infos
 
-    store = open_store(settings)
-    try:
-        ensure_schema(store)
+    with migrated_store(settings) as store:
         marks = store.watermarks()
         counts = store.counts()
         failures = store.failures()
         last = store.last_runs(1)
         state = store.load_state()
-        connectors = build_connectors(settings)
-        from syncd.engine.cycle import Syncer
-
-        writes, rejections = derive_writes(state, Syncer(settings, store, connectors).systems().values())
+    connectors = build_connectors(settings)
+    try:
+        writes, rejections = derive_writes(state, system_infos(settings, connectors).values())
+    finally:
         for c in connectors.values():
             c.close()
-    finally:
-        store.close()
     rows: dict[str, dict[str, Any]] = {}
     for name in settings.systems:
         mark = marks.get(name)
@@ -170,48 +173,36 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         _emit(doc)
         return 0
     ran = f"; last run {run['kind']} at {run['finished_at']}, exit {run['exit_code']}" if run else ""
-    table = Table(title=f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}")
     columns = ("kind", "last_poll", "watermark", "linked", "pending_writes", "quarantined",
                "last_error")
-    table.add_column("system")
-    for col in columns:
-        table.add_column(col)
-    for name, row in rows.items():
-        table.add_row(name, *(str(row[c]) if row[c] is not None else "-" for c in columns))
-    out.print(table)
+    _table(f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}",
+           ("system", *columns),
+           [[name, *(str(row[c]) if row[c] is not None else "-" for c in columns)]
+            for name, row in rows.items()])
     return 0
 
 
 def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.app import ensure_schema, open_store
+    from syncd.app import migrated_store
 
-    store = open_store(settings)
-    try:
-        ensure_schema(store)
+    with migrated_store(settings) as store:
         rows = store.conflicts()
-    finally:
-        store.close()
     if args.json:
         _emit({"conflicts": rows})
         return 0
-    table = Table(title=f"{len(rows)} conflicts (newest first)")
-    for col in ("at", "person", "field", "candidates", "winner", "policy"):
-        table.add_column(col)
-    for r in rows:
-        cands = "; ".join(f"{c['system']}={c['value']!r}" for c in r["candidates"])
-        table.add_row(r["at"], r["person"], r["field"], cands, f"{r['winner']}={r['value']!r}",
-                      r["policy"])
-    out.print(table)
+    _table(f"{len(rows)} conflicts (newest first)",
+           ("at", "person", "field", "candidates", "winner", "policy"),
+           [[r["at"], r["person"], r["field"],
+             "; ".join(f"{c['system']}={c['value']!r}" for c in r["candidates"]),
+             f"{r['winner']}={r['value']!r}", r["policy"]] for r in rows])
     return 0
 
 
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.app import ensure_schema, open_store
+    from syncd.app import migrated_store
     from syncd.store.admin import drop_quarantined
 
-    store = open_store(settings)
-    try:
-        ensure_schema(store)
+    with migrated_store(settings) as store:
         if args.action == "retry":
             n = store.retry_quarantined(args.system, args.person)
             doc: dict[str, Any] = {"retried": n}
@@ -226,17 +217,13 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
                 if (not args.system or f.system == args.system)
                 and (not args.person or f.golden_id == args.person)
             ]}
-    finally:
-        store.close()
     if args.json:
         _emit(doc)
     elif args.action == "list":
-        table = Table(title=f"{len(doc['quarantined'])} quarantined writes")
-        for col in ("system", "person", "action", "attempts", "error"):
-            table.add_column(col)
-        for r in doc["quarantined"]:
-            table.add_row(r["system"], r["person"], r["action"], str(r["attempts"]), r["error"])
-        out.print(table)
+        _table(f"{len(doc['quarantined'])} quarantined writes",
+               ("system", "person", "action", "attempts", "error"),
+               [[r["system"], r["person"], r["action"], str(r["attempts"]), r["error"]]
+                for r in doc["quarantined"]])
     else:
         out.print(", ".join(f"{k}: {v}" for k, v in doc.items()))
     return 0

@@ -30,7 +30,7 @@ from syncd.errors import ConnectorError, MassDeleteError
 from syncd.logs import get_logger
 from syncd.store.repo import Failure, Store, Watermark
 
-__all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once"]
+__all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "system_infos"]
 
 log = get_logger("syncd.cycle")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -57,6 +57,19 @@ class _Poll:
     full: bool = False
 
 
+def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
+    """What the planner needs to know of each connected system."""
+    return {
+        name: SystemInfo(
+            name=name,
+            capabilities=conn.capabilities,
+            org_map=settings.org_map(name),
+            read_only=settings.systems[name].read_only,
+        )
+        for name, conn in connectors.items()
+    }
+
+
 class Syncer:
     """Everything one cycle needs: settings, store and the connectors."""
 
@@ -79,15 +92,7 @@ class Syncer:
         self.progress: Progress = _no_progress
 
     def systems(self) -> dict[str, SystemInfo]:
-        return {
-            name: SystemInfo(
-                name=name,
-                capabilities=conn.capabilities,
-                org_map=self.settings.org_map(name),
-                read_only=self.settings.systems[name].read_only,
-            )
-            for name, conn in self.connectors.items()
-        }
+        return system_infos(self.settings, self.connectors)
 
     def policy(self, force_delete: bool) -> Policy:
         sync = self.settings.sync
