@@ -213,9 +213,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
                 {"system": f.system, "person": f.golden_id, "action": f.action,
                  "remote_id": f.remote_id, "attempts": f.attempts, "error": f.last_error,
                  "since": f.updated_at.isoformat()}
-                for f in store.failures(quarantined=True)
-                if (not args.system or f.system == args.system)
-                and (not args.person or f.golden_id == args.person)
+                for f in store.quarantined(args.system, args.person)
             ]}
     if args.json:
         _emit(doc)

@@ -17,7 +17,7 @@ def drop_quarantined(store: Store, system: str | None, golden_id: str | None) ->
     The link becomes an exclusion (no remote id), so the derived writes stop;
     ``quarantine retry`` is the way back for a record that can be fixed.
     """
-    keys = store.quarantined_keys(system, golden_id)
+    keys = [(f.system, f.golden_id) for f in store.quarantined(system, golden_id)]
     now = datetime.now(UTC)
     with store.write() as conn:
         for sys_name, gid in keys:

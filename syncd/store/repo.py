@@ -405,10 +405,10 @@ class Store:
                 query.values(quarantined=False, attempts=0, next_retry_at=None)
             ).rowcount
 
-    def quarantined_keys(self, system: str | None, golden_id: str | None) -> list[tuple[str, str]]:
+    def quarantined(self, system: str | None = None, golden_id: str | None = None) -> list[Failure]:
+        """Quarantined writes, optionally of one system and/or one person."""
         return [
-            (f.system, f.golden_id)
-            for f in self.failures(quarantined=True)
+            f for f in self.failures(quarantined=True)
             if (not system or f.system == system) and (not golden_id or f.golden_id == golden_id)
         ]
 
