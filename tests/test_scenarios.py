@@ -284,3 +284,15 @@ def test_a_record_listed_twice_in_one_scan_is_one_person(store: Store) -> None:
     result = plan(State({}, {}), [Observation("a", [rec, rec], True, world.clock.now)],
                   {"a": info}, Policy())
     assert len(result.state.goldens) == 1 and len(result.state.links) == 1
+
+
+def test_a_standing_rejection_is_not_stored_again_each_cycle(store: Store) -> None:
+    world = make_world(store, ("a", "b"))
+    world.systems["b"].limits = {"job_title": FieldLimit(max_length=10)}
+    world.systems["a"].add("org-a", {**ADA, "job_title": "Director of Analytical Engines"})
+    world.cycle()
+    (first,) = world.store.failures(quarantined=True)
+    report = world.cycle()
+    assert report.exit_code == 1 and len(report.rejections) == 1  # still reported
+    (again,) = world.store.failures(quarantined=True)
+    assert again.updated_at == first.updated_at  # but not rewritten

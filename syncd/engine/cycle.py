@@ -250,8 +250,11 @@ class Syncer:
             report.planned = writes
             return self._finish(report, started, before, kind)
         self._cache = None
-        self._commit(result, polls, rejections, now)
-        failures = {(f.system, f.golden_id): f for f in self.store.failures()} if writes else {}
+        failures = (
+            {(f.system, f.golden_id): f for f in self.store.failures()}
+            if writes or rejections else {}
+        )
+        self._commit(result, polls, rejections, failures, now)
         due = self._due(writes, failures, now)
         for name in systems:
             self.progress(name, "planned", sum(1 for w in due if w.system == name))
@@ -308,7 +311,12 @@ class Syncer:
         self._cache = (self.store.known_revision, state, unsettled)
 
     def _commit(
-        self, result: PlanResult, polls: list[_Poll], rejections: list[Rejection], now: datetime
+        self,
+        result: PlanResult,
+        polls: list[_Poll],
+        rejections: list[Rejection],
+        failures: Mapping[tuple[str, str], Failure],
+        now: datetime,
     ) -> None:
         with self.store.write() as conn:
             self.store.save_changes(
@@ -321,13 +329,14 @@ class Syncer:
             self.store.save_conflicts(conn, result.conflicts, now)
             self.store.save_watermarks(conn, [p.watermark for p in polls])
             for rej in rejections:
+                reason = f"rejected before sending: field {rej.field}: {rej.reason}"
+                known = failures.get((rej.system, rej.golden_id))
+                if known is not None and known.quarantined and known.last_error == reason:
+                    continue  # the same rejection as last cycle: nothing new to store
                 self.store.record_failure(
                     conn,
-                    Failure(
-                        rej.system, rej.golden_id, rej.action.value, rej.remote_id, 0,
-                        f"rejected before sending: field {rej.field}: {rej.reason}",
-                        "", True, None, now,
-                    ),
+                    Failure(rej.system, rej.golden_id, rej.action.value, rej.remote_id, 0,
+                            reason, "", True, None, now),
                 )
 
     def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
