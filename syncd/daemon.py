@@ -70,14 +70,6 @@ def _signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def _rate_limited(s: Syncer) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for name, conn in s.connectors.items():
-        stats = getattr(getattr(conn, "http", None), "stats", None)
-        counts[name] = int(getattr(stats, "rate_limited", 0))
-    return counts
-
-
 def run_daemon(
     settings: Settings, *, metrics_port: int | None = None, force_delete: bool = False
 ) -> int:
@@ -90,7 +82,6 @@ def run_daemon(
     cycle_lock = threading.Lock()
     try:
         with syncer(settings) as s, _signals(s.stop):
-            limited = _rate_limited(s)
 
             def job(system: str, full: bool) -> None:
                 if s.stop.is_set():
@@ -106,9 +97,6 @@ def run_daemon(
                     report = s.run_once(only={system}, full={system} if full else None,
                                         force_delete=force_delete, kind=kind)
                     metrics.observe(report, kind, s.store.watermarks())
-                    for name, n in _rate_limited(s).items():
-                        metrics.add_rate_limited(name, n - limited.get(name, 0))
-                        limited[name] = n
                 ok = report.systems[system].error is None and report.exit_code != 3
                 backoff.record(system, ok, settings.system_interval(system), datetime.now(UTC))
 

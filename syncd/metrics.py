@@ -49,6 +49,8 @@ class Metrics:
             for label, n in (("create", s.created), ("update", s.updated), ("delete", s.deleted)):
                 if n:
                     self.writes.labels(system=name, kind=label).inc(n)
+            if s.rate_limited:
+                self.rate_limited.labels(system=name).inc(s.rate_limited)
             failures = s.failed + s.rejected + (1 if s.error else 0)
             if failures:
                 self.errors.labels(system=name).inc(failures)
@@ -59,10 +61,6 @@ class Metrics:
         if result == "ok":
             self.last_success = now
             self.last_success_ts.set(now.timestamp())
-
-    def add_rate_limited(self, system: str, n: int) -> None:
-        if n:
-            self.rate_limited.labels(system=system).inc(n)
 
     def healthy(self) -> bool:
         now = datetime.now(UTC)

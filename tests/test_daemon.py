@@ -162,7 +162,7 @@ def test_metrics_series_parse() -> None:
 
     metrics = Metrics(timedelta(seconds=60))
     report = CycleReport(started_at=Clock().now)
-    report.systems["a"] = SystemReport(read=5, created=2, failed=1)
+    report.systems["a"] = SystemReport(read=5, created=2, failed=1, rate_limited=3)
     metrics.observe(report, "poll", {"a": Watermark("a", cursor=Clock().now)})
     from prometheus_client import generate_latest
 
@@ -170,6 +170,8 @@ def test_metrics_series_parse() -> None:
         metrics.registry).decode())}
     writes = [s for s in families["syncd_writes"].samples if s.name == "syncd_writes_total"]
     assert writes[0].labels == {"system": "a", "kind": "create"} and writes[0].value == 2
+    waits = [s for s in families["syncd_rate_limit_waits"].samples if s.name.endswith("_total")]
+    assert waits[0].value == 3
     assert metrics.healthy()
 
 

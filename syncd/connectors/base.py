@@ -115,6 +115,10 @@ class Connector(Protocol):
 
     def request_count(self) -> int: ...
 
+    def throttled_count(self) -> int:
+        """How many times the system answered with its rate-limit signal so far."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -145,6 +149,9 @@ class RestConnector:
 
     def request_count(self) -> int:
         return int(self.http.stats.requests)
+
+    def throttled_count(self) -> int:
+        return int(self.http.stats.rate_limited)
 
     def close(self) -> None:
         self.http.close()

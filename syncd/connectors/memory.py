@@ -233,6 +233,9 @@ class MemoryConnector:
     def request_count(self) -> int:
         return self.requests
 
+    def throttled_count(self) -> int:
+        return 0  # an in-process system never throttles
+
     def close(self) -> None:
         self._save()
 

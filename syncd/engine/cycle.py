@@ -204,7 +204,8 @@ class Syncer:
         now = self.clock()
         report = CycleReport(started_at=now, dry_run=dry_run)
         started = time.monotonic()
-        before = {name: c.request_count() for name, c in self.connectors.items()}
+        before = {name: (c.request_count(), c.throttled_count())
+                  for name, c in self.connectors.items()}
         systems = self.systems()
         for name in systems:
             report.systems[name] = SystemReport()
@@ -368,13 +369,19 @@ class Syncer:
         report.errors.extend(outcome.messages)
 
     def _finish(
-        self, report: CycleReport, started: float, before: Mapping[str, int], kind: str
+        self,
+        report: CycleReport,
+        started: float,
+        before: Mapping[str, tuple[int, int]],
+        kind: str,
     ) -> CycleReport:
         report.finished_at = self.clock()
         elapsed = time.monotonic() - started
         for name, conn in self.connectors.items():
             rep = report.systems[name]
-            rep.requests = conn.request_count() - before.get(name, 0)
+            requests, throttled = before.get(name, (0, 0))
+            rep.requests = conn.request_count() - requests
+            rep.rate_limited = conn.throttled_count() - throttled
             rep.duration_s = elapsed
         if not report.dry_run:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},

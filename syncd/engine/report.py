@@ -21,6 +21,7 @@ class SystemReport:
     failed: int = 0
     conflicts: int = 0
     requests: int = 0
+    rate_limited: int = 0
     full_scan: bool = False
     duration_s: float = 0.0
     error: str | None = None
