@@ -11,7 +11,6 @@ import os
 import re
 import tomllib
 from datetime import timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +31,7 @@ from pydantic_settings import (
 )
 
 from syncd.errors import ConfigError
+from syncd.model import ConflictPolicy, DeletePolicy
 
 __all__ = [
     "ConflictPolicy",
@@ -61,16 +61,6 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class ConflictPolicy(StrEnum):
-    NEWEST = "newest"
-    PRIORITY = "priority"
-
-
-class DeletePolicy(StrEnum):
-    PROPAGATE = "propagate"
-    IGNORE = "ignore"
 
 
 class _Strict(BaseModel):

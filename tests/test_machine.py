@@ -21,8 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition,
 from syncd.connectors.memory import SimulatedCrash
 from syncd.contact import normalise, project
 from syncd.engine.cycle import CycleReport
-from syncd.engine.model import State
 from syncd.engine.plan import MASS_DELETE_MIN
+from syncd.model import State
 from syncd.store import Store
 from tests.world import World, make_world
 

@@ -12,9 +12,9 @@ from syncd.config import parse_duration
 from syncd.connectors.base import Capabilities, RemoteRecord
 from syncd.contact import FIELDS, content_hash, normalise
 from syncd.engine.match import match_keys
-from syncd.engine.model import Golden, Link, Observation, Policy, State, SystemInfo
 from syncd.engine.plan import plan
 from syncd.errors import MassDeleteError
+from syncd.model import Golden, Link, Observation, Policy, State, SystemInfo
 
 text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=30)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -275,8 +275,8 @@ def test_store_url_errors_hide_the_password() -> None:
 def test_a_record_listed_twice_in_one_scan_is_one_person(store: Store) -> None:
     """Paging can repeat a record (offset paging while records move): still one person."""
     from syncd.connectors.base import RemoteRecord
-    from syncd.engine.model import Observation, Policy, State, SystemInfo
     from syncd.engine.plan import plan
+    from syncd.model import Observation, Policy, State, SystemInfo
 
     world = make_world(store, ("a",))
     info = SystemInfo("a", world.systems["a"].capabilities, {"org-a": "acme"})

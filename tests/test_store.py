@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from syncd.engine.model import Conflict, Golden, Link
 from syncd.errors import StoreLockedError
+from syncd.model import Conflict, Golden, Link
 from syncd.store import Store
 from syncd.store.repo import Failure, Watermark
 from syncd.store.tables import metadata

@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from syncd.config import SystemConfig
 from syncd.contact import Fields
 from syncd.errors import ConfigError, RecordRejected
+from syncd.model import (
+    Capabilities,
+    FieldLimit,
+    Page,
+    RemoteRecord,
+    WriteResult,
+    check_limits,
+)
 
 __all__ = [
     "KINDS",
@@ -35,54 +42,6 @@ __all__ = [
     "build_connector",
     "check_limits",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class FieldLimit:
-    max_length: int | None = None
-    required_on_create: bool = False
-    required: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Capabilities:
-    fields: frozenset[str]
-    incremental: bool = False
-    can_delete: bool = True
-    timestamps: bool = False
-    """The system stamps records with its own update time (used by ``newest``)."""
-    limits: Mapping[str, FieldLimit] = field(default_factory=dict)
-    overlap: timedelta = timedelta(0)
-    """How far before the watermark an incremental read starts (the API's granularity)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteRecord:
-    """One remote record, mapped to canonical fields."""
-
-    remote_id: str
-    org_id: str
-    """Its organization's parent id in this system (client-id, account id, ...)."""
-    fields: Fields
-    updated_at: datetime | None = None
-    deleted: bool = False
-    """An explicit tombstone from a change feed."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Connector-private data kept in the link (e.g. child ids)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    records: Sequence[RemoteRecord]
-
-
-@dataclass(frozen=True, slots=True)
-class WriteResult:
-    remote_id: str
-    fields: Fields | None = None
-    """What the system holds now, when its answer says so (else the desired fields)."""
-    updated_at: datetime | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -120,17 +79,6 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def check_limits(caps: Capabilities, fields: Fields, *, creating: bool) -> tuple[str, str] | None:
-    """The first (field, reason) that breaks this system's limits, or None."""
-    for name, limit in caps.limits.items():
-        value = fields.get(name, "")
-        if limit.max_length is not None and len(value) > limit.max_length:
-            return name, f"{len(value)} characters, the limit is {limit.max_length}"
-        if (limit.required or (creating and limit.required_on_create)) and not value.strip():
-            return name, "required, but empty"
-    return None
 
 
 class RestConnector:

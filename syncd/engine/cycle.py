@@ -21,13 +21,13 @@ from typing import Any
 from syncd.config import Settings
 from syncd.connectors.base import Connector, RemoteRecord
 from syncd.contact import content_hash
-from syncd.engine.model import Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.push import Pusher, PushOutcome
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConnectorError, MassDeleteError
 from syncd.logs import get_logger
+from syncd.model import Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.store.repo import Failure, Store, Watermark
 
 __all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "system_infos"]

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from syncd.contact import Fields, normalise
-from syncd.engine.model import Golden
+from syncd.model import Golden
 
 __all__ = ["Matcher", "match_keys"]
 

@@ -30,11 +30,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from syncd.config import ConflictPolicy, DeletePolicy
 from syncd.contact import FIELDS, clean, differs, normalise
 from syncd.engine.match import Matcher
-from syncd.engine.model import (
+from syncd.errors import MassDeleteError
+from syncd.model import (
     Conflict,
+    ConflictPolicy,
+    DeletePolicy,
     Golden,
     Link,
     LinkKey,
@@ -43,7 +45,6 @@ from syncd.engine.model import (
     State,
     SystemInfo,
 )
-from syncd.errors import MassDeleteError
 
 __all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
 

@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
-from syncd.engine.model import Action, Link, LinkKey, Write
 from syncd.errors import ConnectorError, RecordRejected, SystemUnavailable
 from syncd.logs import get_logger
+from syncd.model import Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
 
 __all__ = ["PushOutcome", "Pusher", "backoff"]

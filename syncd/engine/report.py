@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncd.engine.model import Rejection, Write
+from syncd.model import Rejection, Write
 
 __all__ = ["CycleReport", "SystemReport"]
 

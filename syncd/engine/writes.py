@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from syncd.connectors.base import check_limits
 from syncd.contact import differs, project
-from syncd.engine.model import Action, Rejection, State, SystemInfo, Write
+from syncd.model import Action, Rejection, State, SystemInfo, Write, check_limits
 
 __all__ = ["derive_writes"]
 

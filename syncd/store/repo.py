@@ -12,7 +12,6 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.engine.model import Conflict, Golden, Link, LinkKey, State
 from syncd.errors import ConfigError, StoreLockedError
+from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark
 from syncd.store.tables import (
     ConflictRow,
     FailureRow,
@@ -58,30 +57,6 @@ def _dumps(value: Any) -> str:
 
 def _fields_hash(fields_json: str) -> str:
     return hashlib.blake2b(fields_json.encode(), digest_size=8).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Watermark:
-    system: str
-    cursor: datetime | None = None
-    last_poll_at: datetime | None = None
-    last_full_scan_at: datetime | None = None
-    last_success_at: datetime | None = None
-    last_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    system: str
-    golden_id: str
-    action: str
-    remote_id: str | None
-    attempts: int
-    last_error: str
-    desired_hash: str
-    quarantined: bool
-    next_retry_at: datetime | None
-    updated_at: datetime
 
 
 _REVISION = "SELECT value FROM store_revision WHERE id = 1"

@@ -1,4 +1,9 @@
-"""Value objects the planner works on: golden records, links, observations, writes.
+"""The value objects every layer shares: what a system is, holds and is sent.
+
+This is the leaf of the package: it imports nothing of ours but
+:mod:`syncd.contact`, so the pure planner, the store and the connectors can
+all depend on it without depending on each other (``tests/test_boundaries.py``
+keeps it so).
 
 A **golden record** is one real person; a **link** is what one system held of
 that person after the last sync.  A system's change is its current record
@@ -11,26 +16,105 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from syncd.config import ConflictPolicy, DeletePolicy
-from syncd.connectors.base import Capabilities, RemoteRecord
 from syncd.contact import Fields
 
 __all__ = [
     "Action",
+    "Capabilities",
     "Conflict",
+    "ConflictPolicy",
+    "DeletePolicy",
+    "Failure",
+    "FieldLimit",
     "Golden",
     "Link",
+    "LinkKey",
     "Observation",
+    "Page",
     "Policy",
     "Rejection",
+    "RemoteRecord",
     "State",
     "SystemInfo",
+    "Watermark",
     "Write",
+    "WriteResult",
+    "check_limits",
 ]
+
+
+class ConflictPolicy(StrEnum):
+    NEWEST = "newest"
+    PRIORITY = "priority"
+
+
+class DeletePolicy(StrEnum):
+    PROPAGATE = "propagate"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldLimit:
+    max_length: int | None = None
+    required_on_create: bool = False
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    fields: frozenset[str]
+    incremental: bool = False
+    can_delete: bool = True
+    timestamps: bool = False
+    """The system stamps records with its own update time (used by ``newest``)."""
+    limits: Mapping[str, FieldLimit] = field(default_factory=dict)
+    overlap: timedelta = timedelta(0)
+    """How far before the watermark an incremental read starts (the API's granularity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRecord:
+    """One remote record, mapped to canonical fields."""
+
+    remote_id: str
+    org_id: str
+    """Its organization's parent id in this system (client-id, account id, ...)."""
+    fields: Fields
+    updated_at: datetime | None = None
+    deleted: bool = False
+    """An explicit tombstone from a change feed."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Connector-private data kept in the link (e.g. child ids)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: Sequence[RemoteRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    remote_id: str
+    fields: Fields | None = None
+    """What the system holds now, when its answer says so (else the desired fields)."""
+    updated_at: datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_limits(caps: Capabilities, fields: Fields, *, creating: bool) -> tuple[str, str] | None:
+    """The first (field, reason) that breaks this system's limits, or None."""
+    for name, limit in caps.limits.items():
+        value = fields.get(name, "")
+        if limit.max_length is not None and len(value) > limit.max_length:
+            return name, f"{len(value)} characters, the limit is {limit.max_length}"
+        if (limit.required or (creating and limit.required_on_create)) and not value.strip():
+            return name, "required, but empty"
+    return None
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,3 +253,27 @@ class Rejection:
     def describe(self) -> str:
         target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
         return f"{target} (person {self.golden_id}): field {self.field}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    system: str
+    cursor: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_full_scan_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    system: str
+    golden_id: str
+    action: str
+    remote_id: str | None
+    attempts: int
+    last_error: str
+    desired_hash: str
+    quarantined: bool
+    next_retry_at: datetime | None
+    updated_at: datetime
