@@ -49,6 +49,14 @@ class Connector(Protocol):
     name: str
     capabilities: Capabilities
 
+    def open(self) -> None:
+        """Log in and discover what the server offers; may narrow ``capabilities``.
+
+        Called before every cycle's reads (cheap once done); the planner takes
+        its snapshot of capabilities after it.
+        """
+        ...
+
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
         """Pages of records under the given organizations; ``since=None`` is a full scan.
 
@@ -94,6 +102,9 @@ class RestConnector:
     def __init__(self, name: str, http: Any) -> None:
         self.name = name
         self.http = http
+
+    def open(self) -> None:
+        return None
 
     def request_count(self) -> int:
         return int(self.http.stats.requests)

@@ -140,7 +140,7 @@ class LogisenseConnector(RestConnector):
     def _get(self, path: str, what: str = "", **kw: Any) -> Any:
         return self.http.request("GET", self.api + path, what=what, **kw).json()
 
-    def start(self) -> None:
+    def open(self) -> None:
         """Read Metadata (log the routes offered) and the contact point types, once."""
         if self.type_ids is not None:
             return
@@ -180,7 +180,7 @@ class LogisenseConnector(RestConnector):
     # -- reading ------------------------------------------------------------------------
 
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
-        self.start()
+        self.open()
         members: dict[int, str] = {}
         for org in org_ids:
             resp = self.http.request("GET", f"{self.api}Account/{int(org)}/Detail",
@@ -238,7 +238,7 @@ class LogisenseConnector(RestConnector):
         return items
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
-        self.start()
+        self.open()
         ctype = self.cfg.contact_type_id
         if ctype is None:
             raise self.reject("create", f"systems.{self.name}.contact_type_id is not set: "
@@ -280,7 +280,7 @@ class LogisenseConnector(RestConnector):
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
                extra: Mapping[str, Any]) -> WriteResult:
-        self.start()
+        self.open()
         if "contactTypeId" not in extra:  # a link without our extra: read the points once
             detail = self._get(f"Contact/{int(remote_id)}/Detail", what=f"contact {remote_id}")
             extra = self._record(detail["instance"], org_id).extra
@@ -311,7 +311,7 @@ class LogisenseConnector(RestConnector):
         return WriteResult(remote_id, extra={"contactTypeId": ctype, "points": points})
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
-        self.start()
+        self.open()
         if not self.capabilities.can_delete:
             raise self.reject(f"delete {remote_id}", "the server offers no contact delete")
         body = {"contacts": {"items": [{"patchType": "delete", "identity": int(remote_id)}]}}

@@ -230,6 +230,9 @@ class MemoryConnector:
         if timeout:
             raise self._timeout(f"delete {remote_id}")
 
+    def open(self) -> None:
+        return None
+
     def request_count(self) -> int:
         return self.requests
 

@@ -13,48 +13,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Settings
-from syncd.connectors.base import Connector, RemoteRecord
+from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.plan import PlanResult, plan
+from syncd.engine.poll import Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
-from syncd.errors import ConnectorError, MassDeleteError
+from syncd.errors import MassDeleteError
 from syncd.logs import get_logger
-from syncd.model import Observation, Policy, Rejection, State, SystemInfo, Write
-from syncd.store.repo import Failure, Store, Watermark
+from syncd.model import Failure, Policy, Rejection, State, SystemInfo, Write
+from syncd.store.repo import Store
 
 __all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "system_infos"]
 
 log = get_logger("syncd.cycle")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
-
-
-Progress = Callable[[str, str, int], None]
-"""(system, "read" | "planned" | "written", count)"""
-
-
-def _no_progress(system: str, what: str, count: int) -> None:
-    return None
-
-
-class Interrupted(Exception):
-    """The cycle was asked to stop before anything was committed."""
-
-
-@dataclass
-class _Poll:
-    system: str
-    observation: Observation | None
-    watermark: Watermark
-    error: ConnectorError | None = None
-    full: bool = False
 
 
 def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
@@ -86,10 +64,13 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
-        self._pool: ThreadPoolExecutor | None = None
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
-        self.progress: Progress = _no_progress
+        self.progress: Progress = lambda system, what, count: None
+        self.poller = Poller(
+            self.connectors, settings.org_map, skew=settings.sync.clock_skew,
+            full_scan_interval=settings.sync.full_scan_interval, stop=self.stop,
+        )
 
     def systems(self) -> dict[str, SystemInfo]:
         return system_infos(self.settings, self.connectors)
@@ -104,56 +85,6 @@ class Syncer:
             force_delete=force_delete,
         )
 
-    # -- poll -------------------------------------------------------------------------------
-
-    def _poll(
-        self, name: str, mark: Watermark, now: datetime, full: bool, since: datetime | None
-    ) -> _Poll:
-        connector = self.connectors[name]
-        caps = connector.capabilities
-        sync = self.settings.sync
-        if not caps.incremental:
-            since = None
-        if since is None and caps.incremental and not full and mark.cursor is not None:
-            due = mark.last_full_scan_at is None or now - mark.last_full_scan_at >= sync.full_scan_interval
-            if not due:
-                since = mark.cursor - caps.overlap
-        full = since is None
-        org_ids = sorted(self.settings.org_map(name))
-        records: list[RemoteRecord] = []
-        max_seen: datetime | None = None
-        error: ConnectorError | None = None
-        try:
-            for page in connector.list_records(org_ids, since):
-                if self.stop.is_set():
-                    raise Interrupted(f"{name}: stopped while reading")
-                records.extend(page.records)
-                self.progress(name, "read", len(page.records))
-                stamps = [r.updated_at for r in page.records if r.updated_at is not None]
-                if stamps:
-                    top = max(stamps)
-                    max_seen = top if max_seen is None or top > max_seen else max_seen
-        except ConnectorError as exc:
-            error = exc
-        cursor = mark.cursor
-        if caps.incremental:
-            # Never past what was seen (a complete scan has seen everything before it
-            # began), never closer to now than the clock skew allows.
-            seen_up_to = now if full and error is None else max_seen
-            if seen_up_to is not None:
-                candidate = min(seen_up_to, now - sync.clock_skew)
-                cursor = candidate if cursor is None or candidate > cursor else cursor
-        new_mark = replace(
-            mark,
-            cursor=cursor,
-            last_poll_at=now,
-            last_full_scan_at=now if full and error is None else mark.last_full_scan_at,
-            last_success_at=now if error is None else mark.last_success_at,
-            last_error=str(error) if error else None,
-        )
-        obs = Observation(name, records, complete=full and error is None, observed_at=now)
-        return _Poll(name, obs, new_mark, error, full)
-
     def poll(
         self,
         now: datetime,
@@ -161,26 +92,12 @@ class Syncer:
         full: set[str] | None = None,
         since: datetime | None = None,
         only: set[str] | None = None,
-    ) -> list[_Poll]:
-        marks = self.store.watermarks()
-        names = sorted(n for n in self.connectors if only is None or n in only)
-        jobs = [
-            (name, marks.get(name, Watermark(name)), now,
-             full is not None and (not full or name in full), since)
-            for name in names
-        ]
-        if len(jobs) == 1:
-            return [self._poll(*jobs[0])]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.connectors)),
-                                            thread_name_prefix="syncd-poll")
-        futures = [self._pool.submit(self._poll, *job) for job in jobs]
-        return [f.result() for f in futures]
+    ) -> list[PollResult]:
+        self.poller.progress = self.progress
+        return self.poller.poll(self.store.watermarks(), now, full=full, since=since, only=only)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.poller.close()
 
     # -- the cycle ----------------------------------------------------------------------------
 
@@ -206,8 +123,7 @@ class Syncer:
         started = time.monotonic()
         before = {name: (c.request_count(), c.throttled_count())
                   for name, c in self.connectors.items()}
-        systems = self.systems()
-        for name in systems:
+        for name in self.connectors:
             report.systems[name] = SystemReport()
         state, scope = self._state()
         self.store.foreign_write = False
@@ -226,6 +142,8 @@ class Syncer:
                 report.errors.append(str(p.error))
                 report.exit_code = max(report.exit_code, 4)
                 log.warning("poll_failed", system=p.system, error=str(p.error))
+        # Taken after polling: opening a connector may have changed what it can do.
+        systems = self.systems()
         observations = [p.observation for p in polls if p.observation is not None]
         try:
             result = plan(state, observations, systems, self.policy(force_delete))
@@ -314,7 +232,7 @@ class Syncer:
     def _commit(
         self,
         result: PlanResult,
-        polls: list[_Poll],
+        polls: list[PollResult],
         rejections: list[Rejection],
         failures: Mapping[tuple[str, str], Failure],
         now: datetime,

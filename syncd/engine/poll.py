@@ -1,0 +1,192 @@
+"""Poll: open each system, read what changed, and say how far the watermark may move.
+
+Reading is the only step that talks to systems before planning, so it is
+also where a system is *opened* (login, route and type discovery): the
+planner's snapshot of capabilities is taken afterwards, and a server found to
+offer no delete never gets a delete derived for it, not even in the first
+cycle.
+
+The watermark rule is :func:`advance_cursor`, a pure function (DESIGN.md
+invariant 3):
+
+* a cursor never passes what was seen — a complete scan has seen everything
+  before it began, an incremental read only up to its newest record, and a
+  read that failed only up to the last page that arrived (pages come in
+  ascending ``updated_at``);
+* it never comes closer to now than the clock skew allows;
+* it never moves backwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from syncd.connectors.base import Connector
+from syncd.errors import ConnectorError
+from syncd.model import Observation, RemoteRecord, Watermark
+
+__all__ = ["Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
+
+Progress = Callable[[str, str, int], None]
+"""(system, "read" | "planned" | "written", count)"""
+
+
+class Interrupted(Exception):
+    """The cycle was asked to stop before anything was committed."""
+
+
+def advance_cursor(
+    cursor: datetime | None,
+    *,
+    now: datetime,
+    skew: timedelta,
+    complete: bool,
+    max_seen: datetime | None,
+) -> datetime | None:
+    """The new cursor of an incremental system after one read.
+
+    ``complete``: the read was a full scan that finished without error.
+    ``max_seen``: the newest ``updated_at`` among the pages that arrived.
+    """
+    seen_up_to = now if complete else max_seen
+    if seen_up_to is None:
+        return cursor
+    candidate = min(seen_up_to, now - skew)
+    return candidate if cursor is None or candidate > cursor else cursor
+
+
+def read_since(
+    mark: Watermark,
+    *,
+    incremental: bool,
+    overlap: timedelta,
+    now: datetime,
+    full_scan_interval: timedelta,
+    full: bool,
+    since: datetime | None,
+) -> datetime | None:
+    """Where this read starts: ``None`` is a full scan.
+
+    A full-scan system always reads whole; an incremental one reads from its
+    cursor less the API's overlap, unless a full sweep is asked for or due.
+    """
+    if not incremental:
+        return None
+    if since is not None or full or mark.cursor is None:
+        return since
+    due = mark.last_full_scan_at is None or now - mark.last_full_scan_at >= full_scan_interval
+    return None if due else mark.cursor - overlap
+
+
+@dataclass
+class PollResult:
+    system: str
+    observation: Observation | None
+    watermark: Watermark
+    error: ConnectorError | None = None
+    full: bool = False
+
+
+class Poller:
+    """Reads systems concurrently, one thread per system, reusing one pool across cycles."""
+
+    def __init__(
+        self,
+        connectors: Mapping[str, Connector],
+        org_ids: Callable[[str], Mapping[str, str]],
+        *,
+        skew: timedelta,
+        full_scan_interval: timedelta,
+        stop: threading.Event,
+    ) -> None:
+        self.connectors = connectors
+        self.org_ids = org_ids
+        self.skew = skew
+        self.full_scan_interval = full_scan_interval
+        self.stop = stop
+        self.progress: Progress = lambda system, what, count: None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def open(self) -> dict[str, ConnectorError]:
+        """Open every connector (login, discovery); the systems that could not be opened."""
+        errors: dict[str, ConnectorError] = {}
+        for name, connector in self.connectors.items():
+            try:
+                connector.open()
+            except ConnectorError as exc:
+                errors[name] = exc
+        return errors
+
+    def poll_one(
+        self, name: str, mark: Watermark, now: datetime, full: bool, since: datetime | None,
+        failed_open: ConnectorError | None = None,
+    ) -> PollResult:
+        connector = self.connectors[name]
+        caps = connector.capabilities
+        since = read_since(mark, incremental=caps.incremental, overlap=caps.overlap, now=now,
+                           full_scan_interval=self.full_scan_interval, full=full, since=since)
+        full = since is None
+        records: list[RemoteRecord] = []
+        max_seen: datetime | None = None
+        error = failed_open
+        if error is None:
+            try:
+                for page in connector.list_records(sorted(self.org_ids(name)), since):
+                    if self.stop.is_set():
+                        raise Interrupted(f"{name}: stopped while reading")
+                    records.extend(page.records)
+                    self.progress(name, "read", len(page.records))
+                    stamps = [r.updated_at for r in page.records if r.updated_at is not None]
+                    if stamps and (max_seen is None or max(stamps) > max_seen):
+                        max_seen = max(stamps)
+            except ConnectorError as exc:
+                error = exc
+        complete = full and error is None
+        cursor = mark.cursor
+        if caps.incremental:
+            cursor = advance_cursor(cursor, now=now, skew=self.skew, complete=complete,
+                                    max_seen=max_seen)
+        new_mark = replace(
+            mark,
+            cursor=cursor,
+            last_poll_at=now,
+            last_full_scan_at=now if complete else mark.last_full_scan_at,
+            last_success_at=now if error is None else mark.last_success_at,
+            last_error=str(error) if error else None,
+        )
+        obs = Observation(name, records, complete=complete, observed_at=now)
+        return PollResult(name, obs, new_mark, error, full)
+
+    def poll(
+        self,
+        marks: Mapping[str, Watermark],
+        now: datetime,
+        *,
+        full: set[str] | None = None,
+        since: datetime | None = None,
+        only: set[str] | None = None,
+    ) -> list[PollResult]:
+        """Open every system, then read the chosen ones (``full``: empty set = all)."""
+        failed = self.open()
+        names = sorted(n for n in self.connectors if only is None or n in only)
+        jobs = [
+            (name, marks.get(name, Watermark(name)), now,
+             full is not None and (not full or name in full), since, failed.get(name))
+            for name in names
+        ]
+        if len(jobs) == 1:
+            return [self.poll_one(*jobs[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.connectors)),
+                                            thread_name_prefix="syncd-poll")
+        futures = [self._pool.submit(self.poll_one, *job) for job in jobs]
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
