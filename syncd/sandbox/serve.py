@@ -9,6 +9,7 @@ has matching to do), with small differences in how they were typed.
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import signal
 import threading
@@ -43,6 +44,17 @@ class _Kind:
     config: Callable[[str], dict[str, Any]]
 
 
+def _lightening() -> _Kind:
+    from syncd.sandbox.lightening import SANDBOX_TOKEN, LighteningSim
+
+    orgs = {"acme": "1", "globex": "2"}
+    return _Kind(
+        make=lambda: LighteningSim(customers=[int(v) for v in orgs.values()]),
+        org_ids=orgs,
+        config=lambda url: {"kind": "lightening", "base_url": url, "token": SANDBOX_TOKEN},
+    )
+
+
 def _harvest() -> _Kind:
     from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 
@@ -70,12 +82,20 @@ def _logisense() -> _Kind:
 def available_kinds() -> dict[str, _Kind]:
     """The simulators this build has (a connector issue adds its own here)."""
     kinds: dict[str, _Kind] = {}
-    for name, factory in (("harvest", _harvest), ("logisense", _logisense)):
+    for name, factory in (("lightening", _lightening), ("harvest", _harvest),
+                          ("logisense", _logisense)):
         try:
             kinds[name] = factory()
         except ImportError:  # pragma: no cover - a build without that simulator
             continue
     return kinds
+
+
+def has_connector(kind: str) -> bool:
+    """Whether this build can sync ``kind``: a simulator may land before its connector."""
+    from syncd.connectors.base import KINDS
+
+    return importlib.util.find_spec(KINDS[kind]) is not None
 
 
 @dataclass
@@ -95,8 +115,12 @@ class Sandbox:
             handle.stop()
 
     def config(self, store_url: str) -> dict[str, Any]:
-        systems = {name: self.kinds[name].config(h.url) for name, h in self.handles.items()}
-        orgs = {org: {name: self.kinds[name].org_ids[org] for name in self.sims} for org in ORGS}
+        # TODO(lightening connector issue): a kind served without a connector in this
+        # build (today: lightening) stays out of the config, or every cycle would stop
+        # on "has no connector"; it joins by itself once syncd/connectors/<kind>.py exists.
+        synced = [name for name in self.sims if has_connector(name)]
+        systems = {name: self.kinds[name].config(self.handles[name].url) for name in synced}
+        orgs = {org: {name: self.kinds[name].org_ids[org] for name in synced} for org in ORGS}
         return {
             "store": {"url": store_url},
             "sync": {"interval": "1m", "conflict": "newest", "deletes": "propagate",
@@ -106,9 +130,13 @@ class Sandbox:
         }
 
 
-def build_sandbox(contacts: int = 20, seed: int = 7) -> Sandbox:
-    """Simulators seeded with ``contacts`` people; about a third are in several systems."""
-    kinds = available_kinds()
+def build_sandbox(contacts: int = 20, seed: int = 7, *, synced_only: bool = False) -> Sandbox:
+    """Simulators seeded with ``contacts`` people; about a third are in several systems.
+
+    ``synced_only`` leaves out kinds without a connector (the demo syncs everything it serves).
+    """
+    kinds = {name: kind for name, kind in available_kinds().items()
+             if not synced_only or has_connector(name)}
     sims = {name: kind.make() for name, kind in kinds.items()}
     rng = random.Random(seed)
     names = list(sims)
