@@ -177,9 +177,9 @@ class ValomniaSim(Simulator):
         self.unique_email = unique_email
         self.session_ttl = session_ttl
         self.clock = clock
-        self.customers: dict[int, _Customer] = {}
-        for c in customers:
-            self.add_customer(int(c))
+        self.customers: dict[int, _Customer] = {
+            int(c): _Customer(int(c), f"C{int(c)}", f"Customer {int(c)}") for c in customers
+        }
         self.contacts: dict[int, ValomniaContact] = {}
         self.sessions: dict[str, datetime] = {}
         """Session token → last use (idle expiry)."""
