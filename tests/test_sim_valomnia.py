@@ -443,3 +443,26 @@ def test_admin_round_trip_in_canonical_fields(sim: ValomniaSim, url: str) -> Non
         assert c.delete(f"/_admin/records/{rid}").status_code == 200
         assert c.get("/_admin/state").json()["records"] == []
         assert c.get("/_admin/counters").json()["total"] == 0  # the admin side is not counted
+
+
+# -- `syncd sandbox` ------------------------------------------------------------------------------
+
+def test_sandbox_serves_valomnia_and_configures_it_only_with_a_connector(tmp_path: Any) -> None:
+    from syncd.config import load_settings
+    from syncd.sandbox.serve import build_sandbox, has_connector, write_config
+
+    box = build_sandbox(6)
+    assert isinstance(box.sims["valomnia"], ValomniaSim)
+    box.start()
+    try:
+        state = httpx.get(f"{box.handles['valomnia'].url}/_admin/state", timeout=5).json()
+        assert {r["org"] for r in state["records"]} == {ORG, OTHER}
+        doc = box.config(f"sqlite:///{tmp_path / 'x.db'}")
+        wired = has_connector("valomnia")
+        assert ("valomnia" in doc["systems"]) is wired
+        assert all(("valomnia" in org) is wired for org in doc["organizations"].values())
+        write_config(doc, tmp_path / "sandbox.toml")
+        assert set(load_settings(tmp_path / "sandbox.toml").systems) == set(doc["systems"])
+    finally:
+        box.stop()
+    assert ("valomnia" in build_sandbox(3, synced_only=True).sims) is wired
