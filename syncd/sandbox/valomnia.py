@@ -33,8 +33,8 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -142,7 +142,6 @@ class ValomniaContact:
     is_decision_maker: bool = False
     photo: str | None = None
     user_id: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class ValomniaSim(Simulator):
@@ -621,12 +620,6 @@ class ValomniaSim(Simulator):
             if photo is not None:
                 contact.photo = photo
             contact.last_updated = self._now()
-
-    def age_sessions(self, seconds: float) -> None:
-        """Move every session's last use back by ``seconds`` (idle expiry without a clock)."""
-        with self.lock:
-            delta = timedelta(seconds=seconds)
-            self.sessions = {t: last - delta for t, last in self.sessions.items()}
 
 
 def seeded(
