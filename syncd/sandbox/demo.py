@@ -28,7 +28,7 @@ def _moved(title: str, report: CycleReport) -> Table:
 
 
 def run_demo(console: Console, contacts: int = 12) -> int:
-    box = build_sandbox(contacts, synced_only=True)
+    box = build_sandbox(contacts, synced_only=True)  # every system it starts must sync
     box.start()
     try:
         with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:

@@ -2,9 +2,11 @@
 
 Ports are fixed per kind from a base (CONTRACT §3): lightening +0, harvest +1,
 zoho_books +2, logisense +3, valomnia +4.  A kind without a simulator yet is
-simply not served.  Seed data is deterministic: realistic people in two
-organizations, some of them entered in several systems (so the first sync
-has matching to do), with small differences in how they were typed.
+simply not served; one whose connector is not in the build yet is served but
+left out of the written config (and of ``syncd demo``).  Seed data is
+deterministic: realistic people in two organizations, some of them entered in
+several systems (so the first sync has matching to do), with small
+differences in how they were typed.
 """
 
 from __future__ import annotations
@@ -79,23 +81,41 @@ def _logisense() -> _Kind:
     )
 
 
-def available_kinds() -> dict[str, _Kind]:
-    """The simulators this build has (a connector issue adds its own here)."""
+def _valomnia() -> _Kind:
+    from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
+
+    orgs = {"acme": "3229", "globex": "3230"}
+    return _Kind(
+        make=lambda: ValomniaSim(customers=[int(v) for v in orgs.values()]),
+        org_ids=orgs,
+        config=lambda url: {"kind": "valomnia", "base_url": url, "username": SANDBOX_USER,
+                            "password": SANDBOX_PASSWORD},
+    )
+
+
+def has_connector(kind: str) -> bool:
+    """Whether this build has the connector for ``kind`` (looked up, not imported)."""
+    from syncd.connectors.base import KINDS
+
+    return kind in KINDS and importlib.util.find_spec(KINDS[kind]) is not None
+
+
+def available_kinds(*, synced_only: bool = False) -> dict[str, _Kind]:
+    """The simulators this build has (a connector issue adds its own here).
+
+    ``synced_only`` leaves out a simulator whose connector is not in this build
+    yet: ``syncd demo`` syncs every simulator it starts and checks they agree.
+    """
     kinds: dict[str, _Kind] = {}
     for name, factory in (("lightening", _lightening), ("harvest", _harvest),
-                          ("logisense", _logisense)):
+                          ("logisense", _logisense), ("valomnia", _valomnia)):
+        if synced_only and not has_connector(name):
+            continue
         try:
             kinds[name] = factory()
         except ImportError:  # pragma: no cover - a build without that simulator
             continue
     return kinds
-
-
-def has_connector(kind: str) -> bool:
-    """Whether this build can sync ``kind``: a simulator may land before its connector."""
-    from syncd.connectors.base import KINDS
-
-    return importlib.util.find_spec(KINDS[kind]) is not None
 
 
 @dataclass
@@ -115,10 +135,10 @@ class Sandbox:
             handle.stop()
 
     def config(self, store_url: str) -> dict[str, Any]:
-        # TODO(lightening connector issue): a kind served without a connector in this
-        # build (today: lightening) stays out of the config, or every cycle would stop
-        # on "has no connector"; it joins by itself once syncd/connectors/<kind>.py exists.
-        synced = [name for name in self.sims if has_connector(name)]
+        # A simulator served before its connector exists stays out of the config
+        # (`syncd once` would stop on "has no connector in this build yet"); it joins
+        # by itself once syncd/connectors/<kind>.py exists.
+        synced = [name for name in self.handles if has_connector(name)]
         systems = {name: self.kinds[name].config(self.handles[name].url) for name in synced}
         orgs = {org: {name: self.kinds[name].org_ids[org] for name in synced} for org in ORGS}
         return {
@@ -131,12 +151,8 @@ class Sandbox:
 
 
 def build_sandbox(contacts: int = 20, seed: int = 7, *, synced_only: bool = False) -> Sandbox:
-    """Simulators seeded with ``contacts`` people; about a third are in several systems.
-
-    ``synced_only`` leaves out kinds without a connector (the demo syncs everything it serves).
-    """
-    kinds = {name: kind for name, kind in available_kinds().items()
-             if not synced_only or has_connector(name)}
+    """Simulators seeded with ``contacts`` people; about a third are in several systems."""
+    kinds = available_kinds(synced_only=synced_only)
     sims = {name: kind.make() for name, kind in kinds.items()}
     rng = random.Random(seed)
     names = list(sims)
