@@ -511,3 +511,32 @@ def test_config_for_validates_as_zoho_books_config() -> None:
     cfg = ZohoBooksConfig.model_validate(config_for("http://127.0.0.1:9"))
     assert cfg.base_url == f"http://127.0.0.1:9{API_PREFIX}"
     assert cfg.accounts_url == f"http://127.0.0.1:9{ACCOUNTS_PREFIX}"
+
+
+# -- the sandbox registration -------------------------------------------------------------------
+
+
+def test_sandbox_serves_zoho_but_keeps_it_out_of_the_config_until_its_connector(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncd.config import load_settings
+    from syncd.sandbox import serve as sandbox
+
+    assert "zoho_books" not in sandbox.build_sandbox(6).sims  # the demo's sandbox
+    box = sandbox.build_sandbox(6, unsynced=True)
+    box.start()
+    try:
+        zoho = box.sims["zoho_books"]
+        assert {r["org"] for r in zoho.admin_dump()} == {"460000000026049", "460000000026050"}
+        written = tmp_path / "sandbox.toml"
+        sandbox.write_config(box.config("sqlite:///x.db"), written)
+        settings = load_settings(written)
+        assert "zoho_books" not in settings.systems and "harvest" in settings.systems
+        monkeypatch.setattr(sandbox, "has_connector", lambda kind: True)
+        doc = box.config("sqlite:///x.db")
+        url = box.handles["zoho_books"].url
+        assert doc["systems"]["zoho_books"]["accounts_url"] == url + ACCOUNTS_PREFIX
+        assert doc["organizations"]["acme"]["zoho_books"] == "460000000026049"
+        ZohoBooksConfig.model_validate(doc["systems"]["zoho_books"])
+    finally:
+        box.stop()
