@@ -24,7 +24,7 @@ import tomli_w
 
 from syncd.sandbox.common import ServerHandle, Simulator, serve
 
-__all__ = ["PORT_OFFSETS", "Sandbox", "build_sandbox", "serve_forever"]
+__all__ = ["PORT_OFFSETS", "Sandbox", "build_sandbox", "has_connector", "serve_forever"]
 
 PORT_OFFSETS = {"lightening": 0, "harvest": 1, "zoho_books": 2, "logisense": 3, "valomnia": 4}
 ORGS = ("acme", "globex")
@@ -93,6 +93,17 @@ def _valomnia() -> _Kind:
     )
 
 
+def _zoho_books() -> _Kind:
+    from syncd.sandbox.zoho_books import SANDBOX_ORGANIZATION_ID, ZohoBooksSim, config_for
+
+    orgs = {"acme": "460000000026049", "globex": "460000000026050"}  # parent contact ids
+    return _Kind(
+        make=lambda: ZohoBooksSim(organizations={SANDBOX_ORGANIZATION_ID: list(orgs.values())}),
+        org_ids=orgs,
+        config=config_for,
+    )
+
+
 def has_connector(kind: str) -> bool:
     """Whether this build has the connector for ``kind`` (looked up, not imported)."""
     from syncd.connectors.base import KINDS
@@ -108,7 +119,8 @@ def available_kinds(*, synced_only: bool = False) -> dict[str, _Kind]:
     """
     kinds: dict[str, _Kind] = {}
     for name, factory in (("lightening", _lightening), ("harvest", _harvest),
-                          ("logisense", _logisense), ("valomnia", _valomnia)):
+                          ("zoho_books", _zoho_books), ("logisense", _logisense),
+                          ("valomnia", _valomnia)):
         if synced_only and not has_connector(name):
             continue
         try:
@@ -196,7 +208,8 @@ def serve_forever(base_port: int, contacts: int, config_path: str | None) -> int
     path = Path(config_path or "sandbox.toml")
     write_config(box.config(f"sqlite:///{path.with_suffix('.db').resolve()}"), path)
     for name, handle in box.handles.items():
-        print(f"{name:10} {handle.url}  (admin: {handle.url}/_admin/state)")
+        note = "" if has_connector(name) else "  [no connector yet: not in the config]"
+        print(f"{name:10} {handle.url}  (admin: {handle.url}/_admin/state){note}")
     print(f"config written to {path}; try: syncd --config {path} once")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
