@@ -199,6 +199,19 @@ def test_the_store_masks_error_texts_on_the_way_in(sqlite_store: Store) -> None:
     assert sqlite_store.watermarks()["ls"].last_error == f"login refused: {' '.join([MASK] * 6)}"
 
 
+def test_a_cycle_report_leaves_the_engine_masked() -> None:
+    from syncd.engine.report import CycleReport, SystemReport
+
+    REDACTOR.set_secrets([PASSWORD])
+    error = f"ls: login refused: password={quote_plus(PASSWORD)}"
+    report = CycleReport(datetime.now(UTC), systems={"ls": SystemReport(error=error)},
+                         errors=[error])
+    doc = report.as_dict()
+    assert_no_leak(json.dumps(doc), "CycleReport.as_dict")
+    assert doc["errors"] == [f"ls: login refused: password={MASK}"]
+    assert doc["systems"]["ls"]["read"] == 0
+
+
 # -- end to end: a LogiSense login that echoes the request -----------------------------------
 
 def dump_text(db: Path) -> str:
