@@ -2,6 +2,9 @@
 
 Exit codes (CONTRACT §3): 0 done; 1 some records failed; 2 usage or
 configuration; 3 a safety guard; 4 a system unreachable or refusing us.
+
+Everything printed passes ``syncd.redact`` first: a system's error message may
+quote our own request, password included.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from syncd.engine.report import CycleReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
+from syncd.redact import redact, redact_value
 
 __all__ = ["main"]
 
@@ -74,15 +78,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _emit(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+    sys.stdout.write(redact(json.dumps(redact_value(doc), indent=2, default=str)) + "\n")
+
+
+def _say(text: str) -> None:
+    out.print(redact(text))
 
 
 def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    table = Table(title=title)
+    table = Table(title=redact(title))
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(redact(cell) for cell in row))
     out.print(table)
 
 
@@ -94,11 +102,11 @@ def _print_report(report: CycleReport) -> None:
              str(s.rejected), str(s.failed), str(s.requests), s.error or ""]
             for name, s in sorted(report.systems.items())])
     for write in report.planned:
-        out.print(f"would {write.describe()}")
+        _say(f"would {write.describe()}")
     for rej in report.rejections:
-        out.print(f"[yellow]rejected[/] {rej.describe()}")
+        _say(f"[yellow]rejected[/] {rej.describe()}")
     for error in report.errors:
-        out.print(f"[red]error[/] {error}")
+        _say(f"[red]error[/] {error}")
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
@@ -223,7 +231,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
                [[r["system"], r["person"], r["action"], str(r["attempts"]), r["error"]]
                 for r in doc["quarantined"]])
     else:
-        out.print(", ".join(f"{k}: {v}" for k, v in doc.items()))
+        _say(", ".join(f"{k}: {v}" for k, v in doc.items()))
     return 0
 
 
@@ -281,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         return COMMANDS[args.command](settings, args)
     except SyncdError as exc:
-        sys.stderr.write(f"syncd: {exc}\n")
+        sys.stderr.write(redact(f"syncd: {exc}") + "\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("syncd: interrupted\n")

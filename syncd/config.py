@@ -13,6 +13,7 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -32,6 +33,7 @@ from pydantic_settings import (
 
 from syncd.errors import ConfigError
 from syncd.model import ConflictPolicy, DeletePolicy
+from syncd.redact import use_settings
 
 __all__ = [
     "ConflictPolicy",
@@ -174,6 +176,26 @@ class Settings(BaseSettings):
                     raise ValueError(f"organizations.{org} names unknown system {name!r}")
         return self
 
+    def secrets(self) -> dict[str, frozenset[str]]:
+        """Every configured secret, with the names sent beside it in HTTP Basic.
+
+        Collected by type, not by name: any ``SecretStr`` of any system (a new
+        connector's secret is covered without a change here), plus the password
+        inside the store URL.  The names are the system's ``username`` and
+        ``client_id``, for ``base64(name:secret)`` — what redaction must mask.
+        """
+        found: dict[str, set[str]] = {}
+        for system in self.systems.values():
+            names = {str(v) for k in ("username", "client_id") if (v := getattr(system, k, None))}
+            for field_name in type(system).model_fields:
+                value = getattr(system, field_name)
+                if isinstance(value, SecretStr) and value.get_secret_value():
+                    found.setdefault(value.get_secret_value(), set()).update(names)
+        store_password = _url_password(self.store.url)
+        if store_password:
+            found.setdefault(store_password, set())
+        return {secret: frozenset(names) for secret, names in found.items()}
+
     def system_interval(self, name: str) -> timedelta:
         return self.systems[name].interval or self.sync.interval
 
@@ -205,6 +227,15 @@ class Settings(BaseSettings):
 _TOML_FILE: dict[str, Path | None] = {"path": None}
 
 
+def _url_password(url: str) -> str | None:
+    """The password in a database URL (``scheme://user:password@host/db``), decoded."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
+
+
 def config_path(explicit: str | None = None) -> Path:
     """``--config PATH``, else ``$SYNCD_CONFIG``, else ``./syncd.toml``."""
     return Path(explicit or os.environ.get("SYNCD_CONFIG") or "syncd.toml")
@@ -226,7 +257,10 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def load_settings(path: Path | str | None = None, *, must_exist: bool = True) -> Settings:
-    """Read and validate the configuration; every problem becomes one ``ConfigError``."""
+    """Read and validate the configuration; every problem becomes one ``ConfigError``.
+
+    The loaded secrets become the process-wide redactor's (``syncd.redact``).
+    """
     file = config_path(str(path) if path else None)
     if not file.exists():
         if must_exist:
@@ -240,9 +274,12 @@ def load_settings(path: Path | str | None = None, *, must_exist: bool = True) ->
             raise ConfigError(f"{file}: not valid TOML: {exc}") from None
         _TOML_FILE["path"] = file
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         problems = "; ".join(_describe(dict(e)) for e in exc.errors())
         raise ConfigError(f"{file}: {problems}") from None
     finally:
         _TOML_FILE["path"] = None
+    # From here on every log line, printed message and stored error masks these secrets.
+    use_settings(settings)
+    return settings

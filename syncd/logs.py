@@ -1,8 +1,10 @@
 """structlog setup: JSON lines when stderr is not a TTY, a readable console when it is.
 
-Every event passes :func:`redact_secrets` first, so a ``SecretStr`` — or a
-value under a key that names a secret — never reaches a log line, whoever
-logged it.
+Every event passes :func:`redact_secrets` just before it is rendered, so no
+secret reaches a log line, whoever logged it: a ``SecretStr`` or a value under
+a key that names a secret is masked whole, and every configured secret is
+masked by value (``syncd.redact``) in every string of the event — the message,
+nested dicts and lists, and the formatted traceback.
 """
 
 from __future__ import annotations
@@ -16,31 +18,34 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from syncd.redact import MASK, redact_value
+
 __all__ = ["configure_logging", "get_logger", "redact_secrets"]
 
 _SECRET_KEY = re.compile(r"pass(word)?|secret|token|authorization|cookie|api[_-]?key", re.I)
-REDACTED = "**********"
+REDACTED = MASK
 
 
 def _redact(key: str, value: Any) -> Any:
+    """By key name first (a secret not in the settings, say a fresh token), then by value."""
     if isinstance(value, SecretStr):
         return REDACTED
     if _SECRET_KEY.search(key) and isinstance(value, str | bytes) and value:
         return REDACTED
     if isinstance(value, dict):
-        return {k: _redact(str(k), v) for k, v in value.items()}
+        return {redact_value(k): _redact(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_redact(key, v) for v in value]
-    return value
+    return redact_value(value)
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key in list(event_dict):
-        if key == "event":
-            continue
-        event_dict[key] = _redact(key, event_dict[key])
+        value = event_dict[key]
+        # The message itself is never masked by key ("token_renewed"), only by value.
+        event_dict[key] = redact_value(value) if key == "event" else _redact(key, value)
     return event_dict
 
 
@@ -54,8 +59,9 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
+            # After format_exc_info, so an exception's text is masked as well.
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

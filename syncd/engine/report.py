@@ -1,4 +1,9 @@
-"""What one cycle did, per system: the summary event, ``--json`` output and metrics."""
+"""What one cycle did, per system: the summary event, ``--json`` output and metrics.
+
+``as_dict`` is the report's way out of the process (log event, ``--json``, the
+stored run summary), so error texts leave it with every configured secret
+masked: a system's error may quote our own request.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import Rejection, Write
+from syncd.redact import redact, redact_value
 
 __all__ = ["CycleReport", "SystemReport"]
 
@@ -27,7 +33,8 @@ class SystemReport:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self).items()}
+        return {k: (round(v, 3) if isinstance(v, float) else redact_value(v))
+                for k, v in vars(self).items()}
 
 
 @dataclass
@@ -55,6 +62,6 @@ class CycleReport:
             "conflicts": self.conflicts,
             "systems": {name: s.as_dict() for name, s in sorted(self.systems.items())},
             "planned": [w.describe() for w in self.planned] if self.dry_run else [],
-            "rejected": [r.describe() for r in self.rejections],
-            "errors": self.errors,
+            "rejected": [redact(r.describe()) for r in self.rejections],
+            "errors": [redact(e) for e in self.errors],
         }

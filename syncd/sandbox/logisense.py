@@ -15,6 +15,7 @@ is a one-place change on both sides.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import secrets
@@ -109,7 +110,10 @@ class LogisenseSim(Simulator):
 
     ``point_type_base`` moves the contact point type ids (a server whose ids
     differ from ours must still work); ``token_ttl`` shortens token life for
-    tests; ``clock`` lets a test move time.
+    tests; ``clock`` lets a test move time.  ``echo_login`` is the fault of a
+    misconfigured server seen in the field: every login answers 400 with the
+    request echoed in its message (the raw form, its fields, and as Basic
+    credentials), so the tests can prove that no password leaks from syncd.
     """
 
     kind = "logisense"
@@ -126,7 +130,9 @@ class LogisenseSim(Simulator):
         ui_contact_type: int = 3,
         accounts: Iterable[int] = (16, 17),
         clock: Callable[[], datetime] = utc_now,
+        echo_login: bool = False,
     ) -> None:
+        self.echo_login = echo_login
         self.client_id = client_id
         self.username = username
         self.password = password
@@ -393,10 +399,17 @@ class LogisenseSim(Simulator):
             return JSONResponse({"error": "invalid_request", "error_description":
                                  "The login takes a form (application/x-www-form-urlencoded)."},
                                 status_code=400)
-        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        raw = (await request.body()).decode()
+        form = dict(parse_qsl(raw, keep_blank_values=True))
         with self.lock:
             self.logins.append(form)
             self.counters["login"] += 1
+            if self.echo_login:
+                basic = base64.b64encode(
+                    f"{form.get('username')}:{form.get('password')}".encode()).decode()
+                return JSONResponse({"error": "invalid_request", "error_description":
+                                     f"Cannot process request body {raw!r} (fields {form!r}, "
+                                     f"Basic {basic})"}, status_code=400)
             if form.get("grant_type") != "password" or form.get("client_id") != self.client_id:
                 return JSONResponse({"error": "invalid_client",
                                      "error_description": "Unknown client or grant type."},

@@ -1,5 +1,9 @@
 """Queries, transactions and the instance lock, for SQLite and Postgres alike.
 
+Error texts (``last_error`` of watermarks and failures, the run summary) are
+masked by ``syncd.redact`` on the way in: a server that echoes our request
+must not leave a password in the database.
+
 The hot paths (loading every golden record and link, writing a cycle's
 changes) use SQLAlchemy Core on the SQLModel tables: a cycle over 10 000
 people is a handful of statements, not 10 000 ORM round trips.
@@ -22,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.errors import ConfigError, StoreLockedError
 from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark
+from syncd.redact import redact, redact_value
 from syncd.store.tables import (
     ConflictRow,
     FailureRow,
@@ -57,6 +62,10 @@ def _dumps(value: Any) -> str:
 
 def _fields_hash(fields_json: str) -> str:
     return hashlib.blake2b(fields_json.encode(), digest_size=8).hexdigest()
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else redact(text)
 
 
 _REVISION = "SELECT value FROM store_revision WHERE id = 1"
@@ -320,7 +329,7 @@ class Store:
     def save_watermarks(self, conn: Connection, marks: Iterable[Watermark]) -> None:
         rows = [
             (m.system, self._ts(m.cursor), self._ts(m.last_poll_at), self._ts(m.last_full_scan_at),
-             self._ts(m.last_success_at), m.last_error)
+             self._ts(m.last_success_at), _masked(m.last_error))
             for m in marks
         ]
         if rows:
@@ -346,7 +355,7 @@ class Store:
             "action": failure.action,
             "remote_id": failure.remote_id,
             "attempts": failure.attempts,
-            "last_error": failure.last_error,
+            "last_error": redact(failure.last_error),
             "desired_hash": failure.desired_hash,
             "quarantined": failure.quarantined,
             "next_retry_at": failure.next_retry_at,
@@ -424,13 +433,14 @@ class Store:
     def record_run(
         self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
     ) -> None:
-        """One row per cycle: what `status` shows as the last run."""
+        """One row per cycle: what `status` shows as the last run (secrets masked)."""
         mark = "?" if self.is_sqlite else "%s"
         with self.write() as conn:
             conn.exec_driver_sql(
                 "INSERT INTO run (kind, started_at, finished_at, exit_code, summary_json) "  # noqa: S608
                 f"VALUES ({', '.join([mark] * 5)})",
-                (kind, self._ts(started), self._ts(finished), exit_code, _dumps(summary)),
+                (kind, self._ts(started), self._ts(finished), exit_code,
+                 _dumps(redact_value(summary))),
             )
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
