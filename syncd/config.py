@@ -90,6 +90,12 @@ class _SystemBase(_Strict):
     interval: Duration | None = None
     timeout: Duration = timedelta(seconds=30)
     max_rps: float | None = Field(default=None, gt=0)
+    max_wait: Duration = timedelta(minutes=2)
+    """The longest throttle wait sat out within a cycle; a longer one gives the system up."""
+    throttle_window: Duration = timedelta(seconds=60)
+    """How long a rate-limit answer without ``Retry-After`` (Zoho's 429) blocks the system."""
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """A larger answer is refused unread, so a runaway server cannot exhaust memory."""
 
 
 class MemoryConfig(_SystemBase):

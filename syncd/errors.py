@@ -9,9 +9,14 @@
     │   └── StoreLockedError   another instance holds the store lock
     └── ConnectorError         something went wrong talking to a system
         ├── RetriableError     try again later (429/503/5xx, network, timeout)
+        │   ├── RateLimited    the system's throttle signal: not applied, wait and resend
+        │   ├── OutcomeUnknown a write may have landed: never resent blindly
+        │   └── BadAnswer      an answer we cannot read (wrong shape, cut off, too big)
         ├── RecordRejected     this one record is refused; the rest go on
-        └── SystemError_       this system is unusable this cycle      → exit 4
-            └── AuthError      401/403: credentials refused
+        │   └── NotFound       404: the record is gone
+        └── SystemUnavailable  this system is unusable this cycle      → exit 4
+            ├── AuthError      401/403: credentials refused
+            └── Throttled      told to wait longer than a cycle allows
 
 A connector raises only ``ConnectorError`` subclasses; the engine decides what
 each means for the cycle (backoff, quarantine, stop the system).
@@ -21,15 +26,20 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BadAnswer",
     "ConfigError",
     "ConnectorError",
     "GuardError",
     "MassDeleteError",
+    "NotFound",
+    "OutcomeUnknown",
+    "RateLimited",
     "RecordRejected",
     "RetriableError",
     "StoreLockedError",
     "SyncdError",
     "SystemUnavailable",
+    "Throttled",
 ]
 
 
@@ -77,8 +87,27 @@ class RetriableError(ConnectorError):
         self.retry_after = retry_after
 
 
+class RateLimited(RetriableError):
+    """The system's own throttle signal (429, Harvest's 503 + Retry-After): nothing was applied."""
+
+
+class OutcomeUnknown(RetriableError):
+    """A write whose answer may mean "applied" (5xx, timeout, cut connection, unreadable answer).
+
+    Never resent in the same cycle: the next poll shows whether it landed.
+    """
+
+
+class BadAnswer(RetriableError):
+    """An answer that is not what the API promises: not parseable, wrong shape, too large."""
+
+
 class RecordRejected(ConnectorError):
     """The system refused this one record (validation); retrying as-is will not help."""
+
+
+class NotFound(RecordRejected):
+    """The record is not there (404, "Entity not found."): deleted on the other side."""
 
 
 class SystemUnavailable(ConnectorError):
@@ -89,3 +118,7 @@ class SystemUnavailable(ConnectorError):
 
 class AuthError(SystemUnavailable):
     """Credentials refused (401/403) even after a fresh login."""
+
+
+class Throttled(SystemUnavailable):
+    """The system asked for a wait longer than a cycle may take; it resumes later."""

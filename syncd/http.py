@@ -1,35 +1,70 @@
-"""The only module that imports httpx.
+"""The only module that imports httpx: the client, auth strategies and response rules.
 
-``HttpClient`` gives every connector the same plumbing: a per-system rate
-limiter (so the vendor's throttle signal is the exception, not the rule),
-retries on 429/503/5xx and network errors that honour ``Retry-After``, one
-re-login on 401 through an :class:`Auth` hook, and error mapping onto the
-exception tree in :mod:`syncd.errors`.  Tests inject ``httpx.MockTransport``
-through ``transport=``.
+``HttpClient`` gives every connector the same plumbing:
+
+* a per-system :class:`RateLimiter`, so the vendor's throttle signal is the
+  exception, not the rule; a ``Retry-After`` longer than the cycle allows
+  gives the system up for this cycle (:class:`Throttled`) instead of being
+  cut short and retried into a longer lockout;
+* **response rules** as a hook: :func:`default_rules` sorts 2xx / 401-403 /
+  404 / 429 and 5xx / other 4xx onto the exception tree; a connector whose API
+  puts the verdict in the body passes its own ``validate``;
+* **unknown outcomes**: a request that is not idempotent (a create) and got an
+  answer that may mean "applied" (5xx, timeout, cut connection) raises
+  :class:`OutcomeUnknown` and is never resent; idempotent ones are retried;
+* one fresh login on 401/403 through an :class:`Auth` strategy, never a loop;
+* answers are read up to ``max_response_bytes``; every wait watches ``stop``.
+
+Auth strategies: :class:`BasicAuth`, :class:`HeaderToken`,
+:class:`OAuth2Grant` (password or refresh-token grant, expiry margin,
+refresh budget) and :class:`FormLoginCookie`.  They are ours rather than
+authlib's because a token request must go through the same limiter, counters,
+size cap and error mapping as every other call, and Zoho's "10 refreshes per
+10 minutes" needs a budget that an auto-refreshing client does not keep.
+Tests inject ``httpx.MockTransport`` through ``transport=``.
 """
 
 from __future__ import annotations
 
+import base64
+import json as jsonlib
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx
 
-from syncd.errors import AuthError, RecordRejected, RetriableError, SystemUnavailable
+from syncd.errors import (
+    AuthError,
+    BadAnswer,
+    ConfigError,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    RecordRejected,
+    RetriableError,
+    SystemUnavailable,
+    Throttled,
+)
 
 __all__ = [
     "Auth",
+    "BasicAuth",
+    "FormLoginCookie",
+    "HeaderToken",
     "HttpClient",
     "HttpStats",
     "MockTransport",
+    "OAuth2Grant",
     "RateLimiter",
     "Request",
     "Response",
+    "default_rules",
     "parse_retry_after",
 ]
 
@@ -37,9 +72,11 @@ Response = httpx.Response
 Request = httpx.Request
 MockTransport = httpx.MockTransport
 Transport = httpx.BaseTransport
+Validate = Callable[[Response, str], None]
+"""A response rule: return when the answer is a success, raise our error otherwise."""
 
-RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-AUTH_STATUS = frozenset({401, 403})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+SERVER_TROUBLE = frozenset({408, 425, 500, 502, 503, 504})
 
 
 class Auth(Protocol):
@@ -66,6 +103,31 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _body_text(response: Response, limit: int = 500) -> str:
+    text = response.text.strip()
+    return text[:limit] if text else response.reason_phrase
+
+
+def default_rules(response: Response, message: str) -> None:
+    """2xx passes; 401/403 auth; 404 gone; 429 throttle; 5xx retry; other 4xx reject."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = f"HTTP {status} {message}"
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if status in (401, 403):
+        raise AuthError(text)
+    if status == 429 or (status == 503 and retry_after is not None):
+        raise RateLimited(text, retry_after=retry_after)
+    if status in SERVER_TROUBLE or status >= 500:
+        raise RetriableError(text, retry_after=retry_after)
+    if status == 404:
+        raise NotFound(text)
+    if 400 <= status < 500:
+        raise RecordRejected(text)
+    raise SystemUnavailable(f"unexpected {text}")
 
 
 class RateLimiter:
@@ -97,7 +159,12 @@ class RateLimiter:
         with self._lock:
             self._blocked_until = max(self._blocked_until, self._clock() + seconds_from_now)
 
-    def acquire(self) -> None:
+    def blocked_for(self) -> float:
+        """Seconds until a throttle block ends (0 when none)."""
+        return max(0.0, self._blocked_until - self._clock())
+
+    def acquire(self, sleep: Callable[[float], None] | None = None) -> None:
+        sleep = self._sleep if sleep is None or self._sleep is not time.sleep else sleep
         while True:
             with self._lock:
                 now = self._clock()
@@ -112,7 +179,7 @@ class RateLimiter:
                         return
                     wait = (1 - self._tokens) / self.rate
             self.waited += wait
-            self._sleep(wait)
+            sleep(wait)
 
 
 @dataclass
@@ -132,13 +199,165 @@ class HttpStats:
         }
 
 
-def _default_error_message(response: Response) -> str:
-    text = response.text.strip()
-    return text[:500] if text else response.reason_phrase
+# -- auth strategies ---------------------------------------------------------------------------
+
+
+class BasicAuth:
+    """HTTP Basic: nothing to refresh, so a 401 is final."""
+
+    def __init__(self, username: str, password: str) -> None:
+        raw = f"{username}:{password}".encode()
+        self._value = "Basic " + base64.b64encode(raw).decode()
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        return {"Authorization": self._value}
+
+    def refresh(self, client: HttpClient) -> None:
+        raise AuthError(f"{client.system}: credentials refused", system=client.system)
+
+
+class HeaderToken(BasicAuth):
+    """A static token sent verbatim in one header (Lightening's ``Authorization``)."""
+
+    def __init__(self, value: str, header: str = "Authorization") -> None:
+        self.header = header
+        self._value = value
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        return {self.header: self._value}
+
+
+class OAuth2Grant:
+    """An OAuth2 token grant (password or refresh token) with an expiry margin.
+
+    The token lives until shortly before it expires; it is fetched again then,
+    or once after a 401.  ``max_refreshes`` per ``refresh_window`` is the
+    vendor's budget (Zoho: 10 per 10 minutes): past it we refuse to ask
+    rather than get the account blocked.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        form: Callable[[], Mapping[str, str]],
+        *,
+        scheme: str = "Bearer",
+        margin: timedelta = timedelta(seconds=60),
+        default_ttl: timedelta = timedelta(minutes=30),
+        max_refreshes: int | None = None,
+        refresh_window: timedelta = timedelta(minutes=10),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.url = url
+        self.form = form
+        self.scheme = scheme
+        self.margin = margin
+        self.default_ttl = default_ttl
+        self.max_refreshes = max_refreshes
+        self.refresh_window = refresh_window
+        self.clock = clock
+        self.token: str | None = None
+        self.renew_at = datetime.min.replace(tzinfo=UTC)
+        self.fetched: deque[datetime] = deque()
+        self._lock = threading.Lock()
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        with self._lock:
+            if self.token is None or self.clock() >= self.renew_at:
+                self._fetch(client)
+            return {"Authorization": f"{self.scheme} {self.token}"}
+
+    def refresh(self, client: HttpClient) -> None:
+        with self._lock:
+            self._fetch(client)
+
+    def _fetch(self, client: HttpClient) -> None:
+        now = self.clock()
+        while self.fetched and now - self.fetched[0] >= self.refresh_window:
+            self.fetched.popleft()
+        if self.max_refreshes is not None and len(self.fetched) >= self.max_refreshes:
+            resume = self.fetched[0] + self.refresh_window
+            raise AuthError(
+                f"{client.system}: {len(self.fetched)} token requests in the last "
+                f"{self.refresh_window}: not asking again before {resume:%H:%M:%SZ}",
+                system=client.system,
+            )
+        self.fetched.append(now)
+        self.token = None
+        resp = client.request(
+            "POST", self.url, data=dict(self.form()), authenticate=False, what="token",
+            headers={"Accept": "application/json"}, validate=_token_rules,
+        )
+        body = client.json(resp, "token")
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if resp.status_code != 200 or not isinstance(token, str) or not token:
+            raise AuthError(f"{client.system}: login refused: {client.error_message(resp)}",
+                            system=client.system)
+        try:
+            ttl = timedelta(seconds=float(body.get("expires_in") or 0)) or self.default_ttl
+        except (TypeError, ValueError):
+            ttl = self.default_ttl
+        self.token = token
+        self.renew_at = now + max(ttl - self.margin, ttl / 2)
+
+
+def _token_rules(response: Response, message: str) -> None:
+    """A token answer: 404 is a wrong URL (configuration); 400-403 are read as refusals."""
+    if response.status_code == 404:
+        raise ConfigError(f"login route {response.request.url} not found: check base_url")
+    if response.status_code in (400, 401, 403):
+        return
+    default_rules(response, message)
+
+
+class FormLoginCookie:
+    """A form login whose answer yields a session token, sent back as a cookie.
+
+    ``token_from`` reads the token from the login answer (a ``Set-Cookie``, a
+    body, or the page a redirect leads to); a 401 logs in again once.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        form: Callable[[], Mapping[str, str]],
+        token_from: Callable[[Response], str | None],
+        *,
+        cookie: str = "JSESSIONID",
+    ) -> None:
+        self.path = path
+        self.form = form
+        self.token_from = token_from
+        self.cookie = cookie
+        self.token: str | None = None
+        self._lock = threading.Lock()
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        with self._lock:
+            if self.token is None:
+                self._login(client)
+            return {"Cookie": f"{self.cookie}={self.token}"}
+
+    def refresh(self, client: HttpClient) -> None:
+        with self._lock:
+            self._login(client)
+
+    def _login(self, client: HttpClient) -> None:
+        self.token = None
+        resp = client.request("POST", self.path, data=dict(self.form()), authenticate=False,
+                              follow_redirects=True, what="login", validate=_token_rules)
+        token = self.token_from(resp) if resp.status_code == 200 else None
+        if not token:
+            raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
+                            f"{client.error_message(resp)}", system=client.system)
+        self.token = token
+
+
+# -- the client ----------------------------------------------------------------------------
 
 
 class HttpClient:
-    """One system's HTTP session: base URL, auth, pacing, retries, error mapping."""
+    """One system's HTTP session: base URL, auth, pacing, retries, response rules."""
 
     def __init__(
         self,
@@ -153,26 +372,34 @@ class HttpClient:
         max_retries: int = 4,
         backoff: float = 0.5,
         max_wait: float = 120.0,
-        error_message: Callable[[Response], str] = _default_error_message,
+        throttle_window: float = 60.0,
+        max_response_bytes: int = 32 * 1024 * 1024,
+        error_message: Callable[[Response], str] = _body_text,
+        validate: Validate = default_rules,
         transport: Transport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         basic_auth: tuple[str, str] | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.system = system
-        self.auth = auth
+        self.auth: Auth | None = BasicAuth(*basic_auth) if basic_auth else auth
         self.limiter = RateLimiter(max_rps, burst, sleep=sleep)
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
+        self.throttle_window = throttle_window
+        self.max_response_bytes = max_response_bytes
         self.error_message = error_message
+        self.validate = validate
         self.stats = HttpStats()
+        self.stop = stop or threading.Event()
+        """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
             headers={"User-Agent": "syncd/0.1 (contact sync)", **(headers or {})},
             transport=transport,
-            auth=httpx.BasicAuth(*basic_auth) if basic_auth else None,
             follow_redirects=False,
         )
 
@@ -183,12 +410,47 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is not time.sleep:
+            self._sleep(seconds)  # a test's simulated clock
+        elif self.stop.wait(seconds):
+            raise RetriableError(f"{self.system}: stopped while waiting", system=self.system)
+
+    def _throttle(self, label: str, wait: float) -> None:
+        """Block the system for ``wait``; give it up for this cycle if that is too long."""
+        self.limiter.block_until(wait)
+        if wait > self.max_wait:
+            resume = datetime.now(UTC) + timedelta(seconds=wait)
+            raise Throttled(f"{label}: rate limited for {wait:.0f} s; the system resumes "
+                            f"after {resume:%Y-%m-%dT%H:%M:%SZ}", system=self.system)
+
+    def _send(self, request: httpx.Request, follow_redirects: bool, label: str) -> Response:
+        """Send and read the answer, refusing one larger than ``max_response_bytes``."""
+        response = self._client.send(request, stream=True, follow_redirects=follow_redirects)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_response_bytes:
+                raise BadAnswer(f"{label}: answer of {int(declared)} bytes is over the "
+                                f"{self.max_response_bytes}-byte cap", system=self.system)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise BadAnswer(f"{label}: answer over the {self.max_response_bytes}-byte "
+                                    "cap", system=self.system)
+                chunks.append(chunk)
+            response._content = b"".join(chunks)  # what Response.read() itself stores
+        finally:
+            response.close()
+        return response
+
     def request(
         self,
         method: str,
         url: str,
         *,
-        ok: tuple[int, ...] = (200, 201, 202, 204),
+        ok: tuple[int, ...] = (),
         params: Any = None,
         json: Any = None,
         data: Any = None,
@@ -196,20 +458,27 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         authenticate: bool = True,
         follow_redirects: bool = False,
+        idempotent: bool | None = None,
+        validate: Validate | None = None,
         what: str = "",
     ) -> Response:
-        """Send one request; return the response when its status is in ``ok``.
+        """Send one request and return its answer once the response rules accept it.
 
-        Raises ``RetriableError`` once retries are spent, ``AuthError`` on a
-        401/403 that a fresh login did not cure, ``RecordRejected`` on any
-        other 4xx (with the system's own message) and ``SystemUnavailable``
-        on anything else unexpected.  ``what`` names the record for messages.
+        ``ok``: statuses returned as they are, before the rules (a probe that
+        expects a 404).  ``idempotent`` defaults to the method's own nature: a
+        POST or PATCH whose outcome is unknown raises :class:`OutcomeUnknown`
+        and is not resent.  ``what`` names the record for messages.
         """
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
+        idempotent = method in IDEMPOTENT if idempotent is None else idempotent
+        rules = validate or self.validate
         relogged = False
         attempt = 0
         while True:
-            self.limiter.acquire()
+            blocked = self.limiter.blocked_for()
+            if blocked > self.max_wait:
+                self._throttle(label, blocked)
+            self.limiter.acquire(self._wait)
             req_headers = dict(headers or {})
             if authenticate and self.auth is not None:
                 req_headers.update(self.auth.headers(self))
@@ -217,71 +486,70 @@ class HttpClient:
             self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
             if method not in ("GET", "HEAD"):
                 self.stats.writes += 1
+            request = self._client.build_request(method, url, params=params, json=json,
+                                                 data=data, content=content, headers=req_headers)
+            error: RetriableError
             try:
-                response = self._client.request(
-                    method,
-                    url,
-                    params=params,
-                    json=json,
-                    data=data,
-                    content=content,
-                    headers=req_headers,
-                    follow_redirects=follow_redirects,
-                )
+                response = self._send(request, follow_redirects, label)
             except httpx.TimeoutException as exc:
-                error: RetriableError = RetriableError(
-                    f"{label}: timed out ({type(exc).__name__})", system=self.system
-                )
-                if method not in ("GET", "HEAD"):
-                    # A write that timed out may have been applied: never resend it
-                    # blindly; the next poll will show whether it landed.
-                    raise error from None
+                error = RetriableError(f"{label}: timed out ({type(exc).__name__})",
+                                       system=self.system)
+                if not idempotent:
+                    raise OutcomeUnknown(f"{error}; outcome unknown, not resent",
+                                         system=self.system) from None
             except httpx.TransportError as exc:
-                error = RetriableError(
-                    f"{label}: network error ({type(exc).__name__}: {exc})", system=self.system
-                )
-                if method not in ("GET", "HEAD") and not isinstance(exc, httpx.ConnectError):
+                error = RetriableError(f"{label}: network error ({type(exc).__name__}: {exc})",
+                                       system=self.system)
+                if not idempotent and not isinstance(exc, httpx.ConnectError):
                     # The request may have reached the server: same rule as a timeout.
-                    raise error from None
+                    raise OutcomeUnknown(f"{error}; outcome unknown, not resent",
+                                         system=self.system) from None
             else:
-                status = response.status_code
-                if status in ok:
+                if response.status_code in ok:
                     return response
-                if status in AUTH_STATUS and authenticate and self.auth is not None and not relogged:
+                try:
+                    rules(response, self.error_message(response))
+                    return response
+                except AuthError as exc:
+                    if not authenticate or self.auth is None or relogged:
+                        raise AuthError(f"{label}: {exc}", system=self.system) from None
                     relogged = True
                     self.auth.refresh(self)
                     continue
-                if status in AUTH_STATUS:
-                    raise AuthError(
-                        f"{label}: HTTP {status} {self.error_message(response)}", system=self.system
-                    )
-                if status in RETRIABLE_STATUS:
-                    wait = parse_retry_after(response.headers.get("Retry-After"))
-                    if status == 429 or (status == 503 and wait is not None):
-                        self.stats.rate_limited += 1
-                    if wait is not None:
-                        self.limiter.block_until(min(wait, self.max_wait))
-                    error = RetriableError(
-                        f"{label}: HTTP {status} {self.error_message(response)}",
-                        system=self.system,
-                        retry_after=wait,
-                    )
-                    if wait is not None and attempt < self.max_retries:
-                        # A throttle signal is not an outage: wait it out and go on.
+                except RateLimited as exc:
+                    # A throttle answer means "not applied": wait it out and resend.
+                    self.stats.rate_limited += 1
+                    wait = exc.retry_after if exc.retry_after is not None else self.throttle_window
+                    self._throttle(label, wait)
+                    error = RateLimited(f"{label}: {exc}", system=self.system, retry_after=wait)
+                    if attempt < self.max_retries:
                         attempt += 1
                         self.stats.retries += 1
                         continue
-                elif 400 <= status < 500:
-                    raise RecordRejected(
-                        f"{label}: HTTP {status} {self.error_message(response)}", system=self.system
-                    )
-                else:
-                    raise SystemUnavailable(
-                        f"{label}: unexpected HTTP {status} {self.error_message(response)}",
-                        system=self.system,
-                    )
+                    raise error from None
+                except RetriableError as exc:
+                    if not idempotent:
+                        raise OutcomeUnknown(f"{label}: {exc}; outcome unknown, not resent",
+                                             system=self.system) from None
+                    error = RetriableError(f"{label}: {exc}", system=self.system,
+                                           retry_after=exc.retry_after)
+                    if exc.retry_after is not None:
+                        self._throttle(label, exc.retry_after)
+                except (RecordRejected, SystemUnavailable) as exc:
+                    raise type(exc)(f"{label}: {exc}", system=self.system) from None
             if attempt >= self.max_retries:
                 raise error
             attempt += 1
             self.stats.retries += 1
-            self._sleep(min(self.max_wait, self.backoff * (2 ** (attempt - 1))))
+            self._wait(min(self.max_wait, self.backoff * (2 ** (attempt - 1))))
+
+    # -- guarded parsing: a bad answer is our error, never a traceback ------------------------
+
+    def json(self, response: Response, what: str) -> Any:
+        """The answer's JSON, or :class:`BadAnswer` naming the request."""
+        try:
+            return jsonlib.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadAnswer(f"{self.system}: {response.request.method} {response.request.url} "
+                            f"({what}): answer is not JSON ({exc}): {_body_text(response, 120)!r}",
+                            system=self.system) from None

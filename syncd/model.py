@@ -38,6 +38,7 @@ __all__ = [
     "Policy",
     "Rejection",
     "RemoteRecord",
+    "Skipped",
     "State",
     "SystemInfo",
     "Watermark",
@@ -92,8 +93,18 @@ class RemoteRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A listed item that could not be read as a record: rejected alone, named in the report."""
+
+    remote_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     records: Sequence[RemoteRecord]
+    skipped: Sequence[Skipped] = ()
+    """A page with a skipped item is no proof that a missing record is gone."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,33 +14,53 @@ it is sent).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
 
 from syncd.config import SystemConfig
+from syncd.connectors.paging import NoPaging, Paginator
 from syncd.contact import Fields
-from syncd.errors import ConfigError, RecordRejected
+from syncd.errors import (
+    BadAnswer,
+    ConfigError,
+    OutcomeUnknown,
+    RecordRejected,
+    SystemUnavailable,
+)
+from syncd.http import Auth, HttpClient, Response, default_rules
 from syncd.model import (
     Capabilities,
     FieldLimit,
     Page,
     RemoteRecord,
+    Skipped,
     WriteResult,
     check_limits,
 )
+
+_T = TypeVar("_T")
 
 __all__ = [
     "KINDS",
     "Capabilities",
     "Connector",
     "FieldLimit",
+    "Listing",
     "Page",
     "RemoteRecord",
     "RestConnector",
+    "Skipped",
     "WriteResult",
     "build_connector",
     "check_limits",
+    "parse_xml",
 ]
 
 
@@ -86,37 +106,271 @@ class Connector(Protocol):
         """How many times the system answered with its rate-limit signal so far."""
         ...
 
+    def watch(self, stop: threading.Event) -> None:
+        """Cut every wait short once ``stop`` is set (SIGTERM)."""
+        ...
+
     def close(self) -> None: ...
 
 
-class RestConnector:
-    """Shared plumbing for HTTP connectors: an ``HttpClient``, names, request counting.
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """One request (and its pages) of a listing: where to ask, and how to page."""
 
-    Subclasses set ``capabilities`` and implement the four operations with
-    ``self.http.request(...)``; they raise ``RecordRejected`` with the system's
-    own message when a record is refused.
+    path: str
+    org_id: str | None = None
+    """The organization every item of this listing belongs to, when it is asked per org."""
+    params: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    paginator: Paginator = field(default_factory=NoPaging)
+    what: str = "list"
+    ok: tuple[int, ...] = ()
+    """Statuses that mean "nothing here" rather than an error (an answer with no body)."""
+    done: Callable[[], bool] | None = None
+    """Stop paging early once this says everything wanted was seen."""
+    orgs: frozenset[str] | None = None
+    """Keep only records of these organizations (an API that lists every parent's at once)."""
+    ascending: bool = False
+    """Sort each page by ``updated_at``, so a failure part-way leaves a safe watermark."""
+
+
+_RECORD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecordRejected)
+"""What a malformed item raises in a mapping hook: that record is skipped, not the page."""
+
+
+class RestConnector:
+    """The REST base: a connector declares its API, the base owns the request loop.
+
+    A subclass sets class attributes (``capabilities``, ``body_format``,
+    ``answer_format``, ``default_headers``, ``default_max_rps``) and overrides
+    a few hooks: :meth:`listings` (what to ask for, with which paginator),
+    :meth:`items` (the records of one answer), :meth:`record` (one item →
+    :class:`RemoteRecord`), :meth:`make_auth`, :meth:`validate_response` and
+    :meth:`error_message`.  The base builds the client from the config
+    (:meth:`from_config`), pages, decodes every answer through one guarded
+    path (a bad answer is a :class:`~syncd.errors.BadAnswer` naming the
+    request; a bad item skips that record only) and counts requests.
     """
 
     capabilities: Capabilities
+    body_format: ClassVar[str] = "json"
+    """How write bodies are sent: ``json``, ``form`` or ``xml`` (see :meth:`to_xml`)."""
+    answer_format: ClassVar[str] = "json"
+    """How answers are read: ``json`` or ``xml``."""
+    default_headers: ClassVar[Mapping[str, str]] = {}
+    default_max_rps: ClassVar[float | None] = None
+    default_burst: ClassVar[float | None] = None
 
-    def __init__(self, name: str, http: Any) -> None:
+    def __init__(self, name: str, http: HttpClient, cfg: Any = None, **options: Any) -> None:
         self.name = name
         self.http = http
+        self.cfg = cfg
+        self.clock: Callable[[], datetime] = options.get("clock", lambda: datetime.now(UTC))
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Any, **options: Any) -> Self:
+        """Build the client from the system's config; ``options`` are test seams.
+
+        ``transport``, ``sleep``, ``max_rps``, ``burst``, ``max_retries`` go to
+        the client; anything else (``clock``, ``page_size`` ...) to the connector.
+        """
+        http = HttpClient(
+            name,
+            cfg.base_url,
+            timeout=cfg.timeout.total_seconds(),
+            headers=cls.default_headers,
+            max_rps=options.pop("max_rps", cfg.max_rps or cls.default_max_rps),
+            burst=options.pop("burst", cls.default_burst),
+            max_retries=options.pop("max_retries", 4),
+            max_wait=cfg.max_wait.total_seconds(),
+            throttle_window=cfg.throttle_window.total_seconds(),
+            max_response_bytes=cfg.max_response_bytes,
+            error_message=cls.error_message,
+            validate=cls.validate_response,
+            transport=options.pop("transport", None),
+            sleep=options.pop("sleep", time.sleep),
+        )
+        connector = cls(name, http, cfg, **options)
+        http.auth = connector.make_auth()
+        return connector
+
+    def make_auth(self) -> Auth | None:
+        return None
+
+    @staticmethod
+    def error_message(response: Response) -> str:
+        text = response.text.strip()
+        return text[:500] if text else response.reason_phrase
+
+    @staticmethod
+    def validate_response(response: Response, message: str) -> None:
+        default_rules(response, message)
+
+    # -- the Connector protocol's plumbing -------------------------------------------------
 
     def open(self) -> None:
         return None
 
+    def watch(self, stop: threading.Event) -> None:
+        self.http.stop = stop
+
     def request_count(self) -> int:
-        return int(self.http.stats.requests)
+        return self.http.stats.requests
 
     def throttled_count(self) -> int:
-        return int(self.http.stats.rate_limited)
+        return self.http.stats.rate_limited
 
     def close(self) -> None:
         self.http.close()
 
     def reject(self, what: str, message: str) -> RecordRejected:
         return RecordRejected(f"{self.name}: {what}: {message}", system=self.name)
+
+    def check(self, what: str, values: Fields, *, creating: bool) -> None:
+        """The capabilities' field limits, for a caller that bypasses the planner."""
+        problem = check_limits(self.capabilities, values, creating=creating)
+        if problem is not None:
+            raise self.reject(what, f"{problem[0]}: {problem[1]}")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
+        raise NotImplementedError
+
+    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
+        """The records of one answer; the default takes a top-level list."""
+        if not isinstance(body, list):
+            raise TypeError(f"expected a list, got {type(body).__name__}")
+        return body
+
+    def record(self, item: Any, listing: Listing) -> RemoteRecord:
+        raise NotImplementedError
+
+    def item_id(self, item: Any) -> str | None:
+        """Best effort: the id of an item that could not be mapped, for the message."""
+        value = item.get("id") if isinstance(item, Mapping) else None
+        return str(value) if value not in (None, "") else None
+
+    def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
+        """Every listing, page after page; a page that cannot be read ends the scan with an error."""
+        for listing in self.listings(org_ids, since):
+            yield from self.read(listing)
+
+    def read(self, listing: Listing) -> Iterator[Page]:
+        """The pages of one listing, through the paginator and the guarded parse."""
+        paginator = listing.paginator
+        while not paginator.finished:
+            params = listing.params
+            if paginator.params():
+                params = {**(params or {}), **paginator.params()}
+            response = self.http.request(
+                "GET", listing.path, params=params, ok=listing.ok, what=listing.what,
+                headers={**listing.headers, **paginator.headers()},
+            )
+            if response.status_code in listing.ok:
+                break
+            body = self.decode(response, listing.what)
+            raw = self._guard(response, listing.what, self.items, body, listing)
+            yield self._page(raw, listing)
+            self._guard(response, listing.what, paginator.advance, response.content, body, raw)
+            if listing.done is not None and listing.done():
+                break
+
+    def _page(self, raw: Sequence[Any], listing: Listing) -> Page:
+        records: list[RemoteRecord] = []
+        skipped: list[Skipped] = []
+        for item in raw:
+            try:
+                rec = self.record(item, listing)
+            except _RECORD_ERRORS as exc:
+                skipped.append(Skipped(self.item_id(item), f"{type(exc).__name__}: {exc}"))
+                continue
+            if not rec.remote_id.strip():
+                skipped.append(Skipped(None, "the record has no usable id"))
+                continue
+            if listing.orgs is None or rec.org_id in listing.orgs:
+                records.append(rec)
+        if listing.ascending:
+            epoch = datetime.min.replace(tzinfo=UTC)
+            records.sort(key=lambda r: r.updated_at or epoch)
+        return Page(records, skipped)
+
+    def _guard(self, response: Response, what: str, hook: Callable[..., _T], *args: Any) -> _T:
+        """Run a hook over an answer; a wrong shape becomes a BadAnswer naming the request."""
+        try:
+            return hook(*args)
+        except BadAnswer as exc:
+            raise BadAnswer(f"{self._label(response, what)}: {exc}", system=self.name) from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise BadAnswer(f"{self._label(response, what)}: unexpected answer "
+                            f"({type(exc).__name__}: {exc})", system=self.name) from None
+
+    def _label(self, response: Response, what: str) -> str:
+        return f"{self.name}: {response.request.method} {response.request.url.path} ({what})"
+
+    def decode(self, response: Response, what: str) -> Any:
+        """The answer as data (JSON or a defusedxml tree), or a BadAnswer naming the request."""
+        if self.answer_format == "xml":
+            return parse_xml(response.content, label=self._label(response, what),
+                             system=self.name)
+        return self.http.json(response, what)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def to_xml(self, values: Mapping[str, Any]) -> str:
+        raise NotImplementedError
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        values: Mapping[str, Any] | None = None,
+        *,
+        what: str,
+        idempotent: bool | None = None,
+        ok: tuple[int, ...] = (),
+        params: Any = None,
+        read_answer: bool = True,
+    ) -> tuple[Response, Any]:
+        """One write in the API's body format; returns the answer and its decoded body.
+
+        A create's answer that cannot be read leaves its outcome unknown: it
+        may have landed, so it is :class:`OutcomeUnknown`, never resent.
+        """
+        body: dict[str, Any] = {}
+        if values is not None:
+            if self.body_format == "form":
+                body["data"] = dict(values)
+            elif self.body_format == "xml":
+                body["content"] = self.to_xml(values)
+            else:
+                body["json"] = values
+        response = self.http.request(method, path, params=params, ok=ok, what=what,
+                                     idempotent=idempotent, **body)
+        if not read_answer or not response.content.strip():
+            return response, None
+        try:
+            return response, self.decode(response, what)
+        except BadAnswer as exc:
+            if idempotent is False or (idempotent is None and method in ("POST", "PATCH")):
+                raise OutcomeUnknown(f"{exc}; outcome unknown, not resent",
+                                     system=self.name) from None
+            raise
+
+
+def parse_xml(content: bytes | str, *, label: str, system: str) -> Any:
+    """Parse XML with defusedxml: DTDs, entities and external references are refused."""
+    try:
+        return SafeET.fromstring(content, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        # A server sending entities or DTDs is hostile, not flaky: unusable this cycle.
+        raise SystemUnavailable(f"{label}: refused an XML answer carrying "
+                                f"{type(exc).__name__}", system=system) from None
+    except SafeET.ParseError as exc:
+        raise BadAnswer(f"{label}: answer is not well-formed XML ({exc})",
+                        system=system) from None
 
 
 KINDS: dict[str, str] = {
@@ -132,7 +386,8 @@ KINDS: dict[str, str] = {
 def build_connector(name: str, cfg: SystemConfig, **options: Any) -> Connector:
     """Instantiate the connector for one configured system.
 
-    Each connector module exposes ``from_config(name, cfg, **options)``.
+    A connector module exposes ``CONNECTOR`` (a :class:`RestConnector`
+    subclass, built by its ``from_config``) or a ``from_config`` function.
     """
     module_name = KINDS[cfg.kind]
     try:
@@ -143,5 +398,8 @@ def build_connector(name: str, cfg: SystemConfig, **options: Any) -> Connector:
                 f"systems.{name}: kind {cfg.kind!r} has no connector in this build yet"
             ) from None
         raise
-    connector: Connector = module.from_config(name, cfg, **options)
+    factory = getattr(module, "CONNECTOR", None)
+    connector: Connector = (factory.from_config if factory is not None else module.from_config)(
+        name, cfg, **options
+    )
     return connector

@@ -18,7 +18,6 @@ lives here, each vendor quirk in one named place (``systems/harvest.md``):
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,22 +26,21 @@ from urllib.parse import quote_plus, urlsplit
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
-from syncd.config import HarvestConfig
 from syncd.connectors.base import (
     Capabilities,
     FieldLimit,
-    Page,
+    Listing,
     RemoteRecord,
     RestConnector,
     WriteResult,
-    check_limits,
 )
+from syncd.connectors.base import parse_xml as base_parse_xml
 from syncd.contact import Fields, normalise
-from syncd.errors import RetriableError, SystemUnavailable
-from syncd.http import HttpClient, Response
+from syncd.errors import BadAnswer, RetriableError
+from syncd.http import Auth, BasicAuth, Response
 
 __all__ = [
-    "DEFAULT_MAX_RPS", "ELEMENTS", "MAX_LENGTH", "OVERLAP", "REQUIRED", "HarvestConnector",
+    "CONNECTOR", "DEFAULT_MAX_RPS", "ELEMENTS", "MAX_LENGTH", "OVERLAP", "REQUIRED", "HarvestConnector",
     "error_message", "from_config", "id_from_location", "parse_xml", "updated_since_param",
 ]
 
@@ -75,17 +73,7 @@ _XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 def parse_xml(text: str | bytes, *, system: str = "harvest") -> Any:
     """Parse a Harvest document; DTDs, entities and external references are refused."""
-    try:
-        return SafeET.fromstring(text, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        raise SystemUnavailable(
-            f"{system}: refused an XML answer carrying {type(exc).__name__}", system=system
-        ) from None
-    except SafeET.ParseError as exc:
-        # A cut-off answer (proxy, dropped connection) is worth another try later.
-        raise RetriableError(
-            f"{system}: answer is not well-formed XML ({exc})", system=system
-        ) from None
+    return base_parse_xml(text, label=system, system=system)
 
 
 def error_message(response: Response) -> str:
@@ -149,54 +137,52 @@ class HarvestConnector(RestConnector):
         incremental=True,
         can_delete=True,
         timestamps=True,
-        limits={f: FieldLimit(MAX_LENGTH, required_on_create=f in REQUIRED) for f in ELEMENTS},
+        limits={f: FieldLimit(MAX_LENGTH, required=f in REQUIRED) for f in ELEMENTS},
         overlap=OVERLAP,
     )
+    body_format = answer_format = "xml"
+    default_headers = XML_HEADERS
+    default_max_rps = DEFAULT_MAX_RPS
+    default_burst = 1.0
+    error_message = staticmethod(error_message)
 
-    http: HttpClient
+    def make_auth(self) -> Auth:
+        return BasicAuth(self.cfg.username, self.cfg.password.get_secret_value())
 
     # -- reading --------------------------------------------------------------------------
 
-    def _record(self, element: Any) -> RemoteRecord:
-        fields = {f: _text(element.find(tag)) for f, tag in ELEMENTS.items()}
-        return RemoteRecord(
-            remote_id=_text(element.find("id")),
-            org_id=_text(element.find("client-id")),
-            fields=fields,
-            updated_at=_timestamp(element.find("updated-at")),
-        )
-
-    def _contacts(self, url: str, what: str) -> list[RemoteRecord]:
-        response = self.http.request("GET", url, what=what)
-        root = parse_xml(response.content, system=self.name)
-        if root.tag != "contacts":
-            raise SystemUnavailable(
-                f"{self.name}: GET {url}: expected <contacts>, got <{root.tag}>", system=self.name
-            )
-        return [self._record(el) for el in root.iter("contact")]
-
-    def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
-        """One ``GET /contacts`` for every mapped client (no paging exists), filtered here."""
-        wanted = set(org_ids)
-        if not wanted:
-            yield Page([])
+    def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
+        """One ``GET /contacts`` for every client (no paging exists), filtered here."""
+        if not org_ids:
             return
-        url = "/contacts"
-        if since is not None:
-            url += f"?updated_since={updated_since_param(since)}"
-        records = [r for r in self._contacts(url, "list contacts") if r.org_id in wanted]
-        if since is not None:
-            epoch = datetime.min.replace(tzinfo=UTC)
-            records.sort(key=lambda r: r.updated_at or epoch)
-        yield Page(records)
+        query = f"?updated_since={updated_since_param(since)}" if since is not None else ""
+        yield Listing("/contacts" + query, what="list contacts", orgs=frozenset(org_ids),
+                      ascending=since is not None)
+
+    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
+        if body.tag != "contacts":
+            raise BadAnswer(f"expected <contacts>, got <{body.tag}>")
+        return list(body.iter("contact"))
+
+    def item_id(self, item: Any) -> str | None:
+        return _text(item.find("id")) or None
+
+    def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
+        return RemoteRecord(
+            remote_id=_text(item.find("id")),
+            org_id=_text(item.find("client-id")),
+            fields={f: _text(item.find(tag)) for f, tag in ELEMENTS.items()},
+            updated_at=_timestamp(item.find("updated-at")),
+        )
 
     # -- writing --------------------------------------------------------------------------
 
-    def _body(self, values: Mapping[str, str], org_id: str | None = None) -> str:
+    def to_xml(self, values: Mapping[str, Any]) -> str:
         parts = []
-        if org_id is not None:
-            parts.append(f'<client-id type="integer">{_esc(org_id)}</client-id>')
         for field, value in values.items():
+            if field == "client-id":
+                parts.append(f'<client-id type="integer">{_esc(value)}</client-id>')
+                continue
             tag = ELEMENTS[field]
             bad = _XML_CHAR.search(value)
             if bad:
@@ -209,27 +195,20 @@ class HarvestConnector(RestConnector):
     def _ours(self, fields: Mapping[str, str]) -> Fields:
         return {f: (fields.get(f) or "").strip() for f in ELEMENTS}
 
-    def _maybe_contact(self, response: Response) -> RemoteRecord | None:
+    def _echoed(self, body: Any) -> RemoteRecord | None:
         """Some servers answer a write with the contact; use it when they do."""
-        if not response.content.strip():
-            return None
-        root = parse_xml(response.content, system=self.name)
-        return self._record(root) if root.tag == "contact" else None
+        return self.record(body) if body is not None and body.tag == "contact" else None
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         values = self._ours(fields)
         what = f"create contact {values['first_name']} {values['last_name']} (client {org_id})"
-        problem = check_limits(self.capabilities, values, creating=True)
-        if problem is not None:
-            raise self.reject(what, f"{problem[0]}: {problem[1]}")
+        self.check(what, values, creating=True)
         if not org_id.isdigit():
             raise self.reject(what, f"client-id {org_id!r} is not an integer")
         sent = {f: v for f, v in values.items() if v or f in REQUIRED}
-        response = self.http.request(
-            "POST", "/contacts", content=self._body(sent, org_id), ok=(200, 201), what=what
-        )
+        response, body = self.send("POST", "/contacts", {"client-id": org_id, **sent}, what=what)
         remote_id = id_from_location(response.headers.get("Location"))
-        echoed = self._maybe_contact(response)
+        echoed = self._echoed(body)
         if remote_id is None and echoed is not None and echoed.remote_id:
             remote_id = echoed.remote_id
         if remote_id is None:
@@ -238,7 +217,8 @@ class HarvestConnector(RestConnector):
 
     def _find_created(self, org_id: str, values: Fields, what: str) -> str:
         """A 201 without a usable Location: find the contact instead of POSTing twice."""
-        found = self._contacts(f"/clients/{org_id}/contacts", f"{what}: look up the new id")
+        listing = Listing(f"/clients/{org_id}/contacts", what=f"{what}: look up the new id")
+        found = [r for page in self.read(listing) for r in page.records]
         hits: list[RemoteRecord] = []
         for keys in (("email",), REQUIRED):  # email first, else first + last name
             if not hits and all(values[f] for f in keys):
@@ -264,39 +244,18 @@ class HarvestConnector(RestConnector):
         holds = self._ours(desired)
         delta = {f: (v or "").strip() for f, v in changed.items() if f in ELEMENTS}
         what = f"update contact {remote_id}"
-        for field, value in delta.items():
-            if len(value) > MAX_LENGTH:
-                raise self.reject(what, f"{field}: {len(value)} characters, the limit is 255")
-            if not value and field in REQUIRED:
-                raise self.reject(what, f"{field}: Harvest requires it, it cannot be cleared")
+        self.check(what, {**holds, **delta}, creating=False)
         if not delta:
             return WriteResult(remote_id, holds)
-        response = self.http.request(
-            "PUT", f"/contacts/{remote_id}", content=self._body(delta), ok=(200, 201), what=what
-        )
-        echoed = self._maybe_contact(response)
+        _, body = self.send("PUT", f"/contacts/{remote_id}", delta, what=what)
+        echoed = self._echoed(body)
         return WriteResult(remote_id, holds, echoed.updated_at if echoed else None)
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
         """DELETE; a 404 means it is already gone (DECISIONS.md), which is what we wanted."""
-        self.http.request(
-            "DELETE", f"/contacts/{remote_id}", ok=(200, 204, 404), what=f"delete {remote_id}"
-        )
+        self.send("DELETE", f"/contacts/{remote_id}", what=f"delete {remote_id}", ok=(404,),
+                  read_answer=False)
 
 
-def from_config(name: str, cfg: HarvestConfig, **options: Any) -> HarvestConnector:
-    """Build the connector; ``transport=`` / ``sleep=`` / ``max_rps=`` / ``burst=`` for tests."""
-    http = HttpClient(
-        name,
-        cfg.base_url,
-        timeout=cfg.timeout.total_seconds(),
-        headers=XML_HEADERS,
-        basic_auth=(cfg.username, cfg.password.get_secret_value()),
-        max_rps=options.get("max_rps", cfg.max_rps or DEFAULT_MAX_RPS),
-        burst=options.get("burst", 1.0),
-        max_retries=options.get("max_retries", 4),
-        error_message=error_message,
-        transport=options.get("transport"),
-        sleep=options.get("sleep", time.sleep),
-    )
-    return HarvestConnector(name, http)
+CONNECTOR = HarvestConnector
+from_config = HarvestConnector.from_config

@@ -20,9 +20,8 @@ Why it looks the way it does (``shared/systems/logisense.md``, ``DECISIONS.md``)
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -31,16 +30,17 @@ from syncd.config import LogisenseConfig
 from syncd.connectors.base import (
     Capabilities,
     FieldLimit,
-    Page,
+    Listing,
     RemoteRecord,
     RestConnector,
     WriteResult,
 )
+from syncd.connectors.paging import HeaderPage
 from syncd.contact import Fields
-from syncd.errors import AuthError, ConfigError, SystemUnavailable
-from syncd.http import HttpClient, Response
+from syncd.errors import BadAnswer, OutcomeUnknown, SystemUnavailable
+from syncd.http import Auth, HttpClient, OAuth2Grant, Response
 
-__all__ = ["LogisenseConnector", "from_config", "point_kind"]
+__all__ = ["CONNECTOR", "LogisenseConnector", "from_config", "point_kind"]
 
 log = structlog.get_logger(__name__)
 
@@ -90,77 +90,58 @@ def _error_message(response: Response) -> str:
     return f"[trackingId {body.get('trackingId', '?')}] {messages}"
 
 
-class _Login:
-    """The ``Auth`` hook: password-grant login, again shortly before expiry and after a 401."""
-
-    def __init__(self, cfg: LogisenseConfig, clock: Callable[[], datetime]) -> None:
-        self.cfg = cfg
-        self.clock = clock
-        self.path = f"/AuthorizationServer/api/v{cfg.api_version}/Access/Login"
-        self.token: str | None = None
-        self.renew_at = datetime.min.replace(tzinfo=UTC)
-
-    def headers(self, client: HttpClient) -> Mapping[str, str]:
-        if self.token is None or self.clock() >= self.renew_at:
-            self.refresh(client)
-        return {"Authorization": f"Bearer {self.token}"}
-
-    def refresh(self, client: HttpClient) -> None:
-        form = {"grant_type": "password", "client_id": self.cfg.client_id,
-                "username": self.cfg.username, "password": self.cfg.password.get_secret_value()}
-        resp = client.request("POST", self.path, data=form, authenticate=False,
-                              ok=(200, 400, 401, 403, 404), headers={"Accept": "application/json"})
-        if resp.status_code == 404:
-            raise ConfigError(f"{client.system}: login route {client.base_url}{self.path} "
-                              "not found: check base_url and api_version")
-        if resp.status_code != 200:
-            raise AuthError(f"{client.system}: login refused: {_error_message(resp)}",
-                            system=client.system)
-        body = resp.json()
-        ttl = timedelta(seconds=float(body.get("expires_in", 1800)))
-        self.token = str(body["access_token"])
-        self.renew_at = self.clock() + max(ttl - REFRESH_MARGIN, ttl / 2)
-
-
 class LogisenseConnector(RestConnector):
     capabilities = CAPABILITIES
+    default_headers = {"Accept": "application/json"}
+    error_message = staticmethod(_error_message)
 
-    def __init__(self, name: str, http: HttpClient, cfg: LogisenseConfig, auth: _Login) -> None:
-        super().__init__(name, http)
-        self.cfg = cfg
-        self.auth = auth
+    def __init__(self, name: str, http: HttpClient, cfg: LogisenseConfig, **options: Any) -> None:
+        super().__init__(name, http, cfg, **options)
+        self.cfg: LogisenseConfig = cfg
         self.api = f"/ResourceServer/api/v{cfg.api_version}/"
-        self.page_size = PAGE_SIZE
+        self.page_size = int(options.get("page_size", PAGE_SIZE))
         self.routes: dict[str, list[str]] = {}
         self.type_ids: dict[tuple[int, str], int] | None = None
         """(contactTypeId, canonical field) → contactPointTypeId."""
+        self._members: dict[int, str] = {}
+        self._unseen: set[int] = set()
+
+    def make_auth(self) -> Auth:
+        cfg = self.cfg
+        return OAuth2Grant(
+            f"/AuthorizationServer/api/v{cfg.api_version}/Access/Login",
+            lambda: {"grant_type": "password", "client_id": cfg.client_id,
+                     "username": cfg.username, "password": cfg.password.get_secret_value()},
+            margin=REFRESH_MARGIN, clock=self.clock,
+        )
 
     # -- start-up probe -----------------------------------------------------------------
 
-    def _get(self, path: str, what: str = "", **kw: Any) -> Any:
-        return self.http.request("GET", self.api + path, what=what, **kw).json()
+    def _get(self, path: str, what: str, **kw: Any) -> Any:
+        response = self.http.request("GET", self.api + path, what=what, **kw)
+        return self.decode(response, what) if response.status_code == 200 else None
 
     def open(self) -> None:
         """Read Metadata (log the routes offered) and the contact point types, once."""
         if self.type_ids is not None:
             return
         for entity in ("Contact", "Account"):
-            resp = self.http.request("GET", f"{self.api}{entity}/Metadata", ok=(200, 404))
-            if resp.status_code == 404:  # a probe, not a precondition: say so and go on
+            meta = self._get(f"{entity}/Metadata", f"{entity} metadata", ok=(404,))
+            if meta is None:  # a probe, not a precondition: say so and go on
                 log.warning("logisense.no_metadata", system=self.name, entity=entity)
                 continue
-            meta = resp.json().get("details", {})
-            routing = meta.get("resourceRouting", {}).get("routes", [])
+            details = meta.get("details", {}) if isinstance(meta, dict) else {}
+            routing = details.get("resourceRouting", {}).get("routes", [])
+            patch = details.get("dataFlowPatchTypes", {})
             self.routes[entity] = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
             log.info("logisense.routes", system=self.name, entity=entity,
-                     routes=self.routes[entity], patch=meta.get("dataFlowPatchTypes", {}))
-            if entity == "Account" and "delete" not in meta.get("dataFlowPatchTypes", {}).get(
-                "contact", ["delete"]
-            ):
+                     routes=self.routes[entity], patch=patch)
+            if entity == "Account" and "delete" not in patch.get("contact", ["delete"]):
                 log.warning("logisense.no_delete", system=self.name)
                 self.capabilities = dataclasses.replace(CAPABILITIES, can_delete=False)
         ids: dict[tuple[int, str], int] = {}
-        for item in self._get("ContactPointType/").get("items", []):
+        types = self._get("ContactPointType/", "contact point types")
+        for item in types.get("items", []) if isinstance(types, dict) else []:
             kind = point_kind(str(item.get("name", "")))
             key = (int(item.get("contactTypeId", 0)), kind or "")
             if kind is None:
@@ -179,41 +160,47 @@ class LogisenseConnector(RestConnector):
 
     # -- reading ------------------------------------------------------------------------
 
-    def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
-        self.open()
-        members: dict[int, str] = {}
-        for org in org_ids:
-            resp = self.http.request("GET", f"{self.api}Account/{int(org)}/Detail",
-                                     ok=(200, 404), what=f"account {org}")
-            if resp.status_code == 404:  # an incomplete scan must not read as "all deleted"
-                raise SystemUnavailable(f"{self.name}: mapped account {org} not found: "
-                                        f"{_error_message(resp)}", system=self.name)
-            for c in resp.json()["instance"].get("details", {}).get("contacts", []):
-                members.setdefault(int(c["identity"]), org)
-        number, unseen = 1, set(members)
-        while unseen:
-            header = json.dumps({"pageNumber": number, "pageSize": self.page_size})
-            body = self._get("Contact/Paged/Detail", headers={"Pagination": header})
-            result = body.get("pagedResults", {})
-            items = [c for c in result.get("items", []) if c.get("identity") in unseen]
-            unseen -= {c["identity"] for c in items}
-            yield Page([self._record(c, members[c["identity"]]) for c in items])
-            if not result.get("items") or number * self.page_size >= int(result.get("totalCount", 0)):
-                break
-            number += 1
-        yield Page(list(self._stragglers(unseen, members)))
+    def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
+        """Members from each mapped account, then the paged contacts until all were seen.
 
-    def _stragglers(self, unseen: set[int], members: Mapping[int, str]) -> Iterator[RemoteRecord]:
-        """Members the pages missed: offset paging skips one when another is deleted mid-scan.
-
-        Read one by one, so a skipped contact is never taken for a deleted one;
-        a 404 means it really is gone.  Costs nothing when no one moved.
+        Members the pages missed (offset paging skips one when another is
+        deleted mid-scan) are read one by one, so a skipped contact is never
+        taken for a deleted one; a 404 means it really is gone.
         """
-        for cid in sorted(unseen):
-            resp = self.http.request("GET", f"{self.api}Contact/{cid}/Detail", ok=(200, 404),
-                                     what=f"contact {cid}")
-            if resp.status_code == 200:
-                yield self._record(resp.json()["instance"], members[cid])
+        self.open()
+        self._members = {}
+        for org in org_ids:
+            detail = self._get(f"Account/{int(org)}/Detail", f"account {org}", ok=(404,))
+            if detail is None:  # an incomplete scan must not read as "all deleted"
+                raise SystemUnavailable(f"{self.name}: mapped account {org} not found",
+                                        system=self.name)
+            for c in detail["instance"].get("details", {}).get("contacts", []):
+                self._members.setdefault(int(c["identity"]), org)
+        self._unseen = set(self._members)
+        if self._unseen:
+            yield Listing(self.api + "Contact/Paged/Detail", what="contacts", orgs=frozenset(org_ids),
+                          paginator=HeaderPage(self._total, size=self.page_size),
+                          done=lambda: not self._unseen)
+        for cid in sorted(self._unseen):
+            yield Listing(f"{self.api}Contact/{cid}/Detail", what=f"contact {cid}", ok=(404,),
+                          orgs=frozenset(org_ids))
+
+    @staticmethod
+    def _total(body: Any) -> int:
+        return int(body["pagedResults"].get("totalCount", 0))
+
+    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
+        found = body["pagedResults"]["items"] if "pagedResults" in body else [body["instance"]]
+        if not isinstance(found, list):
+            raise TypeError(f"expected a list of contacts, got {type(found).__name__}")
+        self._unseen -= {c.get("identity") for c in found if isinstance(c, dict)}
+        return found
+
+    def item_id(self, item: Any) -> str | None:
+        return str(item["identity"]) if isinstance(item, dict) and "identity" in item else None
+
+    def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
+        return self._record(item, self._members.get(int(item["identity"]), ""))
 
     def _record(self, c: Mapping[str, Any], org: str) -> RemoteRecord:
         ctype = int(c.get("contactTypeId") or 0)
@@ -232,9 +219,18 @@ class LogisenseConnector(RestConnector):
 
     # -- writing ------------------------------------------------------------------------
 
-    def _patch(self, path: str, body: Mapping[str, Any], what: str) -> list[dict[str, Any]]:
-        resp = self.http.request("PATCH", self.api + path, json=body, what=what)
-        items: list[dict[str, Any]] = resp.json().get("results", {}).get("items", [])
+    def _patch(self, path: str, body: Mapping[str, Any], what: str,
+               idempotent: bool = False) -> list[dict[str, Any]]:
+        """One PATCH; an answer we cannot read leaves a create's outcome unknown."""
+        _, answer = self.send("PATCH", self.api + path, body, what=what, idempotent=idempotent)
+        try:
+            items = answer["results"]["items"] if answer is not None else []
+            if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+                raise TypeError(type(items).__name__)
+        except (KeyError, TypeError) as exc:
+            error = OutcomeUnknown if not idempotent else BadAnswer
+            raise error(f"{self.name}: PATCH {path} ({what}): answer without results "
+                        f"({type(exc).__name__}: {exc})", system=self.name) from None
         return items
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
@@ -259,8 +255,9 @@ class LogisenseConnector(RestConnector):
         results = self._patch(f"Account/{int(org_id)}", body, what="new contact")
         new = next((r for r in results if r.get("dtoTypeKey") == "contact"
                     and r.get("action") == "created"), None)
-        if new is None:
-            raise self.reject("create", f"no created contact in the answer: {results!r:.300}")
+        if new is None:  # it may exist all the same: the next poll tells
+            raise OutcomeUnknown(f"{self.name}: create under account {org_id}: no created "
+                                 f"contact in the answer: {results!r:.300}", system=self.name)
         extra = {"contactTypeId": ctype, "points": self._new_points(ctype, results, fields)}
         return WriteResult(str(new["identity"]), extra=extra)
 
@@ -282,7 +279,7 @@ class LogisenseConnector(RestConnector):
                extra: Mapping[str, Any]) -> WriteResult:
         self.open()
         if "contactTypeId" not in extra:  # a link without our extra: read the points once
-            detail = self._get(f"Contact/{int(remote_id)}/Detail", what=f"contact {remote_id}")
+            detail = self._get(f"Contact/{int(remote_id)}/Detail", f"contact {remote_id}")
             extra = self._record(detail["instance"], org_id).extra
         ctype = int(extra["contactTypeId"])
         points: dict[str, int] = {k: int(v) for k, v in extra.get("points", {}).items()}
@@ -306,7 +303,9 @@ class LogisenseConnector(RestConnector):
         if items:
             body["details"] = {"contactPoints": {"items": items}}
         if body:
-            results = self._patch(f"Contact/{int(remote_id)}", body, what=f"contact {remote_id}")
+            creates = any(i["patchType"] == "create" for i in items)
+            results = self._patch(f"Contact/{int(remote_id)}", body, f"contact {remote_id}",
+                                  idempotent=not creates)
             points.update(self._new_points(ctype, results, changed))
         return WriteResult(remote_id, extra={"contactTypeId": ctype, "points": points})
 
@@ -315,20 +314,11 @@ class LogisenseConnector(RestConnector):
         if not self.capabilities.can_delete:
             raise self.reject(f"delete {remote_id}", "the server offers no contact delete")
         body = {"contacts": {"items": [{"patchType": "delete", "identity": int(remote_id)}]}}
-        resp = self.http.request("PATCH", f"{self.api}Account/{int(org_id)}", json=body,
-                                 ok=(200, 404), what=f"contact {remote_id}")
+        resp, _ = self.send("PATCH", f"{self.api}Account/{int(org_id)}", body, ok=(404,),
+                            what=f"contact {remote_id}", idempotent=True, read_answer=False)
         if resp.status_code == 404:  # already gone from the account: the goal is reached
             log.info("logisense.delete_gone", system=self.name, contact=remote_id)
 
 
-def from_config(name: str, cfg: LogisenseConfig, **options: Any) -> LogisenseConnector:
-    """Options: ``transport`` and ``sleep`` (tests), ``clock`` (token expiry), ``page_size``."""
-    clock: Callable[[], datetime] = options.pop("clock", lambda: datetime.now(UTC))
-    page_size = int(options.pop("page_size", PAGE_SIZE))
-    auth = _Login(cfg, clock)
-    http = HttpClient(name, cfg.base_url, timeout=cfg.timeout.total_seconds(), auth=auth,
-                      max_rps=cfg.max_rps, error_message=_error_message,
-                      headers={"Accept": "application/json"}, **options)
-    connector = LogisenseConnector(name, http, cfg, auth)
-    connector.page_size = page_size
-    return connector
+CONNECTOR = LogisenseConnector
+from_config = LogisenseConnector.from_config

@@ -233,6 +233,9 @@ class MemoryConnector:
     def open(self) -> None:
         return None
 
+    def watch(self, stop: threading.Event) -> None:
+        return None
+
     def request_count(self) -> int:
         return self.requests
 

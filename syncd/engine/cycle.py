@@ -71,6 +71,8 @@ class Syncer:
             self.connectors, settings.org_map, skew=settings.sync.clock_skew,
             full_scan_interval=settings.sync.full_scan_interval, stop=self.stop,
         )
+        for connector in self.connectors.values():
+            connector.watch(self.stop)
 
     def systems(self) -> dict[str, SystemInfo]:
         return system_infos(self.settings, self.connectors)
@@ -137,6 +139,13 @@ class Syncer:
             rep = report.systems[p.system]
             rep.full_scan = p.full
             rep.read = len(p.observation.records) if p.observation else 0
+            for item in p.skipped:
+                message = f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}"
+                report.errors.append(message)
+                rep.rejected += 1
+                report.exit_code = max(report.exit_code, 1)
+                log.warning("record_skipped", system=p.system, remote_id=item.remote_id,
+                            reason=item.reason)
             if p.error is not None:
                 rep.error = str(p.error)
                 report.errors.append(str(p.error))

@@ -22,12 +22,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.errors import ConnectorError
-from syncd.model import Observation, RemoteRecord, Watermark
+from syncd.model import Observation, RemoteRecord, Skipped, Watermark
 
 __all__ = ["Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
 
@@ -89,6 +89,8 @@ class PollResult:
     watermark: Watermark
     error: ConnectorError | None = None
     full: bool = False
+    skipped: list[Skipped] = field(default_factory=list)
+    """Listed items that could not be read: each rejected alone, and the scan not complete."""
 
 
 class Poller:
@@ -131,6 +133,7 @@ class Poller:
                            full_scan_interval=self.full_scan_interval, full=full, since=since)
         full = since is None
         records: list[RemoteRecord] = []
+        skipped: list[Skipped] = []
         max_seen: datetime | None = None
         error = failed_open
         if error is None:
@@ -139,13 +142,15 @@ class Poller:
                     if self.stop.is_set():
                         raise Interrupted(f"{name}: stopped while reading")
                     records.extend(page.records)
+                    skipped.extend(page.skipped)
                     self.progress(name, "read", len(page.records))
                     stamps = [r.updated_at for r in page.records if r.updated_at is not None]
                     if stamps and (max_seen is None or max(stamps) > max_seen):
                         max_seen = max(stamps)
             except ConnectorError as exc:
                 error = exc
-        complete = full and error is None
+        # A skipped item may be a linked record: its absence proves nothing this time.
+        complete = full and error is None and not skipped
         cursor = mark.cursor
         if caps.incremental:
             cursor = advance_cursor(cursor, now=now, skew=self.skew, complete=complete,
@@ -159,7 +164,7 @@ class Poller:
             last_error=str(error) if error else None,
         )
         obs = Observation(name, records, complete=complete, observed_at=now)
-        return PollResult(name, obs, new_mark, error, full)
+        return PollResult(name, obs, new_mark, error, full, skipped)
 
     def poll(
         self,
