@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.engine.model import Conflict, Golden, Link, LinkKey, State
 from syncd.errors import ConfigError, StoreLockedError
+from syncd.logs import get_logger
 from syncd.store.tables import (
     ConflictRow,
     FailureRow,
@@ -46,6 +47,7 @@ R = RunRow.__table__  # type: ignore[attr-defined]
 V = RevisionRow.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 500
+log = get_logger("syncd.store")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -156,6 +158,20 @@ class Store:
 
     # -- the instance lock ------------------------------------------------------------------
 
+    def lock_key(self, conn: Connection, name: str = "syncd") -> int:
+        """The advisory lock key of the schema this store really uses.
+
+        Keyed by what the server says (``current_schema()``, else the
+        effective ``search_path``), so two tenants in two schemas of one
+        database lock independently however their schema is named (the
+        Store's ``schema`` argument or ``options=-csearch_path=...`` in the
+        URL), while two spellings of one schema share a lock.
+        """
+        where = conn.execute(
+            sa.text("SELECT coalesce(current_schema(), current_setting('search_path'))")
+        ).scalar_one()
+        return _advisory_key(f"{name}:{where}")
+
     def acquire(self, name: str = "syncd") -> None:
         """Take the store's instance lock or raise ``StoreLockedError`` (exit 3)."""
         if self.is_sqlite:
@@ -173,27 +189,62 @@ class Store:
             self._file_lock = lock
             return
         conn = self.engine.connect()
-        self._lock_key = _advisory_key(f"{name}:{self.schema or ''}")
+        self._lock_key = self.lock_key(conn, name)
         got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
         if not got.scalar():
             conn.close()
             raise StoreLockedError(
-                f"store {self.engine.url.render_as_string(hide_password=True)} is locked by "
-                "another syncd instance (Postgres advisory lock); wait for it or stop it"
+                f"store {_safe_url(self.url)} is locked by another syncd instance "
+                "(Postgres advisory lock); wait for it or stop it"
             )
         conn.commit()
         self._lock_conn = conn
+
+    def lock_held(self) -> bool:
+        """Whether this process still holds the instance lock.
+
+        A Postgres advisory lock lives exactly as long as its session: when
+        the connection dies (``pg_terminate_backend``, a failover, a network
+        cut) the lock is gone and another instance may already be writing.
+        The daemon asks before every cycle and stops rather than race.
+        """
+        if self.is_sqlite:
+            if self.sqlite_path() is None:
+                return True  # an in-memory store has no other writer
+            return self._file_lock is not None and self._file_lock.is_locked
+        if self._lock_conn is None:
+            return False
+        hi, lo = (self._lock_key >> 32) & 0xFFFFFFFF, self._lock_key & 0xFFFFFFFF
+        try:
+            held = self._lock_conn.execute(
+                sa.text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted AND classid = :hi AND objid = :lo "
+                    "AND objsubid = 1)"
+                ),
+                {"hi": hi, "lo": lo},
+            ).scalar_one()
+            self._lock_conn.rollback()
+        except sa.exc.SQLAlchemyError:
+            return False
+        return bool(held)
 
     def release(self) -> None:
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
         if self._lock_conn is not None:
-            # Session-level lock: unlock explicitly, the pooled connection outlives close().
-            self._lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
-            self._lock_conn.commit()
-            self._lock_conn.close()
-            self._lock_conn = None
+            conn, self._lock_conn = self._lock_conn, None
+            try:
+                # Session-level lock: unlock explicitly, the pooled connection outlives close().
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
+                conn.commit()
+            except sa.exc.SQLAlchemyError:
+                # The session is gone and its lock with it: nothing left to release.
+                log.warning("store_lock_connection_lost", store=_safe_url(self.url))
+                conn.invalidate()
+            finally:
+                conn.close()
 
     def sqlite_path(self) -> Path | None:
         database = self.engine.url.database
