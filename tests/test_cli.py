@@ -190,3 +190,38 @@ def test_secrets_never_reach_status_or_errors(tmp_path: Path) -> None:
                    env={"SYNCD_SYSTEMS__H__PASSWORD": secret})
     assert result.returncode == 0, result.stderr
     assert secret not in result.stdout and secret not in result.stderr
+
+
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from alembic.operations import Operations
+from syncd.cli import main
+
+create_table = Operations.create_table
+
+
+def dying_create_table(self, name, *columns, **kw):
+    if name == "watermark":  # golden and link already exist by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return create_table(self, name, *columns, **kw)
+
+
+Operations.create_table = dying_create_table
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_the_first_migration_leaves_a_usable_store(tmp_path: Path) -> None:
+    """Issue 10.4: the automatic SQLite migration is one transaction, so a kill undoes it all."""
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_MIGRATION, "--config", str(cfg), "once"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert Store(f"sqlite:///{tmp_path / 'syncd.db'}").is_empty()
+    again = syncd("--config", str(cfg), "once", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["systems"]["billing"]["created"] == 1
+    assert syncd("--config", str(cfg), "db", "upgrade").returncode == 0
