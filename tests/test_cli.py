@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,3 +226,86 @@ def test_sigkill_during_the_first_migration_leaves_a_usable_store(tmp_path: Path
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["systems"]["billing"]["created"] == 1
     assert syncd("--config", str(cfg), "db", "upgrade").returncode == 0
+
+
+def _synced_store(tmp: Path) -> Path:
+    """A store that one cycle filled, closed (checkpointed) and ready to be damaged."""
+    cfg = write_config(tmp)
+    crm(tmp).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    assert main(["--config", str(cfg), "once"]) == 0
+    return tmp / "syncd.db"
+
+
+def _read_only_uri(tmp: Path) -> dict[str, str]:
+    db = _synced_store(tmp)
+    return {"SYNCD_STORE__URL": f"sqlite:///file:{db}?mode=ro&uri=true"}
+
+
+def _under_a_file(tmp: Path) -> dict[str, str]:
+    (tmp / "not-a-dir").write_text("")
+    return {"SYNCD_STORE__URL": f"sqlite:///{tmp / 'not-a-dir' / 'syncd.db'}"}
+
+
+def _garbage(tmp: Path) -> dict[str, str]:
+    (tmp / "syncd.db").write_bytes(b"this is no database\n" * 500)
+    return {}
+
+
+def _truncated(tmp: Path) -> dict[str, str]:
+    db = _synced_store(tmp)
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    return {}
+
+
+def _postgres_down(tmp: Path) -> dict[str, str]:
+    return {"SYNCD_STORE__URL": "postgresql+psycopg://syncd:s3cret-pw@127.0.0.1:9/tenant"}
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_read_only_uri, "syncd.db"),
+        (_under_a_file, "not-a-dir"),
+        (_garbage, "syncd.db"),
+        (_truncated, "syncd.db"),
+        (_postgres_down, "postgresql+psycopg://syncd:***@127.0.0.1:9/tenant"),
+    ],
+    ids=["read-only", "directory-is-a-file", "not-a-database", "truncated", "postgres-down"],
+)
+def test_an_unusable_store_is_one_line_and_exit_4_before_any_poll(
+    tmp_path: Path, damage: Any, named: str
+) -> None:
+    """Issue 10.5: the store is probed (opened, checked, written) before any system is polled."""
+    cfg = write_config(tmp_path)
+    env = damage(tmp_path)
+    result = syncd("--config", str(cfg), "once", env=env)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no cycle ran: a cycle logs cycle_finished
+    assert lines[0].startswith("syncd: store ") and named in lines[0]
+    assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
+
+
+def test_an_immutable_store_file_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    """Read-only for root too: ``chattr +i`` (skipped where the filesystem refuses it)."""
+    db = _synced_store(tmp_path)
+    cfg = write_config(tmp_path)
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = syncd("--config", str(cfg), "once")
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(db) in lines[0] and "read-only" in lines[0], result.stderr
+
+
+def test_a_config_path_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    folder = tmp_path / "syncd.toml"
+    folder.mkdir()
+    result = syncd("--config", str(folder), "once")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "Traceback" not in result.stderr

@@ -22,7 +22,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
 from syncd.engine.model import Conflict, Golden, Link, LinkKey, State
-from syncd.errors import ConfigError, StoreLockedError
+from syncd.errors import ConfigError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
 from syncd.store.tables import (
     ConflictRow,
@@ -104,6 +104,17 @@ def _safe_url(url: str) -> str:
         return "<unparsable URL>"
 
 
+def _problem(exc: BaseException) -> str:
+    """The driver's or the OS's own words, on one line and without SQL or parameters."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+
+
 def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -134,6 +145,56 @@ class Store:
         self.foreign_write = False
         self._lock_conn: Connection | None = None
         self._file_lock: FileLock | None = None
+
+    # -- start-up checks ---------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """The store for messages: the SQLite path, or the URL with its password hidden."""
+        path = self.sqlite_path()
+        return str(path) if path is not None else _safe_url(self.url)
+
+    @contextmanager
+    def unusable_as(self, what: str) -> Iterator[None]:
+        """Turn a database or OS error into one ``StoreUnavailable`` line (exit 4).
+
+        Used around start-up steps only, where any such error means the store
+        itself is out of reach, not a bug in a query.
+        """
+        try:
+            yield
+        except (sa.exc.DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
+
+    def check_usable(self) -> None:
+        """Open the store and, on SQLite, check the file is a sound database.
+
+        Runs before anything else, so a down Postgres, a path under a file or
+        a damaged SQLite file is one message instead of a traceback from
+        deep inside a cycle.  ``quick_check`` reads every page once: fast for
+        the sizes syncd stores, and it catches a truncated file that opens
+        fine and fails only at the first query that reaches the missing pages.
+        """
+        with self.unusable_as("cannot be opened"), self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        if not self.is_sqlite:
+            return
+        with self.unusable_as("is damaged"), self.engine.connect() as conn:
+            found = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check").all()]
+        if found != ["ok"]:
+            raise StoreUnavailable(f"store {self.where} is damaged: {'; '.join(found[:3])}")
+
+    def check_writable(self) -> None:
+        """Prove the store takes writes, then roll back: before polling, not at the commit.
+
+        A read-only SQLite file (or a read-only Postgres role or replica) used
+        to fail only when the cycle committed, after every system had been
+        polled.  An UPDATE that changes nothing still needs the write lock
+        and a writable file, so it fails the same way, up front.
+        """
+        with self.unusable_as("is read-only or not writable"), self.engine.connect() as conn:
+            conn.exec_driver_sql("UPDATE store_revision SET value = value WHERE id = 1")
+            conn.rollback()
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -247,9 +308,15 @@ class Store:
                 conn.close()
 
     def sqlite_path(self) -> Path | None:
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+        """The SQLite file, also when the URL is a ``file:`` URI (``?uri=true``)."""
+        url = self.engine.url
+        database = url.database
+        if not self.is_sqlite or not database or database == ":memory:":
             return None
+        if database.startswith("file:") and str(url.query.get("uri", "")).lower() in ("true", "1"):
+            database = database.removeprefix("file:").split("?", 1)[0]
+            if not database or database == ":memory:" or url.query.get("mode") == "memory":
+                return None
         return Path(database)
 
     @contextmanager
