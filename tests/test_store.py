@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -201,6 +202,11 @@ def test_sqlite_lock_is_held_until_released(tmp_path: Path) -> None:
     assert not store.lock_held()
     store.acquire()
     assert store.lock_held()
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(store.lock_held()))  # as the daemon asks
+    worker.start()
+    worker.join()
+    assert seen == [True]
     store.release()
     assert not store.lock_held()
     store.close()

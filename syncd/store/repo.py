@@ -239,7 +239,8 @@ class Store:
             path = self.sqlite_path()
             if path is None:
                 return
-            lock = FileLock(str(path) + ".lock")
+            # Not thread-local: the daemon's scheduler threads ask lock_held().
+            lock = FileLock(str(path) + ".lock", thread_local=False)
             try:
                 lock.acquire(timeout=0)
             except Timeout:
