@@ -15,7 +15,9 @@ from syncd.engine.cycle import Syncer
 from syncd.errors import ConfigError
 from syncd.store.repo import Store
 
-__all__ = ["build_connectors", "ensure_schema", "migrated_store", "open_store", "syncer"]
+__all__ = [
+    "build_connectors", "ensure_schema", "migrated_store", "open_store", "ready_store", "syncer",
+]
 
 
 def _head() -> str | None:
@@ -43,12 +45,19 @@ def open_store(settings: Settings) -> Store:
     return Store(settings.store.url)
 
 
+def ready_store(store: Store) -> None:
+    """Check the store opens and is sound, then bring it to the current schema (exit 4 if not)."""
+    store.check_usable()
+    with store.unusable_as("cannot be migrated"):
+        ensure_schema(store)
+
+
 @contextmanager
 def migrated_store(settings: Settings) -> Iterator[Store]:
     """The store at the current schema, for the inspection commands (no instance lock)."""
     store = open_store(settings)
     try:
-        ensure_schema(store)
+        ready_store(store)
         yield store
     finally:
         store.close()
@@ -63,13 +72,22 @@ def build_connectors(settings: Settings, **options: Any) -> dict[str, Connector]
 
 @contextmanager
 def syncer(settings: Settings, *, lock: bool = True) -> Iterator[Syncer]:
-    """A ready Syncer holding the store's instance lock; everything closed on exit."""
+    """A ready Syncer holding the store's instance lock; everything closed on exit.
+
+    The store is opened, checked, locked, migrated and proven writable before
+    any connector exists: a store problem stops the command before a single
+    system is polled.
+    """
     store = open_store(settings)
     connectors: dict[str, Connector] = {}
     try:
+        store.check_usable()
         if lock:
-            store.acquire()
-        ensure_schema(store)
+            with store.unusable_as("cannot be locked"):
+                store.acquire()
+        with store.unusable_as("cannot be migrated"):
+            ensure_schema(store)
+        store.check_writable()
         connectors = build_connectors(settings)
         s = Syncer(settings, store, connectors)
         try:

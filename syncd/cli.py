@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from syncd.config import Settings, load_settings
+from syncd.config import Settings, config_path, load_settings
 from syncd.engine.report import CycleReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
@@ -240,7 +240,9 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 
     store = open_store(settings)
     try:
-        store.upgrade()
+        store.check_usable()
+        with store.unusable_as("cannot be migrated"):
+            store.upgrade()
     finally:
         store.close()
     out.print("store is at the latest schema")
@@ -276,6 +278,16 @@ COMMANDS = {
 }
 
 
+def _load(path: str | None) -> Settings:
+    """The settings, with an unreadable file (a directory, no permission) as one exit-2 line."""
+    try:
+        return load_settings(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{config_path(path)}: cannot read the configuration file: {exc.strerror or exc}"
+        ) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -286,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_sandbox(None, args)
         if args.command == "demo":
             return cmd_demo(None, args)
-        settings = load_settings(args.config)
+        settings = _load(args.config)
         return COMMANDS[args.command](settings, args)
     except SyncdError as exc:
         sys.stderr.write(redact(f"syncd: {exc}") + "\n")

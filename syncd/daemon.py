@@ -26,6 +26,7 @@ from syncd.app import syncer
 from syncd.config import Settings
 from syncd.engine.cycle import Syncer
 from syncd.engine.report import CycleReport
+from syncd.errors import StoreLockedError
 from syncd.logs import get_logger
 from syncd.metrics import Metrics, MetricsServer
 
@@ -73,13 +74,19 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 def run_daemon(
     settings: Settings, *, metrics_port: int | None = None, force_delete: bool = False
 ) -> int:
-    """Run until SIGTERM/SIGINT; 0 on a clean stop."""
+    """Run until SIGTERM/SIGINT; 0 on a clean stop.
+
+    Before each cycle the daemon checks that it still holds the store's
+    instance lock; if the lock went with its connection, it finishes the
+    write in hand, stops and raises ``StoreLockedError`` (exit 3).
+    """
     interval = min((settings.system_interval(n) for n in settings.enabled_systems()),
                    default=settings.sync.interval)
     metrics = Metrics(interval)
     server = MetricsServer(metrics, metrics_port).start() if metrics_port is not None else None
     backoff = Backoff()
     cycle_lock = threading.Lock()
+    lock_lost = threading.Event()
     try:
         with syncer(settings) as s, _signals(s.stop):
 
@@ -92,6 +99,12 @@ def run_daemon(
                     return
                 with cycle_lock:
                     if s.stop.is_set():
+                        return
+                    if not s.store.lock_held():
+                        # Another instance may hold the store now: no more cycles.
+                        log.error("store_lock_lost", system=system)
+                        lock_lost.set()
+                        s.stop.set()
                         return
                     kind = "sweep" if full else "poll"
                     report = s.run_once(only={system}, full={system} if full else None,
@@ -126,6 +139,11 @@ def run_daemon(
     finally:
         if server is not None:
             server.stop()
+    if lock_lost.is_set():
+        raise StoreLockedError(
+            "lost the instance lock on the store (its connection died); stopped cycling so "
+            "that only one instance writes: restart syncd when the store is reachable"
+        )
     return 0
 
 

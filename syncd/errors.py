@@ -7,6 +7,7 @@
     ├── GuardError             a safety guard stopped the cycle        → exit 3
     │   ├── MassDeleteError    a system lists far fewer records
     │   └── StoreLockedError   another instance holds the store lock
+    ├── StoreUnavailable       the store cannot be reached, read or written → exit 4
     └── ConnectorError         something went wrong talking to a system
         ├── RetriableError     try again later (429/503/5xx, network, timeout)
         │   ├── RateLimited    the system's throttle signal: not applied, wait and resend
@@ -37,6 +38,7 @@ __all__ = [
     "RecordRejected",
     "RetriableError",
     "StoreLockedError",
+    "StoreUnavailable",
     "SyncdError",
     "SystemUnavailable",
     "Throttled",
@@ -69,6 +71,14 @@ class MassDeleteError(GuardError):
 
 class StoreLockedError(GuardError):
     pass
+
+
+class StoreUnavailable(SyncdError):
+    """The store cannot be reached, opened, read or written (Postgres down, a
+    read-only, damaged or misplaced SQLite file).  Found at start-up, before
+    any system is polled, so nothing is read that could not be recorded."""
+
+    exit_code = 4
 
 
 class ConnectorError(SyncdError):

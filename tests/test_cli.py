@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,121 @@ def test_secrets_never_reach_status_or_errors(tmp_path: Path) -> None:
                    env={"SYNCD_SYSTEMS__H__PASSWORD": secret})
     assert result.returncode == 0, result.stderr
     assert secret not in result.stdout and secret not in result.stderr
+
+
+_KILLED_MID_MIGRATION = """
+import os, signal, sys
+from alembic.operations import Operations
+from syncd.cli import main
+
+create_table = Operations.create_table
+
+
+def dying_create_table(self, name, *columns, **kw):
+    if name == "watermark":  # golden and link already exist by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return create_table(self, name, *columns, **kw)
+
+
+Operations.create_table = dying_create_table
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_the_first_migration_leaves_a_usable_store(tmp_path: Path) -> None:
+    """Issue 10.4: the automatic SQLite migration is one transaction, so a kill undoes it all."""
+    cfg = write_config(tmp_path)
+    crm(tmp_path).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_MIGRATION, "--config", str(cfg), "once"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert Store(f"sqlite:///{tmp_path / 'syncd.db'}").is_empty()
+    again = syncd("--config", str(cfg), "once", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["systems"]["billing"]["created"] == 1
+    assert syncd("--config", str(cfg), "db", "upgrade").returncode == 0
+
+
+def _synced_store(tmp: Path) -> Path:
+    """A store that one cycle filled, closed (checkpointed) and ready to be damaged."""
+    cfg = write_config(tmp)
+    crm(tmp).add("1", {"first_name": "Ada", "last_name": "L", "email": "ada@x.io"})
+    assert main(["--config", str(cfg), "once"]) == 0
+    return tmp / "syncd.db"
+
+
+def _read_only_uri(tmp: Path) -> dict[str, str]:
+    db = _synced_store(tmp)
+    return {"SYNCD_STORE__URL": f"sqlite:///file:{db}?mode=ro&uri=true"}
+
+
+def _under_a_file(tmp: Path) -> dict[str, str]:
+    (tmp / "not-a-dir").write_text("")
+    return {"SYNCD_STORE__URL": f"sqlite:///{tmp / 'not-a-dir' / 'syncd.db'}"}
+
+
+def _garbage(tmp: Path) -> dict[str, str]:
+    (tmp / "syncd.db").write_bytes(b"this is no database\n" * 500)
+    return {}
+
+
+def _truncated(tmp: Path) -> dict[str, str]:
+    db = _synced_store(tmp)
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    return {}
+
+
+def _postgres_down(tmp: Path) -> dict[str, str]:
+    return {"SYNCD_STORE__URL": "postgresql+psycopg://syncd:s3cret-pw@127.0.0.1:9/tenant"}
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_read_only_uri, "syncd.db"),
+        (_under_a_file, "not-a-dir"),
+        (_garbage, "syncd.db"),
+        (_truncated, "syncd.db"),
+        (_postgres_down, "postgresql+psycopg://syncd:***@127.0.0.1:9/tenant"),
+    ],
+    ids=["read-only", "directory-is-a-file", "not-a-database", "truncated", "postgres-down"],
+)
+def test_an_unusable_store_is_one_line_and_exit_4_before_any_poll(
+    tmp_path: Path, damage: Any, named: str
+) -> None:
+    """Issue 10.5: the store is probed (opened, checked, written) before any system is polled."""
+    cfg = write_config(tmp_path)
+    env = damage(tmp_path)
+    result = syncd("--config", str(cfg), "once", env=env)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no cycle ran: a cycle logs cycle_finished
+    assert lines[0].startswith("syncd: store ") and named in lines[0]
+    assert "Traceback" not in result.stderr and "s3cret-pw" not in result.stderr
+
+
+def test_an_immutable_store_file_is_one_line_and_exit_4(tmp_path: Path) -> None:
+    """Read-only for root too: ``chattr +i`` (skipped where the filesystem refuses it)."""
+    db = _synced_store(tmp_path)
+    cfg = write_config(tmp_path)
+    if subprocess.run(["chattr", "+i", str(db)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = syncd("--config", str(cfg), "once")
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)
+    assert result.returncode == 4, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(db) in lines[0] and "read-only" in lines[0], result.stderr
+
+
+def test_a_config_path_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    folder = tmp_path / "syncd.toml"
+    folder.mkdir()
+    result = syncd("--config", str(folder), "once")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(folder) in lines[0] and "Traceback" not in result.stderr

@@ -245,3 +245,54 @@ def test_refused_credentials_exit_4_and_the_other_system_still_syncs(
     assert "401" in report["systems"]["harvest"]["error"]
     assert "wrong-password" not in out + err
     assert report["systems"]["crm"]["read"] == 1  # the other system was still read
+
+
+def test_daemon_stops_with_exit_3_when_its_store_lock_is_lost(tmp_path: Path, pg_schema: str) -> None:
+    """Issue 10.3b: once the lock's connection dies another instance may write: stop cycling."""
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL
+    from tests.test_store import _lock_pids
+
+    url = f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
+    Store(url).upgrade()
+    MemoryConnector("crm", path=tmp_path / "crm.json").add(
+        "1", {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@acme.example"})
+    cfg = tmp_path / "syncd.toml"
+    cfg.write_text(f"""
+[store]
+url = "{url}"
+
+[sync]
+interval = "1s"
+
+[systems.crm]
+kind = "memory"
+path = "{tmp_path / 'crm.json'}"
+
+[systems.billing]
+kind = "memory"
+path = "{tmp_path / 'billing.json'}"
+
+[organizations.acme]
+crm = "1"
+billing = "77"
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "syncd", "--config", str(cfg), "run"], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watcher = Store(url)
+    try:
+        wait_for(lambda: proc.poll() is not None or len(_lock_pids(watcher)) == 1)
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        (pid,) = _lock_pids(watcher)
+        with watcher.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        watcher.close()
+    assert proc.returncode == 3, err[-2000:]
+    assert "Traceback" not in err
+    assert "lost the instance lock" in err.strip().splitlines()[-1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -138,3 +140,73 @@ def test_second_instance_is_locked_out(store_url: tuple[str, str | None]) -> Non
 def test_upgrade_is_idempotent(store: Store) -> None:
     store.upgrade()
     assert not store.is_empty()
+
+
+def _lock_pids(key_store: Store) -> list[int]:
+    """Backends (other than ours) holding the advisory lock ``key_store`` would take."""
+    with key_store.engine.connect() as conn:
+        key = key_store.lock_key(conn)
+        return [int(pid) for pid in conn.execute(
+            sa.text(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "AND classid = :hi AND objid = :lo AND objsubid = 1 AND pid <> pg_backend_pid()"
+            ),
+            {"hi": (key >> 32) & 0xFFFFFFFF, "lo": key & 0xFFFFFFFF},
+        ).scalars()]
+
+
+def test_tenants_in_separate_schemas_lock_independently(pg_schema: str) -> None:
+    """Issue 10.3a: the lock is keyed by the schema the store really uses, not by a constant."""
+    from tests.conftest import PG_URL
+
+    other = pg_schema + "_b"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{other}"'))
+    t1 = Store(f"{PG_URL}?options=-csearch_path%3D{pg_schema}")
+    t2 = Store(f"{PG_URL}?options=-csearch_path%3D{other}")
+    same_as_t1 = Store(PG_URL, schema=pg_schema)
+    try:
+        t1.acquire()
+        t2.acquire()  # another tenant runs in parallel
+        with pytest.raises(StoreLockedError, match="locked by another syncd instance"):
+            same_as_t1.acquire()  # the same schema, named the other way
+    finally:
+        for s in (t1, t2, same_as_t1):
+            s.close()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{other}" CASCADE'))
+        admin.dispose()
+
+
+def test_a_lock_whose_connection_died_is_reported_lost(pg_schema: str) -> None:
+    """Issue 10.3b: a terminated lock connection is noticed, and releasing it is no traceback."""
+    from tests.conftest import PG_URL
+
+    holder, watcher = Store(PG_URL, schema=pg_schema), Store(PG_URL, schema=pg_schema)
+    holder.acquire()
+    assert holder.lock_held()
+    (pid,) = _lock_pids(watcher)
+    with watcher.engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    assert not holder.lock_held()
+    holder.release()  # no exception on the dead connection
+    watcher.acquire()  # the store is free again
+    watcher.close()
+    holder.close()
+
+
+def test_sqlite_lock_is_held_until_released(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
+    assert not store.lock_held()
+    store.acquire()
+    assert store.lock_held()
+    seen: list[bool] = []
+    worker = threading.Thread(target=lambda: seen.append(store.lock_held()))  # as the daemon asks
+    worker.start()
+    worker.join()
+    assert seen == [True]
+    store.release()
+    assert not store.lock_held()
+    store.close()

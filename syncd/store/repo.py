@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import Connection, Engine
 
-from syncd.errors import ConfigError, StoreLockedError
+from syncd.errors import ConfigError, StoreLockedError, StoreUnavailable
+from syncd.logs import get_logger
 from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark
 from syncd.redact import redact, redact_value
 from syncd.store.tables import (
@@ -50,6 +51,7 @@ R = RunRow.__table__  # type: ignore[attr-defined]
 V = RevisionRow.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 500
+log = get_logger("syncd.store")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -86,6 +88,17 @@ def _safe_url(url: str) -> str:
         return "<unparsable URL>"
 
 
+def _problem(exc: BaseException) -> str:
+    """The driver's or the OS's own words, on one line and without SQL or parameters."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    elif isinstance(exc, OSError):
+        text = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+
+
 def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -117,6 +130,56 @@ class Store:
         self._lock_conn: Connection | None = None
         self._file_lock: FileLock | None = None
 
+    # -- start-up checks ---------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        """The store for messages: the SQLite path, or the URL with its password hidden."""
+        path = self.sqlite_path()
+        return str(path) if path is not None else _safe_url(self.url)
+
+    @contextmanager
+    def unusable_as(self, what: str) -> Iterator[None]:
+        """Turn a database or OS error into one ``StoreUnavailable`` line (exit 4).
+
+        Used around start-up steps only, where any such error means the store
+        itself is out of reach, not a bug in a query.
+        """
+        try:
+            yield
+        except (sa.exc.DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
+
+    def check_usable(self) -> None:
+        """Open the store and, on SQLite, check the file is a sound database.
+
+        Runs before anything else, so a down Postgres, a path under a file or
+        a damaged SQLite file is one message instead of a traceback from
+        deep inside a cycle.  ``quick_check`` reads every page once: fast for
+        the sizes syncd stores, and it catches a truncated file that opens
+        fine and fails only at the first query that reaches the missing pages.
+        """
+        with self.unusable_as("cannot be opened"), self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        if not self.is_sqlite:
+            return
+        with self.unusable_as("is damaged"), self.engine.connect() as conn:
+            found = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check").all()]
+        if found != ["ok"]:
+            raise StoreUnavailable(f"store {self.where} is damaged: {'; '.join(found[:3])}")
+
+    def check_writable(self) -> None:
+        """Prove the store takes writes, then roll back: before polling, not at the commit.
+
+        A read-only SQLite file (or a read-only Postgres role or replica) used
+        to fail only when the cycle committed, after every system had been
+        polled.  An UPDATE that changes nothing still needs the write lock
+        and a writable file, so it fails the same way, up front.
+        """
+        with self.unusable_as("is read-only or not writable"), self.engine.connect() as conn:
+            conn.exec_driver_sql("UPDATE store_revision SET value = value WHERE id = 1")
+            conn.rollback()
+
     # -- schema -----------------------------------------------------------------------------
 
     def create_all(self) -> None:
@@ -140,13 +203,28 @@ class Store:
 
     # -- the instance lock ------------------------------------------------------------------
 
+    def lock_key(self, conn: Connection, name: str = "syncd") -> int:
+        """The advisory lock key of the schema this store really uses.
+
+        Keyed by what the server says (``current_schema()``, else the
+        effective ``search_path``), so two tenants in two schemas of one
+        database lock independently however their schema is named (the
+        Store's ``schema`` argument or ``options=-csearch_path=...`` in the
+        URL), while two spellings of one schema share a lock.
+        """
+        where = conn.execute(
+            sa.text("SELECT coalesce(current_schema(), current_setting('search_path'))")
+        ).scalar_one()
+        return _advisory_key(f"{name}:{where}")
+
     def acquire(self, name: str = "syncd") -> None:
         """Take the store's instance lock or raise ``StoreLockedError`` (exit 3)."""
         if self.is_sqlite:
             path = self.sqlite_path()
             if path is None:
                 return
-            lock = FileLock(str(path) + ".lock")
+            # Not thread-local: the daemon's scheduler threads ask lock_held().
+            lock = FileLock(str(path) + ".lock", thread_local=False)
             try:
                 lock.acquire(timeout=0)
             except Timeout:
@@ -157,32 +235,73 @@ class Store:
             self._file_lock = lock
             return
         conn = self.engine.connect()
-        self._lock_key = _advisory_key(f"{name}:{self.schema or ''}")
+        self._lock_key = self.lock_key(conn, name)
         got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})
         if not got.scalar():
             conn.close()
             raise StoreLockedError(
-                f"store {self.engine.url.render_as_string(hide_password=True)} is locked by "
-                "another syncd instance (Postgres advisory lock); wait for it or stop it"
+                f"store {_safe_url(self.url)} is locked by another syncd instance "
+                "(Postgres advisory lock); wait for it or stop it"
             )
         conn.commit()
         self._lock_conn = conn
+
+    def lock_held(self) -> bool:
+        """Whether this process still holds the instance lock.
+
+        A Postgres advisory lock lives exactly as long as its session: when
+        the connection dies (``pg_terminate_backend``, a failover, a network
+        cut) the lock is gone and another instance may already be writing.
+        The daemon asks before every cycle and stops rather than race.
+        """
+        if self.is_sqlite:
+            if self.sqlite_path() is None:
+                return True  # an in-memory store has no other writer
+            return self._file_lock is not None and self._file_lock.is_locked
+        if self._lock_conn is None:
+            return False
+        hi, lo = (self._lock_key >> 32) & 0xFFFFFFFF, self._lock_key & 0xFFFFFFFF
+        try:
+            held = self._lock_conn.execute(
+                sa.text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted AND classid = :hi AND objid = :lo "
+                    "AND objsubid = 1)"
+                ),
+                {"hi": hi, "lo": lo},
+            ).scalar_one()
+            self._lock_conn.rollback()
+        except sa.exc.SQLAlchemyError:
+            return False
+        return bool(held)
 
     def release(self) -> None:
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
         if self._lock_conn is not None:
-            # Session-level lock: unlock explicitly, the pooled connection outlives close().
-            self._lock_conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
-            self._lock_conn.commit()
-            self._lock_conn.close()
-            self._lock_conn = None
+            conn, self._lock_conn = self._lock_conn, None
+            try:
+                # Session-level lock: unlock explicitly, the pooled connection outlives close().
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
+                conn.commit()
+            except sa.exc.SQLAlchemyError:
+                # The session is gone and its lock with it: nothing left to release.
+                log.warning("store_lock_connection_lost", store=_safe_url(self.url))
+                conn.invalidate()
+            finally:
+                conn.close()
 
     def sqlite_path(self) -> Path | None:
-        database = self.engine.url.database
-        if not database or database == ":memory:":
+        """The SQLite file, also when the URL is a ``file:`` URI (``?uri=true``)."""
+        url = self.engine.url
+        database = url.database
+        if not self.is_sqlite or not database or database == ":memory:":
             return None
+        if database.startswith("file:") and str(url.query.get("uri", "")).lower() in ("true", "1"):
+            database = database.removeprefix("file:").split("?", 1)[0]
+            if not database or database == ":memory:" or url.query.get("mode") == "memory":
+                return None
         return Path(database)
 
     @contextmanager
