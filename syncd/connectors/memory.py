@@ -236,6 +236,12 @@ class MemoryConnector:
     def watch(self, stop: threading.Event) -> None:
         return None
 
+    def throttled_for(self) -> float:
+        return 0.0
+
+    def leave_cycle(self) -> None:
+        return None
+
     def request_count(self) -> int:
         return self.requests
 
