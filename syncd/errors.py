@@ -25,6 +25,7 @@ __all__ = [
     "ConnectorError",
     "GuardError",
     "MassDeleteError",
+    "NotFound",
     "RecordRejected",
     "RetriableError",
     "StoreLockedError",
@@ -79,6 +80,10 @@ class RetriableError(ConnectorError):
 
 class RecordRejected(ConnectorError):
     """The system refused this one record (validation); retrying as-is will not help."""
+
+
+class NotFound(RecordRejected):
+    """The record is not there (404, "Entity not found."): deleted on the other side."""
 
 
 class SystemUnavailable(ConnectorError):

@@ -21,7 +21,7 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Interrupted, Poller, PollResult, Progress
-from syncd.engine.push import Pusher, PushOutcome
+from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError
@@ -171,10 +171,11 @@ class Syncer:
         self._cache = None
         failures = (
             {(f.system, f.golden_id): f for f in self.store.failures()}
-            if writes or rejections else {}
+            if writes or rejections or result.links_changed else {}
         )
         self._commit(result, polls, rejections, failures, now)
-        due = self._due(writes, failures, now)
+        read = {p.system for p in polls if p.error is None}
+        due = self._due(writes, failures, now, read)
         for name in systems:
             self.progress(name, "planned", sum(1 for w in due if w.system == name))
         pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
@@ -247,6 +248,16 @@ class Syncer:
             )
             self.store.save_conflicts(conn, result.conflicts, now)
             self.store.save_watermarks(conn, [p.watermark for p in polls])
+            # A failed create whose record the poll found and matched is done: its
+            # failure row would otherwise outlive it (and keep the person "pending").
+            landed = [
+                key for key, f in failures.items()
+                if f.action == "create"
+                and (link := result.state.links.get((f.golden_id, f.system))) is not None
+                and link.remote_id is not None
+            ]
+            if landed:
+                self.store.clear_failures(conn, landed)
             for rej in rejections:
                 reason = f"rejected before sending: field {rej.field}: {rej.reason}"
                 known = failures.get((rej.system, rej.golden_id))
@@ -259,11 +270,14 @@ class Syncer:
                 )
 
     def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
-             now: datetime) -> list[Write]:
-        """Leave out writes that are backing off or quarantined with the same content."""
+             now: datetime, read: set[str]) -> list[Write]:
+        """Leave out writes that are backing off or quarantined with the same content,
+        and creates of unknown outcome to a system not read since (``read``: this cycle)."""
         due: list[Write] = []
         for write in writes:
             failure = failures.get((write.system, write.golden_id))
+            if failure is not None and outcome_unknown(failure) and write.system not in read:
+                continue
             if failure is not None and failure.desired_hash == content_hash(write.desired):
                 if failure.quarantined:
                     continue

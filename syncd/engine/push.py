@@ -16,15 +16,24 @@ from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
-from syncd.errors import ConnectorError, RecordRejected, SystemUnavailable
+from syncd.errors import ConnectorError, RecordRejected, RetriableError, SystemUnavailable
 from syncd.logs import get_logger
 from syncd.model import Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
 
-__all__ = ["PushOutcome", "Pusher", "backoff"]
+__all__ = ["UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "outcome_unknown"]
 
 log = get_logger("syncd.push")
 _BATCH = 1000
+
+
+UNKNOWN_OUTCOME = "outcome unknown: "
+"""Prefix of a failed create's stored error when the create may have been applied."""
+
+
+def outcome_unknown(failure: Failure) -> bool:
+    """A create that may have landed: not to be sent again before its system is read."""
+    return failure.action == Action.CREATE.value and failure.last_error.startswith(UNKNOWN_OUTCOME)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -150,10 +159,15 @@ class Pusher:
         before = self.previous.get((write.system, write.golden_id))
         attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
         quarantined = isinstance(exc, RecordRejected) or attempts >= self.max_attempts
+        error = str(exc)
+        if write.action is Action.CREATE and isinstance(exc, RetriableError):
+            # A 5xx, a timeout or a cut connection may mean "applied": the next read of
+            # the system finds the record and matching links it; until then, no resend.
+            error = UNKNOWN_OUTCOME + error
         batch.failures.append(
             Failure(
                 write.system, write.golden_id, write.action.value, write.remote_id, attempts,
-                str(exc), desired_hash, quarantined, self.now + backoff(attempts), self.now,
+                error, desired_hash, quarantined, self.now + backoff(attempts), self.now,
             )
         )
         outcome.failed[write.system] += 1
