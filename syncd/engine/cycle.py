@@ -154,7 +154,8 @@ class Syncer:
             return self._finish(report, started, before, kind)
         if scope is not None:
             scope = scope | result.touched()
-        writes, rejections = derive_writes(result.state, systems.values(), scope)
+        hold = self._hold(polls, result)
+        writes, rejections = derive_writes(result.state, systems.values(), scope, hold)
         report.conflicts = len(result.conflicts)
         for conflict in result.conflicts:
             report.systems[conflict.winner].conflicts += 1
@@ -182,8 +183,35 @@ class Syncer:
                         failures, stop=self.stop, progress=self.progress)
         outcome = pusher.push(due)
         self._account(report, outcome)
-        self._remember(result, outcome, writes, rejections)
+        if hold:
+            self._cache = None  # held writes are pending, but derived only from a full state
+        else:
+            self._remember(result, outcome, writes, rejections)
         return self._finish(report, started, before, kind)
+
+    def _hold(self, polls: list[PollResult], result: PlanResult) -> dict[str, set[str]]:
+        """Systems that may receive no create: read failed this cycle, or never scanned whole.
+
+        Each maps to the people whose record it returned this cycle (their links prove
+        what the system holds, so their updates and deletes may go).
+        """
+        marks = {p.system: p.watermark for p in polls}
+        stored = None
+        hold: dict[str, set[str]] = {}
+        for name in self.connectors:
+            mark = marks.get(name)
+            if mark is None:
+                if stored is None:
+                    stored = self.store.watermarks()
+                mark = stored.get(name)
+            failed = any(p.system == name and p.error is not None for p in polls)
+            if failed or mark is None or mark.last_full_scan_at is None:
+                ids = result.state.index().get(name, {})
+                seen = next((p.observation for p in polls if p.system == name), None)
+                hold[name] = {
+                    ids[r.remote_id] for r in (seen.records if seen else ()) if r.remote_id in ids
+                }
+        return hold
 
     # -- the in-memory state cache ----------------------------------------------------------
 

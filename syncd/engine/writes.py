@@ -5,11 +5,17 @@ difference between each golden record and that system's link: no link is a
 create, a deleted person with a live link is a delete, different fields are an
 update.  A write that breaks the target's field limits is a rejection instead,
 naming the system, the person and the field.
+
+A system in ``hold`` (its read failed this cycle, or it never completed a
+scan) receives no create: it may hold the person already, and a create there
+would be a duplicate once it is read.  Its updates and deletes wait too —
+they could overwrite a change not read yet — except for people whose record
+was read this cycle: that link proves what the system holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Set
 
 from syncd.contact import differs, project
 from syncd.model import Action, Rejection, State, SystemInfo, Write, check_limits
@@ -21,12 +27,15 @@ def derive_writes(
     state: State,
     systems: Iterable[SystemInfo],
     only: Iterable[str] | None = None,
+    hold: Mapping[str, Set[str]] | None = None,
 ) -> tuple[list[Write], list[Rejection]]:
     """What every system still has to receive: the difference between golden and link.
 
     ``only`` limits the work to some people — those a cycle touched plus those
     still unsettled — when the caller knows every other person is settled.
+    ``hold``: system → the people whose link it proved this cycle (see above).
     """
+    hold = hold or {}
     writes: list[Write] = []
     rejections: list[Rejection] = []
     targets = [s for s in systems if not s.read_only]
@@ -41,6 +50,9 @@ def derive_writes(
         for info in targets:
             link = state.links.get((golden.id, info.name))
             if link is not None and link.excluded:
+                continue
+            proven = hold.get(info.name)
+            if proven is not None and (link is None or golden.id not in proven):
                 continue
             caps = info.capabilities
             if golden.deleted:
