@@ -83,6 +83,7 @@ class Syncer:
             deletes=sync.deletes,
             max_delete_fraction=sync.max_delete_fraction,
             force_delete=force_delete,
+            default_region=sync.default_region,
         )
 
     def poll(

@@ -119,7 +119,7 @@ class _Planner:
     def matcher(self) -> Matcher:
         """Built on first use: a cycle with no new records never pays for it."""
         if self._matcher is None:
-            self._matcher = Matcher(self.goldens.values())
+            self._matcher = Matcher(self.goldens.values(), self.policy.default_region)
         return self._matcher
 
     # -- links ------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ class _Planner:
                     gid = golden_id_for(obs.system, gid)
                 golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
                 self.set_golden(golden)
-                self.matcher.add_keys(gid, keys)
+                self.matcher.add_keys(gid, keys, values)
             self.set_link(
                 Link(
                     system=obs.system,

@@ -1,13 +1,16 @@
 """Push: send the derived writes, one thread per system, and record each result at once.
 
-Results are written to the store in small batches.  Losing a batch to a
-crash is safe: the next poll sees what the writes did and matches or diffs
-it, so nothing is written twice.
+Results are written to the store as they come, in small batches (at most
+``_BATCH`` writes or ``_BATCH_SECONDS``, whichever comes first), so a crash
+loses the bookkeeping of a few writes, not of the whole push.  Losing them is
+safe: the next poll sees what the writes did and matches or diffs it, so
+nothing is written twice.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +27,8 @@ from syncd.store.repo import Failure, Store
 __all__ = ["UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "outcome_unknown"]
 
 log = get_logger("syncd.push")
-_BATCH = 1000
+_BATCH = 50
+_BATCH_SECONDS = 1.0
 
 
 UNKNOWN_OUTCOME = "outcome unknown: "
@@ -101,6 +105,7 @@ class Pusher:
     def _push_system(self, system: str, writes: list[Write], outcome: PushOutcome) -> None:
         connector = self.connectors[system]
         batch = _Batch()
+        started = time.monotonic()
         try:
             for write in writes:
                 if self.stop.is_set():
@@ -109,9 +114,10 @@ class Pusher:
                 self._one(connector, write, batch, outcome)
                 if self.progress is not None:
                     self.progress(system, "written", 1)
-                if len(batch) >= _BATCH:
+                if len(batch) >= _BATCH or time.monotonic() - started >= _BATCH_SECONDS:
                     self._flush(batch, outcome)
                     batch = _Batch()
+                    started = time.monotonic()
         except SystemUnavailable as exc:
             outcome.unavailable[system] = str(exc)
             log.error("system_unavailable", system=system, error=str(exc))
