@@ -3,8 +3,9 @@
 Nothing is queued.  After planning, a system's pending writes are exactly the
 difference between each golden record and that system's link: no link is a
 create, a deleted person with a live link is a delete, different fields are an
-update.  A write that breaks the target's field limits is a rejection instead,
-naming the system, the person and the field.
+update.  A write that breaks the target's field limits, or would send an
+email address that is not valid, is a rejection instead, naming the system,
+the person and the field.
 
 A system in ``hold`` (its read failed this cycle, or it never completed a
 scan) receives no create: it may hold the person already, and a create there
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 
-from syncd.contact import differs, project
+from syncd.contact import differs, email_problem, project
 from syncd.model import Action, Rejection, State, SystemInfo, Write, check_limits
 
 __all__ = ["derive_writes"]
@@ -80,6 +81,11 @@ def derive_writes(
                 write = Write(info.name, golden.id, Action.UPDATE, link.org_id, link.remote_id,
                               changed, desired, link.extra)
             problem = check_limits(caps, write.desired, creating=write.action is Action.CREATE)
+            sent = write.desired if write.action is Action.CREATE else write.changed
+            bad_email = email_problem(sent.get("email", ""))
+            if problem is None and bad_email is not None:
+                # Refused here, naming the field, rather than by the target API's 400.
+                problem = ("email", bad_email)
             if problem is not None:
                 rejections.append(
                     Rejection(info.name, golden.id, write.remote_id, write.action, *problem)
