@@ -153,6 +153,10 @@ class Syncer:
             report.exit_code = 3
             log.error("mass_delete_guard", trips=exc.trips)
             return self._finish(report, started, before, kind)
+        for problem in result.invalid:
+            report.errors.append(problem)
+            report.exit_code = max(report.exit_code, 1)
+            log.warning("record_invalid", error=problem)
         if scope is not None:
             scope = scope | result.touched()
         hold = self._hold(polls, result)

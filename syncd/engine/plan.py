@@ -77,6 +77,8 @@ class PlanResult:
     deletions: dict[str, int] = field(default_factory=dict)
     """Per system: records found deleted this cycle."""
     read: dict[str, int] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
+    """Records refused as they were read (no usable remote id): never linked."""
 
     def touched(self) -> set[str]:
         """People whose golden record or links this plan changed."""
@@ -173,6 +175,14 @@ class _Planner:
         system_index = self.index.get
         seen: set[str] = set()
         for rec in obs.records:
+            if not rec.remote_id.strip():
+                # Nothing could tell two such records apart, nor find this one again:
+                # linking it would merge strangers and update the wrong record.
+                self.result.invalid.append(
+                    f"{obs.system}: a record without a usable id was left out "
+                    f"({' '.join(v for v in (rec.fields.get('first_name'), rec.fields.get('last_name')) if v) or 'no name'})"
+                )
+                continue
             org = info.org_map.get(rec.org_id)
             if org is None:
                 continue
