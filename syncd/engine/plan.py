@@ -178,9 +178,10 @@ class _Planner:
             if not rec.remote_id.strip():
                 # Nothing could tell two such records apart, nor find this one again:
                 # linking it would merge strangers and update the wrong record.
+                who = " ".join(v for v in (rec.fields.get("first_name"),
+                                           rec.fields.get("last_name")) if v) or "no name"
                 self.result.invalid.append(
-                    f"{obs.system}: a record without a usable id was left out "
-                    f"({' '.join(v for v in (rec.fields.get('first_name'), rec.fields.get('last_name')) if v) or 'no name'})"
+                    f"{obs.system}: a record without a usable id was left out ({who})"
                 )
                 continue
             org = info.org_map.get(rec.org_id)
