@@ -250,6 +250,9 @@ class Syncer:
             index = {system: dict(ids) for system, ids in index.items()}
         assert isinstance(links, dict)
         for key, link in outcome.links.items():
+            old = links.get(key)
+            if old is not None and old.remote_id not in (None, link.remote_id):
+                index.get(old.system, {}).pop(old.remote_id, None)  # re-created or moved
             links[key] = link
             if link.remote_id is not None:
                 index.setdefault(link.system, {})[link.remote_id] = link.golden_id

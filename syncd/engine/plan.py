@@ -65,6 +65,8 @@ class _Proposal:
     system: str
     value: str
     when: datetime
+    stamped: bool = True
+    """``when`` is the system's own update time, not the time we observed the change."""
 
 
 @dataclass
@@ -141,6 +143,9 @@ class _Planner:
 
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
+        old = self.links.get(key)
+        if old is not None and old.remote_id not in (None, link.remote_id):
+            self.own(link.system).pop(old.remote_id, None)  # the person's record was replaced
         self.writable_links()[key] = link
         if self._linked is not None and not link.excluded:
             self._linked[link.system].add(link.golden_id)
@@ -198,13 +203,14 @@ class _Planner:
                 link = self.links[(gid, obs.system)]
                 if rec.fields == link.fields and (not rec.extra or rec.extra == link.extra):
                     continue  # the common case: exactly what we hold, nothing to normalise
-            when = rec.updated_at if info.capabilities.timestamps and rec.updated_at else obs.observed_at
+            stamped = info.capabilities.timestamps and rec.updated_at is not None
+            when = rec.updated_at if stamped and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
                 if changed:
                     for f in changed:
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
                     self.set_link(
                         replace(
                             link,
@@ -222,7 +228,7 @@ class _Planner:
                 golden = self.goldens[gid]
                 for f in fields:
                     if values[f] and differs(f, values[f], golden.fields.get(f, "")):
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
             else:
                 gid = golden_id_for(obs.system, rec.remote_id)
                 while gid in self.goldens:
@@ -278,8 +284,17 @@ class _Planner:
         if len({normalise(name, p.value) for p in props}) == 1:
             return ranked[0]
         if self.policy.conflict is ConflictPolicy.NEWEST:
-            latest = max(p.when for p in props)
-            winner = next(p for p in ranked if p.when == latest)
+            # A change seen by a system without timestamps happened at some moment since
+            # its last read: it counts as no newer than the newest stamp of the others,
+            # and a tie goes to the priority order.
+            stamps = [p.when for p in props if p.stamped]
+            cap = max(stamps) if stamps else None
+
+            def when(p: _Proposal) -> datetime:
+                return p.when if p.stamped or cap is None else min(p.when, cap)
+
+            latest = max(when(p) for p in props)
+            winner = next(p for p in ranked if when(p) == latest)
         else:
             winner = ranked[0]
         self.result.conflicts.append(

@@ -14,12 +14,18 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
-from syncd.errors import ConnectorError, RecordRejected, RetriableError, SystemUnavailable
+from syncd.errors import (
+    ConnectorError,
+    NotFound,
+    RecordRejected,
+    RetriableError,
+    SystemUnavailable,
+)
 from syncd.logs import get_logger
 from syncd.model import Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
@@ -139,9 +145,19 @@ class Pusher:
                 )
             elif write.action is Action.UPDATE:
                 assert write.remote_id is not None
-                result = connector.update(
-                    write.remote_id, write.org_id, write.changed, write.desired, write.extra
-                )
+                try:
+                    result = connector.update(
+                        write.remote_id, write.org_id, write.changed, write.desired, write.extra
+                    )
+                except NotFound:
+                    # Deleted there while changed here: modify beats delete, so the
+                    # person is made again (else a later sweep would delete the edit).
+                    log.info("update_target_gone", system=write.system, person=write.golden_id,
+                             remote_id=write.remote_id)
+                    again = replace(write, action=Action.CREATE, remote_id=None,
+                                    changed=dict(write.desired), extra={}, moved_from=None)
+                    self._one(connector, again, batch, outcome)
+                    return
                 batch.links[key] = Link(
                     write.system, write.golden_id, write.remote_id, write.org_id,
                     dict(write.desired), result.updated_at, {**write.extra, **result.extra},
