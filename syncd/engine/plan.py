@@ -93,6 +93,8 @@ class PlanResult:
 
 class _Planner:
     def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
+        self.base = state
+        """The state before this cycle: what each link held when the cycle began."""
         self.policy = policy
         self.systems = systems
         # Copy-on-write: a cycle that changes nothing copies nothing.
@@ -309,12 +311,46 @@ class _Planner:
         )
         return winner
 
+    def lagging(self, gid: str, name: str, props: list[_Proposal]) -> list[_Proposal]:
+        """The golden value, as proposed by the systems holding it, when a change comes
+        from a system whose link lags it (it never received that value).
+
+        Without this the lagging system's change would overwrite a value it never saw,
+        silently: it is a conflict, resolved by policy and logged (DESIGN invariant 4).
+        """
+        base_golden = self.base.goldens.get(gid)
+        if base_golden is None or name not in FIELDS:
+            return []
+        gold = base_golden.fields.get(name, "")
+        lag = [
+            p for p in props
+            if (link := self.base.links.get((gid, p.system))) is not None
+            and not link.excluded
+            and differs(name, link.fields.get(name, ""), gold)
+            and differs(name, p.value, gold)
+        ]
+        if not lag:
+            return []
+        proposing = {p.system for p in props}
+        holders: list[_Proposal] = []
+        for system in sorted(self.systems, key=self.policy.rank):
+            link = self.base.links.get((gid, system))
+            caps = self.systems[system].capabilities
+            if (system in proposing or link is None or link.excluded or link.remote_id is None
+                    or name not in caps.fields or differs(name, link.fields.get(name, ""), gold)):
+                continue
+            stamped = caps.timestamps and link.remote_updated_at is not None
+            when = link.remote_updated_at if stamped and link.remote_updated_at else lag[0].when
+            holders.append(_Proposal(system, gold, when, stamped))
+        return holders
+
     def merge(self) -> None:
         for gid in sorted(self.proposals):
             golden = self.goldens[gid]
             values = dict(golden.fields)
             for name in sorted(self.proposals[gid]):
-                winner = self.resolve(gid, name, self.proposals[gid][name])
+                props = self.proposals[gid][name]
+                winner = self.resolve(gid, name, props + self.lagging(gid, name, props))
                 values[name] = winner.value
             if values != golden.fields or golden.deleted:
                 # A change to a deleted person brings it back: modify beats delete.
