@@ -50,6 +50,9 @@ __all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
 
 _NO_IDS: dict[str, str] = {}
 
+ORG = "organization"
+"""The proposal name of a move: the organization merges and conflicts like a field."""
+
 MASS_DELETE_MIN = 2
 """A single deletion is never a mass delete, whatever the fraction says."""
 
@@ -149,8 +152,11 @@ class _Planner:
         if old is not None and old.remote_id not in (None, link.remote_id):
             self.own(link.system).pop(old.remote_id, None)  # the person's record was replaced
         self.writable_links()[key] = link
-        if self._linked is not None and not link.excluded:
-            self._linked[link.system].add(link.golden_id)
+        if self._linked is not None:
+            if link.excluded:
+                self._linked[link.system].discard(link.golden_id)
+            else:
+                self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
             self.own(link.system)[link.remote_id] = link.golden_id
         self.result.links_changed[key] = link
@@ -192,25 +198,35 @@ class _Planner:
                 )
                 continue
             org = info.org_map.get(rec.org_id)
-            if org is None:
-                continue
-            seen.add(rec.remote_id)
             # Looked up afresh each time: a link made above may have copied the index.
             gid = system_index(obs.system, _NO_IDS).get(rec.remote_id)
+            if org is None:
+                if gid is not None and not rec.deleted:
+                    # Moved out of every mapped organization: no longer synced, and
+                    # not gone either — nothing is deleted anywhere.
+                    seen.add(rec.remote_id)
+                    self.leave(gid)
+                continue
+            seen.add(rec.remote_id)
             if rec.deleted:
                 if gid is not None:
-                    self.deletes[gid].append(obs.system)
+                    self.gone(gid, obs.system)
                 continue
             if gid is not None:
                 link = self.links[(gid, obs.system)]
-                if rec.fields == link.fields and (not rec.extra or rec.extra == link.extra):
+                if (rec.fields == link.fields and rec.org_id == link.org_id
+                        and (not rec.extra or rec.extra == link.extra)):
                     continue  # the common case: exactly what we hold, nothing to normalise
             stamped = info.capabilities.timestamps and rec.updated_at is not None
             when = rec.updated_at if stamped and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
-                if changed:
+                moved = rec.org_id != link.org_id
+                if moved and org != info.org_map.get(link.org_id) and org != self.goldens[gid].org:
+                    # The organization is part of the person: a move is a change like any.
+                    self.proposals[gid][ORG].append(_Proposal(obs.system, org, when, stamped))
+                if changed or moved:
                     for f in changed:
                         self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
                     self.set_link(
@@ -225,7 +241,7 @@ class _Planner:
                 elif dict(rec.extra) and dict(rec.extra) != dict(link.extra):
                     self.set_link(replace(link, extra=dict(rec.extra)))
                 continue
-            gid, keys = self.matcher.find(org, values, self.linked[obs.system])
+            gid, keys = self.matcher.find(org, values, self.linked_not_moving(obs.system))
             if gid is not None:
                 golden = self.goldens[gid]
                 for f in fields:
@@ -255,7 +271,41 @@ class _Planner:
             for remote_id in sorted(known.keys() - seen):
                 gid = known[remote_id]
                 if not self.links[(gid, obs.system)].excluded:
-                    self.deletes[gid].append(obs.system)
+                    self.gone(gid, obs.system)
+
+    # -- moves and leaving the mapped organizations -----------------------------------------
+
+    def moving(self, gid: str, system: str) -> bool:
+        """The person's record there is still under another organization than the person:
+        a move not done yet, or half done (the old record deleted, the new one not made)."""
+        link = self.links.get((gid, system))
+        golden = self.goldens.get(gid)
+        if link is None or golden is None or link.excluded or golden.deleted:
+            return False
+        return self.systems[system].org_map.get(link.org_id) != golden.org
+
+    def gone(self, gid: str, system: str) -> None:
+        """A linked record disappeared: a delete, unless it is the old half of a move."""
+        if self.moving(gid, system):
+            self.drop_link((gid, system))  # the new record is made (or matched) instead
+        else:
+            self.deletes[gid].append(system)
+
+    def linked_not_moving(self, system: str) -> set[str]:
+        """People matching may not link again in ``system``: a person whose move there
+        is half done may be matched, so that a record made under the new organization
+        whose answer was lost is linked, not duplicated."""
+        linked = self.linked[system]
+        moving = {g for g in linked if self.moving(g, system)}
+        return linked - moving if moving else linked
+
+    def leave(self, gid: str) -> None:
+        """Stop syncing a person (its organization is no longer mapped): every link is
+        excluded, keeping its remote id, so nothing reads it as new or as deleted."""
+        for system in sorted(self.systems):
+            link = self.links.get((gid, system))
+            if link is not None and not link.excluded:
+                self.set_link(replace(link, excluded=True))
 
     # -- the mass-delete guard --------------------------------------------------------------
 
@@ -348,13 +398,17 @@ class _Planner:
         for gid in sorted(self.proposals):
             golden = self.goldens[gid]
             values = dict(golden.fields)
+            org = golden.org
             for name in sorted(self.proposals[gid]):
                 props = self.proposals[gid][name]
                 winner = self.resolve(gid, name, props + self.lagging(gid, name, props))
-                values[name] = winner.value
-            if values != golden.fields or golden.deleted:
+                if name == ORG:
+                    org = winner.value
+                else:
+                    values[name] = winner.value
+            if values != golden.fields or org != golden.org or golden.deleted:
                 # A change to a deleted person brings it back: modify beats delete.
-                self.set_golden(replace(golden, fields=values, deleted=False))
+                self.set_golden(replace(golden, fields=values, org=org, deleted=False))
 
     # -- step 4: deletes --------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ nothing is written twice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter, defaultdict
@@ -138,6 +139,13 @@ class Pusher:
         key = (write.golden_id, write.system)
         try:
             if write.action is Action.CREATE:
+                old_org, old_id = write.moved_from or ("", None)
+                if old_id is not None:
+                    # A move where the API cannot change the parent: the old record goes
+                    # first, so a crash leaves at most a missing record (the next cycle
+                    # creates it), never two of the same person.
+                    with contextlib.suppress(NotFound):  # already gone
+                        connector.delete(old_id, old_org, write.extra)
                 result = connector.create(write.org_id, write.desired)
                 batch.links[key] = Link(
                     write.system, write.golden_id, result.remote_id, write.org_id,

@@ -71,6 +71,23 @@ def derive_writes(
                 if not any(desired.values()):
                     continue
                 write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
+            elif info.org_map.get(link.org_id) != golden.org:
+                # The person moved to another organization: move the record with the
+                # API's own means (an update of its parent), else delete it under the
+                # old parent and create it under the new one — the same person.
+                org_id = org_ids[info.name].get(golden.org)
+                if org_id is None or link.remote_id is None:
+                    continue
+                desired = project(golden.fields, fields[info.name])
+                moved_from = (link.org_id, link.remote_id)
+                if caps.can_move:
+                    changed = {f: v for f, v in desired.items()
+                               if differs(f, v, link.fields.get(f, ""))}
+                    write = Write(info.name, golden.id, Action.UPDATE, org_id, link.remote_id,
+                                  changed, desired, link.extra, moved_from)
+                else:
+                    write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired,
+                                  desired, link.extra, moved_from)
             else:
                 desired = project(golden.fields, fields[info.name])
                 if desired == link.fields:
