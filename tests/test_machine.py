@@ -115,8 +115,10 @@ class SyncMachine(RuleBasedStateMachine):
     def create(self, system: str, first: str, phone: str) -> None:
         self.world.systems[system].add(
             self.org(system),
-            {"first_name": first, "last_name": "Doe", "email": self.fresh_email(), "phone": phone,
-             "department": self.fresh_tag()},
+            # Unique names: two people with one name and one phone are one person to
+            # matching (phone + name), and rightly so.
+            {"first_name": f"{first}{self.tags}", "last_name": "Doe", "email": self.fresh_email(),
+             "phone": phone, "department": self.fresh_tag()},
         )
 
     @rule(system=st.sampled_from(NAMES))
@@ -185,7 +187,12 @@ class SyncMachine(RuleBasedStateMachine):
         if field == "first_name":
             self.emails += 1
             new = f"{new}{self.emails}"  # names stay unique: a name-only person stays findable
-        self.world.systems[system].edit(rid, **{field: new})
+        changes = {field: new}
+        if (system, rid) not in self.world.store.load_state().by_remote():
+            # Edited before its first sync: this copy may no longer look like the
+            # person's copies elsewhere, so it may rightly become a person of its own.
+            changes["department"] = self.fresh_tag()
+        self.world.systems[system].edit(rid, **changes)
         self.edits.append((system, rid, field, new))
 
     @rule(system=st.sampled_from(NAMES), pick=st.integers(0, 50))
