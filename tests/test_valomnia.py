@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -200,7 +199,7 @@ def test_capabilities_are_incremental_with_timestamps_and_a_second_of_overlap(
 ) -> None:
     caps = connector.capabilities
     assert caps.incremental and caps.timestamps and caps.can_delete
-    assert OVERLAP >= timedelta(seconds=1) and caps.overlap == OVERLAP
+    assert timedelta(seconds=1) <= OVERLAP and caps.overlap == OVERLAP
     assert caps.fields == {"first_name", "last_name", "email", "phone", "mobile", "fax",
                            "job_title"}
 
@@ -217,7 +216,7 @@ def test_incremental_query_is_iso_8601_z_at_second_grain_sorted_ascending(
                               "lastUpdated_gte": "2024-05-01T12:00:07Z",
                               "max": "100", "offset": "0"}
     with pytest.raises(ValueError):
-        last_updated_param(datetime(2024, 5, 1))  # noqa: DTZ001 - the point of the test
+        last_updated_param(datetime(2024, 5, 1))
 
 
 def test_many_contacts_in_one_second_across_page_boundaries_are_all_read(
@@ -430,10 +429,15 @@ SECRETS = {
 
 
 def run_once(config: Path, expect: int = 0) -> dict[str, Any]:
-    """``syncd --config CONFIG once --json`` in a subprocess, secrets from the environment."""
+    """``syncd --config CONFIG once --json`` in a subprocess, secrets from the environment.
+
+    Only the configured systems get one: a secret names its system into the config.
+    """
+    text = config.read_text()
+    secrets = {k: v for k, v in SECRETS.items() if f"[systems.{k.split('__')[1].lower()}]" in text}
     done = subprocess.run(
         [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
-        cwd=REPO, env={**os.environ, **SECRETS}, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, **secrets}, capture_output=True, text=True, timeout=120,
         check=False,
     )
     assert done.returncode == expect, done.stdout[-2000:] + done.stderr[-2000:]
@@ -577,13 +581,19 @@ def test_end_to_end_a_create_whose_answer_is_lost_is_matched_next_poll(
 
 @pytest.mark.skipif(not os.environ.get("SYNCD_ECONOMY"), reason="set SYNCD_ECONOMY=1 to measure")
 def test_request_economy_with_1000_contacts(tmp_path: Path, served_sim: Serve) -> None:
-    """``SYNCD_ECONOMY=1 pytest tests/test_valomnia.py -k economy -s`` prints the figures."""
-    sim = ValomniaSim()
+    """``SYNCD_ECONOMY=1 pytest tests/test_valomnia.py -k economy -s`` prints the figures.
+
+    The 1 000 contacts were entered an hour ago, as in a real account: an
+    incremental read (cursor less ``clock_skew``) then only sees what changed.
+    """
+    ago = [timedelta(hours=1)]
+    sim = ValomniaSim(clock=lambda: datetime.now(UTC) - ago[0])
     sim_url = served_sim(sim)
     config = tmp_path / "syncd.toml"
     ids = [sim.admin_create(ORG, {"first_name": f"P{i}", "last_name": "Test",
                                   "email": f"p{i}@example.com", "phone": f"+1 555 {i:04d}"})
            for i in range(1000)]
+    ago[0] = timedelta(0)
     figures: dict[str, dict[str, int]] = {}
 
     def measure(label: str, full_scan: str = "6h") -> None:
