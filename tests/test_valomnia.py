@@ -184,6 +184,14 @@ def test_a_redirect_to_the_login_page_is_an_expired_session() -> None:
                                           "/j_spring_security_check", API]
 
 
+def test_an_html_page_where_json_was_expected_is_an_expired_session() -> None:
+    answers = iter([Response(200, html="<html><form action='/j_spring_security_check'>"),
+                    Response(200, json={"paging": {"total": 1}, "data": [contact_json()]})])
+    connector, seen = mock(lambda r: login_ok(r) or next(answers))
+    assert [r.remote_id for r in listed(connector, ORG)] == ["5"]
+    assert [r.url.path for r in seen].count("/j_spring_security_check") == 2
+
+
 def test_a_session_refused_right_after_login_is_auth_error_not_a_loop() -> None:
     connector, seen = mock(lambda r: login_ok(r) or Response(401, json={
         "error": "unauthorized", "error_description": "Full authentication is required"}))

@@ -44,18 +44,8 @@ from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
 from syncd.http import Auth, FormLoginCookie, HttpClient, Response, default_rules
 
 __all__ = [
-    "API",
-    "CAPABILITIES",
-    "CONNECTOR",
-    "FIELDS",
-    "MAX_LENGTH",
-    "PAGE_SIZE",
-    "ValomniaConnector",
-    "error_message",
-    "from_config",
-    "last_updated_param",
-    "login_form",
-    "token_from_login",
+    "API", "CAPABILITIES", "CONNECTOR", "FIELDS", "MAX_LENGTH", "PAGE_SIZE", "ValomniaConnector",
+    "error_message", "from_config", "last_updated_param", "login_form", "token_from_login",
     "validate_response",
 ]
 
@@ -161,8 +151,7 @@ def validate_response(response: Response, message: str) -> None:
     if 300 <= status < 400 and "login" in location.lower():
         raise AuthError(f"HTTP {status}: session expired (redirect to {location})")
     ctype = response.headers.get("Content-Type", "")
-    if status == 200 and ctype.startswith("text/html") and response.request.url.path.startswith(
-            "/api/"):
+    if status == 200 and ctype.startswith("text/html") and "/api/" in response.request.url.path:
         raise AuthError("HTTP 200 with an HTML page: session expired")
     if (status == 400 and response.request.method == "GET"
             and _error_code(response) in CONFIG_ERRORS):
@@ -223,7 +212,7 @@ class ValomniaConnector(RestConnector):
 
     # -- writing --------------------------------------------------------------------------
 
-    def _written(self, body: Any, what: str) -> RemoteRecord | None:
+    def _written(self, body: Any) -> RemoteRecord | None:
         """The contact a write answers with, when it is one."""
         if isinstance(body, Mapping) and body.get("id") is not None and body.get("customer"):
             return self.record(body)
@@ -236,7 +225,7 @@ class ValomniaConnector(RestConnector):
         form = {"customerId": org_id,
                 **{FIELDS[f]: v for f, v in values.items() if v or f in REQUIRED}}
         _, body = self.send("POST", API, form, what=what, idempotent=False, ok=())
-        echoed = self._written(body, what)
+        echoed = self._written(body)
         if echoed is None:  # it may exist all the same: the next poll matches it
             raise OutcomeUnknown(f"{self.name}: {what}: the answer carries no contact id; "
                                  "outcome unknown, not resent", system=self.name)
@@ -252,7 +241,7 @@ class ValomniaConnector(RestConnector):
         if not delta:
             return WriteResult(remote_id, holds)
         _, body = self.send("PUT", f"{API}/{remote_id}", delta, what=what)
-        echoed = self._written(body, what)
+        echoed = self._written(body)
         return WriteResult(remote_id, holds, echoed.updated_at if echoed else None)
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
