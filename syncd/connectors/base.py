@@ -21,18 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
 from syncd.config import SystemConfig
 from syncd.connectors.paging import NoPaging, Paginator
+from syncd.connectors.xmlcodec import parse_xml
 from syncd.contact import Fields
 from syncd.errors import (
     BadAnswer,
     ConfigError,
     OutcomeUnknown,
     RecordRejected,
-    SystemUnavailable,
 )
 from syncd.http import Auth, HttpClient, Response, default_rules
 from syncd.model import (
@@ -60,7 +57,6 @@ __all__ = [
     "WriteResult",
     "build_connector",
     "check_limits",
-    "parse_xml",
 ]
 
 
@@ -358,19 +354,6 @@ class RestConnector:
                 raise OutcomeUnknown(f"{exc}; outcome unknown, not resent",
                                      system=self.name) from None
             raise
-
-
-def parse_xml(content: bytes | str, *, label: str, system: str) -> Any:
-    """Parse XML with defusedxml: DTDs, entities and external references are refused."""
-    try:
-        return SafeET.fromstring(content, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        # A server sending entities or DTDs is hostile, not flaky: unusable this cycle.
-        raise SystemUnavailable(f"{label}: refused an XML answer carrying "
-                                f"{type(exc).__name__}", system=system) from None
-    except SafeET.ParseError as exc:
-        raise BadAnswer(f"{label}: answer is not well-formed XML ({exc})",
-                        system=system) from None
 
 
 KINDS: dict[str, str] = {
