@@ -523,11 +523,14 @@ max_rps = 200
     path.write_text(text + org)
 
 
-def once(config: Path) -> dict[str, Any]:
+def secrets_for(config: Path) -> dict[str, str]:
+    """Only the configured systems' secrets: a stray one would configure a system by itself."""
     text = config.read_text()
-    secrets = {k: v for k, v in SECRETS.items()
-               if f"[systems.{k.split('__')[1].lower()}]" in text}
-    return once_json(config, secrets)
+    return {k: v for k, v in SECRETS.items() if f"[systems.{k.split('__')[1].lower()}]" in text}
+
+
+def once(config: Path) -> dict[str, Any]:
+    return once_json(config, secrets_for(config))
 
 
 def people(sim: Any) -> dict[str, dict[str, Any]]:
@@ -656,3 +659,20 @@ def test_request_economy_with_1000_contacts(tmp_path: Path, served_sim: Any) -> 
     for counts in figures.values():  # a token POST, then one GET per parent: never per person
         assert counts.get("GET") == 10 and counts.get("login") == 1
     assert figures["one change pushed to Zoho"].get("PUT") == 1
+
+
+def test_status_shows_the_budget_used_today_and_when_it_resets(
+    tmp_path: Path, served_sim: Any
+) -> None:
+    sim = ZohoBooksSim()
+    sim.admin_create(PARENT, PERSON)
+    config = tmp_path / "syncd.toml"
+    write_config(config, tmp_path, served_sim(sim), None, mem=True)
+    spent = sum(once(config)["systems"]["zoho"]["requests"] for _ in range(2))
+    done = subprocess.run([sys.executable, "-m", "syncd", "--config", str(config), "status",
+                           "--json"], cwd=REPO, env={**os.environ, **secrets_for(config)},
+                          capture_output=True, text=True, timeout=60, check=True)
+    budget = json.loads(done.stdout)["systems"]["zoho"]["budget"]
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    assert budget == {"used": spent, "limit": 1000, "resets_at": f"{tomorrow}T00:00:00+00:00"}
+    assert json.loads(done.stdout)["systems"]["mem"]["budget"] is None
