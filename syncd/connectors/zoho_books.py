@@ -304,8 +304,8 @@ class ZohoBooksConnector(RestConnector):
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         values = {c: (fields.get(c) or "").strip() for c in FIELDS}
-        what = f"create contact person {values['first_name']} {values['last_name']} " \
-               f"(contact {org_id})"
+        what = (f"create contact person {values['first_name']} {values['last_name']} "
+                f"(contact {org_id})")
         self.check(what, values, creating=True)
         body = {"contact_id": org_id, **{FIELDS[c]: v for c, v in values.items() if v}}
         _, answer = self._send("POST", "/contacts/contactpersons", body, what, idempotent=False)
