@@ -144,6 +144,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         counts = store.counts()
         failures = store.failures()
         last = store.last_runs(1)
+        recent = store.last_runs(BUDGET_RUNS)
         state = store.load_state()
     connectors = build_connectors(settings)
     try:
@@ -165,6 +166,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             "pending_writes": sum(1 for w in writes if w.system == name),
             "rejected": sum(1 for r in rejections if r.system == name),
             "quarantined": sum(1 for f in failures if f.system == name and f.quarantined),
+            "budget": _budget(name, connectors.get(name), recent),
         }
     run: dict[str, Any] | None = {
         "kind": last[0]["kind"],
@@ -187,7 +189,35 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
            ("system", *columns),
            [[name, *(str(row[c]) if row[c] is not None else "-" for c in columns)]
             for name, row in rows.items()])
+    for name, row in rows.items():
+        if row["budget"]:
+            b = row["budget"]
+            _say(f"{name}: {b['used']} of {b['limit']} requests used today, "
+                 f"resets {b['resets_at']}")
     return 0
+
+
+BUDGET_RUNS = 5000
+"""How many recent runs are summed for a daily budget (a day of 1-minute cycles, and more)."""
+
+
+def _budget(name: str, connector: Any, runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """A connector with a daily request budget: today's spend, summed from the stored runs.
+
+    Summed from the runs rather than asked of the connector, so that a budget
+    spent by earlier ``once`` processes shows as well.
+    """
+    budget = getattr(connector, "budget", None)
+    if budget is None or not hasattr(budget, "window"):
+        return None
+    start, end = budget.window(datetime.now(UTC))
+    used = 0
+    for run in runs:
+        at = run["started_at"]
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        if at >= start:
+            used += int(run["summary"].get("systems", {}).get(name, {}).get("requests", 0))
+    return {"used": used, "limit": budget.limit, "resets_at": end.isoformat()}
 
 
 def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:

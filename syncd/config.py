@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import time as dt_time
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -129,6 +130,10 @@ class ZohoBooksConfig(_SystemBase):
     client_id: str
     client_secret: SecretStr
     refresh_token: SecretStr
+    daily_budget: int = Field(default=1000, gt=0)
+    """Requests per day this organization may make (Zoho's plan cap: 1 000 Free … 10 000)."""
+    daily_budget_reset: dt_time = dt_time(0, 0)
+    """UTC time of day at which Zoho's daily count starts again (ASSUMPTION: midnight UTC)."""
 
 
 class LogisenseConfig(_SystemBase):

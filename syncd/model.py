@@ -113,6 +113,9 @@ class Page:
     records: Sequence[RemoteRecord]
     skipped: Sequence[Skipped] = ()
     """A page with a skipped item is no proof that a missing record is gone."""
+    unread_orgs: frozenset[str] = frozenset()
+    """Organizations (parent ids) this scan left for a later cycle (a budgeted sweep):
+    a record missing under them is not gone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +209,8 @@ class Observation:
     complete: bool
     """A full scan that finished: a linked record absent from it is gone."""
     observed_at: datetime
+    unread_orgs: frozenset[str] = frozenset()
+    """Parents the scan did not read this time: absence under them proves nothing."""
 
 
 @dataclass(frozen=True, slots=True)

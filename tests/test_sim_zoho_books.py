@@ -516,13 +516,13 @@ def test_config_for_validates_as_zoho_books_config() -> None:
 # -- the sandbox registration -------------------------------------------------------------------
 
 
-def test_sandbox_serves_zoho_but_keeps_it_out_of_the_config_until_its_connector(
-    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+def test_sandbox_serves_zoho_and_its_config_now_that_the_connector_exists(
+    tmp_path: Any,
 ) -> None:
     from syncd.config import load_settings
     from syncd.sandbox import serve as sandbox
 
-    assert "zoho_books" not in sandbox.build_sandbox(6, synced_only=True).sims  # the demo's sandbox
+    assert "zoho_books" in sandbox.build_sandbox(6, synced_only=True).sims  # the demo's sandbox
     box = sandbox.build_sandbox(6)
     box.start()
     try:
@@ -531,8 +531,7 @@ def test_sandbox_serves_zoho_but_keeps_it_out_of_the_config_until_its_connector(
         written = tmp_path / "sandbox.toml"
         sandbox.write_config(box.config("sqlite:///x.db"), written)
         settings = load_settings(written)
-        assert "zoho_books" not in settings.systems and "harvest" in settings.systems
-        monkeypatch.setattr(sandbox, "has_connector", lambda kind: True)
+        assert "zoho_books" in settings.systems and "harvest" in settings.systems
         doc = box.config("sqlite:///x.db")
         url = box.handles["zoho_books"].url
         assert doc["systems"]["zoho_books"]["accounts_url"] == url + ACCOUNTS_PREFIX

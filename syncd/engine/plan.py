@@ -270,7 +270,8 @@ class _Planner:
             known = self.index.get(obs.system, _NO_IDS)
             for remote_id in sorted(known.keys() - seen):
                 gid = known[remote_id]
-                if not self.links[(gid, obs.system)].excluded:
+                link = self.links[(gid, obs.system)]
+                if not link.excluded and link.org_id not in obs.unread_orgs:
                     self.gone(gid, obs.system)
 
     # -- moves and leaving the mapped organizations -----------------------------------------

@@ -146,6 +146,7 @@ class Poller:
         full = since is None
         records: list[RemoteRecord] = []
         skipped: list[Skipped] = []
+        unread: set[str] = set()
         max_seen: datetime | None = None
         error = failed_open
         if error is None:
@@ -155,6 +156,7 @@ class Poller:
                         raise Interrupted(f"{name}: stopped while reading")
                     records.extend(page.records)
                     skipped.extend(page.skipped)
+                    unread.update(page.unread_orgs)
                     self.progress(name, "read", len(page.records))
                     stamps = [r.updated_at for r in page.records if r.updated_at is not None]
                     if stamps and (max_seen is None or max(stamps) > max_seen):
@@ -179,7 +181,8 @@ class Poller:
             last_success_at=now if error is None else mark.last_success_at,
             last_error=str(error) if error else None,
         )
-        obs = Observation(name, records, complete=complete, observed_at=now)
+        obs = Observation(name, records, complete=complete, observed_at=now,
+                          unread_orgs=frozenset(unread))
         return PollResult(name, obs, new_mark, error, full, skipped)
 
     def poll(
