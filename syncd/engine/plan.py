@@ -44,6 +44,7 @@ from syncd.model import (
     Policy,
     State,
     SystemInfo,
+    settle_joined,
 )
 
 __all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
@@ -190,6 +191,7 @@ class _Planner:
             when = rec.updated_at if info.capabilities.timestamps and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
+                values = settle_joined(info.capabilities, values, link.fields)
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
                 if changed:
                     for f in changed:
@@ -209,6 +211,7 @@ class _Planner:
             gid, keys = self.matcher.find(org, values, self.linked[obs.system])
             if gid is not None:
                 golden = self.goldens[gid]
+                values = settle_joined(info.capabilities, values, golden.fields)
                 for f in fields:
                     if values[f] and differs(f, values[f], golden.fields.get(f, "")):
                         self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
