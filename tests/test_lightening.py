@@ -467,15 +467,16 @@ logisense = "{L_ORG}"
 """)
 
 
-def run_once(config: Path, *, expect: int = 0) -> dict[str, Any]:
+def run_once(config: Path, *, expect: int = 0,
+             secrets: dict[str, str] = SECRETS) -> dict[str, Any]:
     """``syncd once --json`` as an operator runs it, secrets from the environment only."""
     done = subprocess.run(
         [sys.executable, "-m", "syncd", "--config", str(config), "once", "--json"],
-        cwd=REPO, env={**os.environ, **SECRETS}, capture_output=True, text=True, timeout=120,
+        cwd=REPO, env={**os.environ, **secrets}, capture_output=True, text=True, timeout=120,
         check=False,
     )
     assert done.returncode == expect, done.stdout[-2000:] + done.stderr[-2000:]
-    for secret in SECRETS.values():
+    for secret in secrets.values():
         assert secret not in done.stdout + done.stderr
     report: dict[str, Any] = json.loads(done.stdout)
     return report
@@ -625,25 +626,28 @@ path = "{tmp_path / 'mem.json'}"
 lightening = "{ORG}"
 mem = "1"
 """)
+    def once() -> dict[str, Any]:
+        return run_once(config, secrets={"SYNCD_SYSTEMS__LIGHTENING__TOKEN": SANDBOX_TOKEN})
+
     ids = [sim.admin_create(ORG, {"first_name": f"P{i}", "last_name": "van Test",
                                   "email": f"p{i}@example.com", "phone": f"+1 555 {i:04d}"})
            for i in range(1000)]
     sim.counters.clear()
-    run_once(config)  # first sync: one list, 1 000 creates in the memory system
+    once()  # first sync: one list, 1 000 creates in the memory system
     first = dict(sim.counters)
     sim.counters.clear()
-    assert moved(run_once(config)) == 0
+    assert moved(once()) == 0
     noop = dict(sim.counters)
     sim.admin_update(ids[500], {"email": "changed@example.com"})
     sim.counters.clear()
-    run_once(config)
+    once()
     inbound = dict(sim.counters)
     mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
     rid = next(r for r, rec in mem.records.items() if rec.fields["email"] == "p7@example.com")
     mem.edit(rid, email="p7.new@example.com")
     mem.close()
     sim.counters.clear()
-    run_once(config)
+    once()
     outbound = dict(sim.counters)
     print(f"\nfirst sync: {first}\nno-op: {noop}\none change in Lightening: {inbound}\n"
           f"one change pushed to Lightening: {outbound}")

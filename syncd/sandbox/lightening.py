@@ -19,7 +19,10 @@ Faithful to seed 000, ``systems/lightening.md`` and the readings fixed in
   ``errors`` (field → message); the documented limits are enforced, never
   truncated;
 * booleans are read back as ``"1"``/``"0"``, ``id`` as a string,
-  ``customer_id`` as an int, timestamps ``YYYY-MM-DD HH:MM:SS`` in UTC.
+  ``customer_id`` as an int, timestamps ``YYYY-MM-DD HH:MM:SS`` in UTC;
+* besides the shared faults, ``lose_next`` applies the next writes and then
+  cuts the connection: the answer is lost *after* the fact, the case a
+  create must survive without being sent twice.
 
 Where the vendor's documents and DECISIONS.md are both silent the simulator
 picks one reading and names it ``ASSUMPTION`` below, so a real server that
