@@ -82,6 +82,9 @@ SERVER_TROUBLE = frozenset({408, 425, 500, 502, 503, 504})
 class Auth(Protocol):
     """How a connector authenticates: headers to add, and a way to log in again."""
 
+    refreshable: bool
+    """False when a fresh login cannot help (static credentials): a 401 is final at once."""
+
     def headers(self, client: HttpClient) -> Mapping[str, str]: ...
 
     def refresh(self, client: HttpClient) -> None: ...
@@ -205,6 +208,8 @@ class HttpStats:
 class BasicAuth:
     """HTTP Basic: nothing to refresh, so a 401 is final."""
 
+    refreshable = False
+
     def __init__(self, username: str, password: str) -> None:
         raw = f"{username}:{password}".encode()
         self._value = "Basic " + base64.b64encode(raw).decode()
@@ -213,7 +218,7 @@ class BasicAuth:
         return {"Authorization": self._value}
 
     def refresh(self, client: HttpClient) -> None:
-        raise AuthError(f"{client.system}: credentials refused", system=client.system)
+        return None
 
 
 class HeaderToken(BasicAuth):
@@ -256,6 +261,7 @@ class OAuth2Grant:
         self.max_refreshes = max_refreshes
         self.refresh_window = refresh_window
         self.clock = clock
+        self.refreshable = True
         self.token: str | None = None
         self.renew_at = datetime.min.replace(tzinfo=UTC)
         self.fetched: deque[datetime] = deque()
@@ -329,6 +335,7 @@ class FormLoginCookie:
         self.form = form
         self.token_from = token_from
         self.cookie = cookie
+        self.refreshable = True
         self.token: str | None = None
         self._lock = threading.Lock()
 
@@ -511,7 +518,8 @@ class HttpClient:
                     rules(response, self.error_message(response))
                     return response
                 except AuthError as exc:
-                    if not authenticate or self.auth is None or relogged:
+                    if (not authenticate or self.auth is None or relogged
+                            or not self.auth.refreshable):
                         raise AuthError(f"{label}: {exc}", system=self.system) from None
                     relogged = True
                     self.auth.refresh(self)

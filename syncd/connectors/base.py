@@ -13,6 +13,7 @@ it is sent).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import threading
 import time
@@ -21,18 +22,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
 from syncd.config import SystemConfig
 from syncd.connectors.paging import NoPaging, Paginator
+from syncd.connectors.xmlcodec import parse_xml
 from syncd.contact import Fields
 from syncd.errors import (
     BadAnswer,
     ConfigError,
+    ConnectorError,
     OutcomeUnknown,
     RecordRejected,
-    SystemUnavailable,
 )
 from syncd.http import Auth, HttpClient, Response, default_rules
 from syncd.model import (
@@ -60,7 +59,6 @@ __all__ = [
     "WriteResult",
     "build_connector",
     "check_limits",
-    "parse_xml",
 ]
 
 
@@ -134,8 +132,28 @@ class Listing:
     """Sort each page by ``updated_at``, so a failure part-way leaves a safe watermark."""
 
 
-_RECORD_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError, RecordRejected)
+_SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+"""What reading an answer of the wrong shape raises in connector code."""
+_RECORD_ERRORS = (*_SHAPE_ERRORS, RecordRejected)
 """What a malformed item raises in a mapping hook: that record is skipped, not the page."""
+
+
+def _guarded(method: Callable[..., Any], error: type[ConnectorError]) -> Callable[..., Any]:
+    """Turn a wrong-shaped answer met inside ``method`` into our own error, naming the system.
+
+    A create that got this far was sent: its outcome is unknown, never a
+    reason to send it again.
+    """
+
+    @functools.wraps(method)
+    def guarded(self: RestConnector, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _SHAPE_ERRORS as exc:
+            raise error(f"{self.name}: {method.__name__}: unexpected answer "
+                        f"({type(exc).__name__}: {exc})", system=self.name) from None
+
+    return guarded
 
 
 class RestConnector:
@@ -160,6 +178,13 @@ class RestConnector:
     default_headers: ClassVar[Mapping[str, str]] = {}
     default_max_rps: ClassVar[float | None] = None
     default_burst: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, error in (("open", BadAnswer), ("create", OutcomeUnknown),
+                            ("update", BadAnswer), ("delete", BadAnswer)):
+            if name in cls.__dict__:
+                setattr(cls, name, _guarded(cls.__dict__[name], error))
 
     def __init__(self, name: str, http: HttpClient, cfg: Any = None, **options: Any) -> None:
         self.name = name
@@ -255,7 +280,16 @@ class RestConnector:
 
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
         """Every listing, page after page; a page that cannot be read ends the scan with an error."""
-        for listing in self.listings(org_ids, since):
+        listings = self.listings(org_ids, since)
+        while True:
+            try:
+                listing = next(listings)
+            except StopIteration:
+                return
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                # listings() may read (LogiSense's accounts): a wrong shape there too.
+                raise BadAnswer(f"{self.name}: unexpected answer while listing "
+                                f"({type(exc).__name__}: {exc})", system=self.name) from None
             yield from self.read(listing)
 
     def read(self, listing: Listing) -> Iterator[Page]:
@@ -358,19 +392,6 @@ class RestConnector:
                 raise OutcomeUnknown(f"{exc}; outcome unknown, not resent",
                                      system=self.name) from None
             raise
-
-
-def parse_xml(content: bytes | str, *, label: str, system: str) -> Any:
-    """Parse XML with defusedxml: DTDs, entities and external references are refused."""
-    try:
-        return SafeET.fromstring(content, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        # A server sending entities or DTDs is hostile, not flaky: unusable this cycle.
-        raise SystemUnavailable(f"{label}: refused an XML answer carrying "
-                                f"{type(exc).__name__}", system=system) from None
-    except SafeET.ParseError as exc:
-        raise BadAnswer(f"{label}: answer is not well-formed XML ({exc})",
-                        system=system) from None
 
 
 KINDS: dict[str, str] = {

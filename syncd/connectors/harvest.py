@@ -17,15 +17,12 @@ lives here, each vendor quirk in one named place (``systems/harvest.md``):
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
-
+from syncd.connectors import xmlcodec
 from syncd.connectors.base import (
     Capabilities,
     FieldLimit,
@@ -34,9 +31,8 @@ from syncd.connectors.base import (
     RestConnector,
     WriteResult,
 )
-from syncd.connectors.base import parse_xml as base_parse_xml
 from syncd.contact import Fields, normalise
-from syncd.errors import BadAnswer, RetriableError
+from syncd.errors import BadAnswer, RetriableError, SystemUnavailable
 from syncd.http import Auth, BasicAuth, Response
 
 __all__ = [
@@ -68,12 +64,10 @@ DEFAULT_MAX_RPS = 6.0
 """Harvest throttles above 100 requests / 15 s; 6/s with no burst stays at <= 91."""
 
 XML_HEADERS = {"Accept": "application/xml", "Content-Type": "application/xml"}
-_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def parse_xml(text: str | bytes, *, system: str = "harvest") -> Any:
-    """Parse a Harvest document; DTDs, entities and external references are refused."""
-    return base_parse_xml(text, label=system, system=system)
+    return xmlcodec.parse_xml(text, label=system, system=system)
 
 
 def error_message(response: Response) -> str:
@@ -82,8 +76,8 @@ def error_message(response: Response) -> str:
     message = text[:300] if text else response.reason_phrase
     if text.startswith("<"):
         try:
-            root = SafeET.fromstring(text, forbid_dtd=True)
-        except (DefusedXmlException, SafeET.ParseError):
+            root = parse_xml(text)
+        except (BadAnswer, SystemUnavailable):
             root = None
         if root is not None and root.tag == "errors":
             message = "; ".join((e.text or "").strip() for e in root.iter("error")) or message
@@ -106,11 +100,7 @@ def id_from_location(value: str | None) -> str | None:
     return segments[-1] if segments and segments[-1].isdigit() else None
 
 
-def _text(element: Any) -> str:
-    """An element's value; ``nil="true"``, ``<x/>`` and ``<x></x>`` all mean none."""
-    if element is None or element.get("nil") == "true":
-        return ""
-    return str(element.text or "").strip()
+_text = xmlcodec.element_text
 
 
 def _timestamp(element: Any) -> datetime | None:
@@ -120,13 +110,6 @@ def _timestamp(element: Any) -> datetime | None:
         return None
     when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
-
-
-def _esc(value: str) -> str:
-    return value.translate(_ESCAPES)
 
 
 class HarvestConnector(RestConnector):
@@ -178,19 +161,12 @@ class HarvestConnector(RestConnector):
     # -- writing --------------------------------------------------------------------------
 
     def to_xml(self, values: Mapping[str, Any]) -> str:
-        parts = []
         for field, value in values.items():
-            if field == "client-id":
-                parts.append(f'<client-id type="integer">{_esc(value)}</client-id>')
-                continue
-            tag = ELEMENTS[field]
-            bad = _XML_CHAR.search(value)
-            if bad:
-                raise self.reject(
-                    f"field {field}", f"character U+{ord(bad.group()):04X} cannot be sent in XML"
-                )
-            parts.append(f"<{tag}>{_esc(value)}</{tag}>")
-        return "<contact>" + "".join(parts) + "</contact>"
+            if (bad := xmlcodec.unsendable(value)) is not None:
+                raise self.reject(f"field {field}", f"character {bad} cannot be sent in XML")
+        return xmlcodec.xml_document("contact", (
+            ("client-id", 'type="integer"', v) if f == "client-id" else (ELEMENTS[f], "", v)
+            for f, v in values.items()))
 
     def _ours(self, fields: Mapping[str, str]) -> Fields:
         return {f: (fields.get(f) or "").strip() for f in ELEMENTS}

@@ -26,10 +26,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
-from syncd.errors import ConnectorError
+from syncd.errors import ConnectorError, SystemUnavailable
+from syncd.logs import get_logger
 from syncd.model import Observation, RemoteRecord, Skipped, Watermark
 
 __all__ = ["Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
+
+log = get_logger("syncd.poll")
 
 Progress = Callable[[str, str, int], None]
 """(system, "read" | "planned" | "written", count)"""
@@ -37,6 +40,13 @@ Progress = Callable[[str, str, int], None]
 
 class Interrupted(Exception):
     """The cycle was asked to stop before anything was committed."""
+
+
+def unexpected(system: str, doing: str, exc: Exception) -> ConnectorError:
+    """An exception outside our tree, as this system's error for the cycle (traceback logged)."""
+    log.error("connector_crashed", system=system, doing=doing, exc_info=exc)
+    return SystemUnavailable(f"{system}: unexpected error while {doing}: "
+                             f"{type(exc).__name__}: {exc}", system=system)
 
 
 def advance_cursor(
@@ -121,6 +131,8 @@ class Poller:
                 connector.open()
             except ConnectorError as exc:
                 errors[name] = exc
+            except Exception as exc:  # a connector bug or an answer nobody foresaw
+                errors[name] = unexpected(name, "opening", exc)
         return errors
 
     def poll_one(
@@ -149,6 +161,10 @@ class Poller:
                         max_seen = max(stamps)
             except ConnectorError as exc:
                 error = exc
+            except Interrupted:
+                raise
+            except Exception as exc:  # never let one system's surprise stop the others
+                error = unexpected(name, "reading", exc)
         # A skipped item may be a linked record: its absence proves nothing this time.
         complete = full and error is None and not skipped
         cursor = mark.cursor

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
-from syncd.errors import ConnectorError, RecordRejected, SystemUnavailable
+from syncd.errors import ConnectorError, OutcomeUnknown, RecordRejected, SystemUnavailable
 from syncd.logs import get_logger
 from syncd.model import Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
@@ -139,6 +139,13 @@ class Pusher:
             raise
         except ConnectorError as exc:
             self._failed(write, exc, batch, outcome)
+            return
+        except Exception as exc:  # an answer nobody foresaw: the write may have landed
+            log.error("connector_crashed", system=write.system, action=write.action.value,
+                      exc_info=exc)
+            unknown = OutcomeUnknown(f"{write.system}: unexpected error on {write.action.value}: "
+                                     f"{type(exc).__name__}: {exc}", system=write.system)
+            self._failed(write, unknown, batch, outcome)
             return
         batch.cleared.append((write.system, write.golden_id))
         outcome.done[(write.system, write.action.value)] += 1
