@@ -82,6 +82,8 @@ class SyncConfig(_Strict):
     max_delete_fraction: float = Field(default=0.2, ge=0.0, le=1.0)
     clock_skew: Duration = timedelta(seconds=60)
     max_attempts: int = Field(default=5, ge=1)
+    default_region: str = "US"
+    """Region of phones written without a country code (first-sync matching in E.164)."""
 
 
 class _SystemBase(_Strict):

@@ -13,6 +13,10 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
 
 __all__ = [
     "FIELDS",
@@ -20,8 +24,10 @@ __all__ = [
     "clean",
     "content_hash",
     "differs",
+    "email_problem",
     "normalise",
     "phone_digits",
+    "phone_e164",
     "project",
 ]
 
@@ -54,6 +60,35 @@ def phone_digits(value: str) -> str:
     if digits and not digits.isascii():
         return _NON_DIGITS.sub("", digits)
     return digits
+
+
+@lru_cache(maxsize=65536)
+def phone_e164(value: str, region: str = "US") -> str:
+    """A phone as first-sync matching compares it: E.164 when it parses as a possible
+    number (``region`` for numbers without a country code), else its digits; "" when
+    too short to identify anyone.  Change detection still compares digits (§4)."""
+    digits = phone_digits(value)
+    if len(digits) < 6:
+        return ""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return digits
+    if not phonenumbers.is_possible_number(number):
+        return digits
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=65536)
+def email_problem(value: str) -> str | None:
+    """Why ``value`` is not a usable email address (syntax only, no DNS), or None."""
+    if not value:
+        return None
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"not a valid email address ({exc})"
+    return None
 
 
 def normalise(field: str, value: str | None) -> str:

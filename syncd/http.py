@@ -401,6 +401,7 @@ class HttpClient:
         self.stats = HttpStats()
         self.stop = stop or threading.Event()
         """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
+        self._leave = threading.Event()
         self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -418,10 +419,27 @@ class HttpClient:
         self._client.close()
 
     def _wait(self, seconds: float) -> None:
+        """Sleep, unless told to stop (SIGTERM) or to leave this cycle (the others are done)."""
         if self._sleep is not time.sleep:
             self._sleep(seconds)  # a test's simulated clock
-        elif self.stop.wait(seconds):
-            raise RetriableError(f"{self.system}: stopped while waiting", system=self.system)
+            return
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stop.wait(min(left, 0.1)):
+                raise RetriableError(f"{self.system}: stopped while waiting", system=self.system)
+            if self._leave.is_set():
+                self._leave.clear()
+                raise RetriableError(f"{self.system}: still rate limited when the other "
+                                     "systems were done; left out of this cycle",
+                                     system=self.system)
+
+    def throttled_for(self) -> float:
+        """Seconds until this system's throttle block ends (0 when it is not throttled)."""
+        return self.limiter.blocked_for()
+
+    def leave_cycle(self) -> None:
+        """Make the wait in hand (or the next one) give up: the cycle goes on without us."""
+        self._leave.set()
 
     def _throttle(self, label: str, wait: float) -> None:
         """Block the system for ``wait``; give it up for this cycle if that is too long."""
@@ -479,6 +497,7 @@ class HttpClient:
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
         idempotent = method in IDEMPOTENT if idempotent is None else idempotent
         rules = validate or self.validate
+        self._leave.clear()  # the poller sets it again while we are still waiting
         relogged = False
         attempt = 0
         while True:

@@ -23,6 +23,7 @@ from typing import Any
 from syncd.contact import Fields
 
 __all__ = [
+    "MOVED_FROM",
     "Action",
     "Capabilities",
     "Conflict",
@@ -48,6 +49,10 @@ __all__ = [
     "joined_value",
     "settle_joined",
 ]
+
+
+MOVED_FROM = "moved_from"
+"""Key in an update's ``extra``: the record moves from this parent to the update's ``org_id``."""
 
 
 class ConflictPolicy(StrEnum):
@@ -77,6 +82,9 @@ class Capabilities:
     limits: Mapping[str, FieldLimit] = field(default_factory=dict)
     overlap: timedelta = timedelta(0)
     """How far before the watermark an incremental read starts (the API's granularity)."""
+    can_move: bool = False
+    """An update can change the record's organization (its parent); else a move is a
+    delete under the old parent and a create under the new one."""
     joined: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The system's own field → the canonical fields it holds as that one value, joined by
     a space (Lightening's ``name`` = first_name last_name).  Such fields compare joined
@@ -248,6 +256,8 @@ class Policy:
     deletes: DeletePolicy = DeletePolicy.PROPAGATE
     max_delete_fraction: float = 0.2
     force_delete: bool = False
+    default_region: str = "US"
+    """Where a phone without a country code is read from, for first-sync matching."""
 
     def rank(self, system: str) -> tuple[int, str]:
         """Sort key: listed systems first in their order, then the rest by name."""
@@ -284,10 +294,16 @@ class Write:
     changed: Fields = field(default_factory=dict)
     desired: Fields = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    moved_from: tuple[str, str | None] | None = None
+    """An organization move: (old parent id, old remote id).  An UPDATE that carries it
+    moves the record to ``org_id`` (systems that ``can_move``); a CREATE that carries it
+    is made under ``org_id`` after the old remote record is deleted (systems that cannot)."""
 
     def describe(self) -> str:
         target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
         detail = ", ".join(sorted(self.changed)) if self.action is Action.UPDATE else ""
+        if self.moved_from is not None:
+            detail = ", ".join(x for x in (detail, f"moved from {self.moved_from[0]}") if x)
         return f"{self.action.value} {target} (person {self.golden_id}){': ' + detail if detail else ''}"
 
 

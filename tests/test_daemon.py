@@ -124,6 +124,28 @@ def test_run_daemon_propagates_edits_serves_metrics_and_stops_on_sigterm(
     store.release()
 
 
+def test_sigterm_ends_the_daemon_within_5_s_while_it_sits_out_a_retry_after(
+    tmp_path: Path, harvest: tuple[HarvestSim, ServerHandle]
+) -> None:
+    """Three ``Retry-After: 30`` in a row once kept the daemon 87 s past SIGTERM."""
+    sim, handle = harvest
+    sim.fault_retry_after = 30
+    sim.faults.throttle_next = 3
+    proc = start(["--config", str(config(tmp_path, handle.url)), "run"])
+    try:
+        wait_for(lambda: sim.counters["throttled"] >= 1)
+        time.sleep(0.5)  # inside the first 30 s wait
+        stopped = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - stopped < 5, err[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert sim.counters["throttled"] == 1  # the wait was cut short, not sat out and retried
+
+
 def test_interrupted_backfill_resumes_without_duplicates(
     tmp_path: Path, harvest: tuple[HarvestSim, ServerHandle]
 ) -> None:

@@ -295,19 +295,20 @@ def test_incremental_pages_come_in_ascending_updated_at_order(
     assert order == list(reversed(ids))
 
 
-def test_one_get_for_all_clients_filtered_client_side(
+def test_one_get_for_all_clients_and_other_clients_are_listed_as_theirs(
     sim: HarvestSim, connector: HarvestConnector
 ) -> None:
+    """Every client's contacts come with their client-id: a contact moved to an unmapped
+    client is then seen as moved out of scope (the planner stops syncing it), not deleted."""
     mine = sim.admin_create(ORG, PERSON)
     theirs = sim.admin_create(OTHER, {**PERSON, "email": "other@example.com"})
-    sim.admin_create("99999", {**PERSON, "email": "nobody@example.com"})
+    nobody = sim.admin_create("99999", {**PERSON, "email": "nobody@example.com"})
     sim.counters.clear()
-    records = listed(connector, ORG)
-    assert [r.remote_id for r in records] == [mine]
     pages = list(connector.list_records([ORG, OTHER], None))
     assert len(pages) == 1
-    assert {r.remote_id for r in pages[0].records} == {mine, theirs}  # never client 99999
-    assert sim.counters["GET"] == 2  # one GET per listing, whatever the number of clients
+    orgs = {r.remote_id: r.org_id for r in pages[0].records}
+    assert orgs == {mine: ORG, theirs: OTHER, nobody: "99999"}
+    assert sim.counters["GET"] == 1  # one GET, whatever the number of clients
 
 
 # -- create / update / delete ---------------------------------------------------------------

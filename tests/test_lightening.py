@@ -30,6 +30,7 @@ from syncd.engine.writes import derive_writes
 from syncd.errors import AuthError, NotFound, RecordRejected, RetriableError
 from syncd.http import MockTransport, Request, Response
 from syncd.model import (
+    MOVED_FROM,
     Golden,
     Link,
     Observation,
@@ -206,7 +207,19 @@ def test_update_is_a_post_that_always_sends_name(
     connector.update("412", ORG, {"phone": "+1 555 0100"}, desired, {})
     (post,) = seen
     assert post.method == "POST" and post.url.path == "/contact/412"
-    assert sent(post) == {"customer_id": 1, "name": "Ada Lovelace", "tel": "+1 555 0100"}
+    assert sent(post) == {"name": "Ada Lovelace", "tel": "+1 555 0100"}
+
+
+def test_a_move_to_another_customer_is_one_update_with_customer_id(
+    sim: LighteningSim, connector: LighteningConnector
+) -> None:
+    assert connector.capabilities.can_move
+    rid = sim.admin_create(ORG, PERSON)
+    fields = by_id(connector, ORG)[rid].fields
+    sim.counters.clear()
+    connector.update(rid, OTHER, {}, fields, {MOVED_FROM: ORG})
+    assert sim.contacts[int(rid)].customer_id == int(OTHER)
+    assert sim.counters["POST"] == 1 and rid in by_id(connector, OTHER)
 
 
 def test_delete_is_a_get_whose_result_false_success_is_a_success(

@@ -60,8 +60,10 @@ def make_world(
     *,
     incremental: tuple[str, ...] = (),
     sync: dict[str, Any] | None = None,
+    orgs: tuple[str, ...] = (),
     **connector_options: Any,
 ) -> World:
+    """Memory systems around ``store``; ``orgs`` are more organizations (``{org}-{system}``)."""
     clock = Clock()
     systems = {
         name: MemoryConnector(name, incremental=name in incremental, clock=clock,
@@ -70,7 +72,8 @@ def make_world(
     }
     settings = Settings(
         systems={n: MemoryConfig(kind="memory", incremental=n in incremental) for n in names},
-        organizations={ORG: {n: f"org-{n}" for n in names}},
+        organizations={ORG: {n: f"org-{n}" for n in names},
+                       **{o: {n: f"{o}-{n}" for n in names} for o in orgs}},
         sync=SyncConfig(**(sync or {})),
     )
     return World(store, systems, settings, clock)

@@ -108,6 +108,14 @@ class Connector(Protocol):
         """Cut every wait short once ``stop`` is set (SIGTERM)."""
         ...
 
+    def throttled_for(self) -> float:
+        """Seconds until the system's own throttle signal lets us send again (0: not throttled)."""
+        ...
+
+    def leave_cycle(self) -> None:
+        """Give up the throttle wait in hand: the others are done and will not wait for us."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -240,6 +248,12 @@ class RestConnector:
 
     def watch(self, stop: threading.Event) -> None:
         self.http.stop = stop
+
+    def throttled_for(self) -> float:
+        return self.http.throttled_for()
+
+    def leave_cycle(self) -> None:
+        self.http.leave_cycle()
 
     def request_count(self) -> int:
         return self.http.stats.requests

@@ -34,6 +34,7 @@ from syncd.connectors.base import (
 from syncd.contact import Fields, normalise
 from syncd.errors import BadAnswer, RetriableError, SystemUnavailable
 from syncd.http import Auth, BasicAuth, Response
+from syncd.model import MOVED_FROM
 
 __all__ = [
     "CONNECTOR", "DEFAULT_MAX_RPS", "ELEMENTS", "MAX_LENGTH", "OVERLAP", "REQUIRED", "HarvestConnector",
@@ -119,6 +120,7 @@ class HarvestConnector(RestConnector):
         fields=frozenset(ELEMENTS),
         incremental=True,
         can_delete=True,
+        can_move=True,
         timestamps=True,
         limits={f: FieldLimit(MAX_LENGTH, required=f in REQUIRED) for f in ELEMENTS},
         overlap=OVERLAP,
@@ -135,12 +137,15 @@ class HarvestConnector(RestConnector):
     # -- reading --------------------------------------------------------------------------
 
     def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
-        """One ``GET /contacts`` for every client (no paging exists), filtered here."""
+        """One ``GET /contacts`` for every client (no paging exists).
+
+        Contacts of unmapped clients come too: the planner ignores them, unless
+        one of ours moved there (out of scope, not deleted).
+        """
         if not org_ids:
             return
         query = f"?updated_since={updated_since_param(since)}" if since is not None else ""
-        yield Listing("/contacts" + query, what="list contacts", orgs=frozenset(org_ids),
-                      ascending=since is not None)
+        yield Listing("/contacts" + query, what="list contacts", ascending=since is not None)
 
     def items(self, body: Any, listing: Listing) -> Sequence[Any]:
         if body.tag != "contacts":
@@ -216,11 +221,13 @@ class HarvestConnector(RestConnector):
         desired: Fields,
         extra: Mapping[str, Any],
     ) -> WriteResult:
-        """PUT only the changed elements; an empty element clears (DECISIONS.md)."""
+        """PUT only the changed elements (and client-id for a move); an empty one clears."""
         holds = self._ours(desired)
         delta = {f: (v or "").strip() for f, v in changed.items() if f in ELEMENTS}
+        if MOVED_FROM in extra:
+            delta["client-id"] = org_id
         what = f"update contact {remote_id}"
-        self.check(what, {**holds, **delta}, creating=False)
+        self.check(what, {**holds, **changed}, creating=False)
         if not delta:
             return WriteResult(remote_id, holds)
         _, body = self.send("PUT", f"/contacts/{remote_id}", delta, what=what)

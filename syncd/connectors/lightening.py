@@ -36,6 +36,7 @@ from syncd.connectors.base import (
 from syncd.contact import Fields
 from syncd.errors import AuthError, NotFound, OutcomeUnknown, RecordRejected
 from syncd.http import Auth, HeaderToken, Response, default_rules
+from syncd.model import MOVED_FROM
 
 __all__ = [
     "CHUNK", "CONNECTOR", "CUSTOMER_ARRAY", "LighteningConnector", "error_message",
@@ -155,6 +156,7 @@ class LighteningConnector(RestConnector):
         can_delete=True,
         timestamps=True,
         limits=LIMITS,
+        can_move=True,
         joined={"name": NAME_PARTS},
     )
     default_headers = {"Accept": "application/json"}
@@ -213,12 +215,15 @@ class LighteningConnector(RestConnector):
                extra: Mapping[str, Any]) -> WriteResult:
         """POST the changed mapped fields; ``name`` goes every time (it is required).
 
-        ``customer_id`` is the record's organization: sent, it moves the
-        contact there (DECISIONS), and is a no-op otherwise.
+        ``customer_id`` goes only for a move (DECISIONS: it moves the contact):
+        sent with every update it would undo a move made in Lightening since
+        our last read.
         """
         what = f"update contact {remote_id}"
         self.check(what, desired, creating=False)
-        body: dict[str, Any] = {"customer_id": self._customer(org_id), "name": join_name(desired)}
+        body: dict[str, Any] = {"name": join_name(desired)}
+        if MOVED_FROM in extra:
+            body["customer_id"] = self._customer(org_id)
         body.update({native: (changed[c] or "").strip() for c, native in NATIVE.items()
                      if c in changed})
         self.send("POST", f"/contact/{remote_id}", body, what=what, idempotent=True)

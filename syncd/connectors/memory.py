@@ -8,6 +8,11 @@ Switches model what real APIs do to a sync engine:
 * ``fail_writes`` — the next N writes fail before doing anything;
 * ``timeout_writes`` — the next N writes are applied, then report a timeout
   (the outcome is unknown to the caller: the crash-after-apply case);
+* ``fail_after_apply`` — the next N writes are applied, then answered 502 (a proxy
+  that forwarded the request and lost the answer: unknown outcome again);
+* ``fail_reads`` — the next N listings fail before their first page;
+* ``timestamps`` — off: records carry no update time (like Zoho's contact persons);
+* ``can_move`` — an update may change a record's organization; off: it is refused;
 * ``crash_after_writes`` — N more writes are applied, then the "process dies"
   (:class:`SimulatedCrash`) before syncd records them.
 
@@ -21,7 +26,7 @@ import bisect
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,7 @@ from typing import Any
 from syncd.config import MemoryConfig
 from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, WriteResult
 from syncd.contact import FIELDS, Fields, clean
-from syncd.errors import RecordRejected, RetriableError
+from syncd.errors import NotFound, RecordRejected, RetriableError
 
 __all__ = ["MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
 
@@ -68,6 +73,10 @@ class MemoryConnector:
     fail_pages_after: int | None = None
     """Raise a retriable error after this many pages of a listing (a failed page)."""
     can_delete: bool = True
+    fail_after_apply: int = 0
+    fail_reads: int = 0
+    timestamps: bool = True
+    can_move: bool = False
     requests: int = 0
     writes: int = 0
     _next_id: int = 1
@@ -85,9 +94,10 @@ class MemoryConnector:
             fields=self.fields,
             incremental=self.incremental,
             can_delete=self.can_delete,
-            timestamps=True,
+            timestamps=self.timestamps,
             limits=self.limits,
             overlap=timedelta(seconds=1) if self.incremental else timedelta(0),
+            can_move=self.can_move,
         )
 
     # -- the user's side: edits made "in the UI" -------------------------------------------
@@ -120,6 +130,14 @@ class MemoryConnector:
             rec.updated_at = self.stamp(remote_id)
             self._save()
 
+    def move(self, remote_id: str, org_id: str) -> None:
+        """The user moves a contact to another organization (its parent)."""
+        with self._lock:
+            rec = self.records[remote_id]
+            rec.org_id = org_id
+            rec.updated_at = self.stamp(remote_id)
+            self._save()
+
     def remove(self, remote_id: str) -> None:
         with self._lock:
             rec = self.records.pop(remote_id)
@@ -134,8 +152,13 @@ class MemoryConnector:
     # -- the connector side ---------------------------------------------------------------
 
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
-        orgs = set(org_ids)
+        # Every organization is listed (as Harvest's GET /contacts does): the planner
+        # leaves out the unmapped ones, and a contact moved out of scope is seen as moved.
+        del org_ids
         with self._lock:
+            if self.fail_reads > 0:
+                self.fail_reads -= 1
+                raise RetriableError(f"{self.name}: listing failed", system=self.name)
             if self.tick_timestamps:
                 for rid, rec in self.records.items():
                     rec.updated_at = self.stamp(rid)
@@ -143,34 +166,35 @@ class MemoryConnector:
                 rows: list[RemoteRecord] = [
                     RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at)
                     for rid, rec in self.records.items()
-                    if rec.org_id in orgs
                 ]
             else:
-                rows = self._changed_since(orgs, since)
+                rows = self._changed_since(since)
         if since is not None:
             rows.sort(key=lambda r: r.updated_at or since)
+        if not self.timestamps:
+            rows = [replace(r, updated_at=None) for r in rows]
         for pages, start in enumerate(range(0, max(len(rows), 1), self.page_size)):
             if self.fail_pages_after is not None and pages >= self.fail_pages_after:
                 raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
             self.requests += 1
             yield Page(rows[start : start + self.page_size])
 
-    def _changed_since(self, orgs: set[str], since: datetime) -> list[RemoteRecord]:
+    def _changed_since(self, since: datetime) -> list[RemoteRecord]:
         start = bisect.bisect_left(self._journal, (since, ""))
         rows: list[RemoteRecord] = []
         for rid in dict.fromkeys(rid for _, rid in self._journal[start:]):
             rec = self.records.get(rid)
             if rec is not None:
-                if rec.org_id in orgs and rec.updated_at >= since:
+                if rec.updated_at >= since:
                     rows.append(RemoteRecord(rid, rec.org_id, rec.fields, rec.updated_at))
             elif self.tombstones and rid in self.deleted:
                 org, when = self.deleted[rid]
-                if org in orgs and when >= since:
+                if when >= since:
                     rows.append(RemoteRecord(rid, org, {}, when, deleted=True))
         return rows
 
-    def _write_gate(self, what: str) -> bool:
-        """Count a write; raise for an injected failure; True = apply, then time out."""
+    def _write_gate(self, what: str) -> RetriableError | None:
+        """Count a write; raise for an injected failure; an error = apply, then raise it."""
         if self.crash_after_writes is not None:
             if self.crash_after_writes <= 0:
                 self.crash_after_writes = None
@@ -183,11 +207,11 @@ class MemoryConnector:
             raise RetriableError(f"{self.name}: {what}: injected failure", system=self.name)
         if self.timeout_writes > 0:
             self.timeout_writes -= 1
-            return True
-        return False
-
-    def _timeout(self, what: str) -> RetriableError:
-        return RetriableError(f"{self.name}: {what}: timed out after applying", system=self.name)
+            return _unknown(f"{self.name}: {what}: timed out after applying", self.name)
+        if self.fail_after_apply > 0:
+            self.fail_after_apply -= 1
+            return _unknown(f"{self.name}: {what}: HTTP 502 after applying", self.name)
+        return None
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         timeout = self._write_gate("create")
@@ -197,7 +221,7 @@ class MemoryConnector:
             self.records[rid] = rec
             self._save()
         if timeout:
-            raise self._timeout(f"create {rid}")
+            raise timeout
         return WriteResult(rid, dict(rec.fields), rec.updated_at)
 
     def update(
@@ -212,12 +236,16 @@ class MemoryConnector:
         with self._lock:
             rec = self.records.get(remote_id)
             if rec is None:
-                raise RecordRejected(f"{self.name}: update {remote_id}: no such record")
+                raise NotFound(f"{self.name}: update {remote_id}: no such record", system=self.name)
+            if org_id != rec.org_id:
+                if not self.can_move:
+                    raise RecordRejected(f"{self.name}: update {remote_id}: cannot move", system=self.name)
+                rec.org_id = org_id
             rec.fields = {**rec.fields, **{k: v for k, v in changed.items() if k in self.fields}}
             rec.updated_at = self.stamp(remote_id)
             self._save()
         if timeout:
-            raise self._timeout(f"update {remote_id}")
+            raise timeout
         return WriteResult(remote_id, dict(rec.fields), rec.updated_at)
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
@@ -228,12 +256,18 @@ class MemoryConnector:
                 self.deleted[remote_id] = (rec.org_id, self.stamp(remote_id))
             self._save()
         if timeout:
-            raise self._timeout(f"delete {remote_id}")
+            raise timeout
 
     def open(self) -> None:
         return None
 
     def watch(self, stop: threading.Event) -> None:
+        return None
+
+    def throttled_for(self) -> float:
+        return 0.0
+
+    def leave_cycle(self) -> None:
         return None
 
     def request_count(self) -> int:
@@ -285,6 +319,14 @@ class MemoryConnector:
         )
         if self._journal:
             self._last_stamp = self._journal[-1][0]
+
+
+def _unknown(message: str, system: str) -> RetriableError:
+    """The error of a write that may have been applied (OutcomeUnknown where it exists)."""
+    import syncd.errors as errors
+
+    kind: type[RetriableError] = getattr(errors, "OutcomeUnknown", RetriableError)
+    return kind(message, system=system)
 
 
 def from_config(name: str, cfg: MemoryConfig, **options: Any) -> MemoryConnector:

@@ -21,7 +21,7 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Interrupted, Poller, PollResult, Progress
-from syncd.engine.push import Pusher, PushOutcome
+from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError
@@ -85,6 +85,7 @@ class Syncer:
             deletes=sync.deletes,
             max_delete_fraction=sync.max_delete_fraction,
             force_delete=force_delete,
+            default_region=sync.default_region,
         )
 
     def poll(
@@ -161,9 +162,14 @@ class Syncer:
             report.exit_code = 3
             log.error("mass_delete_guard", trips=exc.trips)
             return self._finish(report, started, before, kind)
+        for problem in result.invalid:
+            report.errors.append(problem)
+            report.exit_code = max(report.exit_code, 1)
+            log.warning("record_invalid", error=problem)
         if scope is not None:
             scope = scope | result.touched()
-        writes, rejections = derive_writes(result.state, systems.values(), scope)
+        hold = self._hold(polls, result)
+        writes, rejections = derive_writes(result.state, systems.values(), scope, hold)
         report.conflicts = len(result.conflicts)
         for conflict in result.conflicts:
             report.systems[conflict.winner].conflicts += 1
@@ -180,18 +186,46 @@ class Syncer:
         self._cache = None
         failures = (
             {(f.system, f.golden_id): f for f in self.store.failures()}
-            if writes or rejections else {}
+            if writes or rejections or result.links_changed else {}
         )
         self._commit(result, polls, rejections, failures, now)
-        due = self._due(writes, failures, now)
+        read = {p.system for p in polls if p.error is None}
+        due = self._due(writes, failures, now, read)
         for name in systems:
             self.progress(name, "planned", sum(1 for w in due if w.system == name))
         pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
                         failures, stop=self.stop, progress=self.progress)
         outcome = pusher.push(due)
         self._account(report, outcome)
-        self._remember(result, outcome, writes, rejections)
+        if hold:
+            self._cache = None  # held writes are pending, but derived only from a full state
+        else:
+            self._remember(result, outcome, writes, rejections)
         return self._finish(report, started, before, kind)
+
+    def _hold(self, polls: list[PollResult], result: PlanResult) -> dict[str, set[str]]:
+        """Systems that may receive no create: read failed this cycle, or never scanned whole.
+
+        Each maps to the people whose record it returned this cycle (their links prove
+        what the system holds, so their updates and deletes may go).
+        """
+        marks = {p.system: p.watermark for p in polls}
+        stored = None
+        hold: dict[str, set[str]] = {}
+        for name in self.connectors:
+            mark = marks.get(name)
+            if mark is None:
+                if stored is None:
+                    stored = self.store.watermarks()
+                mark = stored.get(name)
+            failed = any(p.system == name and p.error is not None for p in polls)
+            if failed or mark is None or mark.last_full_scan_at is None:
+                ids = result.state.index().get(name, {})
+                seen = next((p.observation for p in polls if p.system == name), None)
+                hold[name] = {
+                    ids[r.remote_id] for r in (seen.records if seen else ()) if r.remote_id in ids
+                }
+        return hold
 
     # -- the in-memory state cache ----------------------------------------------------------
 
@@ -225,6 +259,9 @@ class Syncer:
             index = {system: dict(ids) for system, ids in index.items()}
         assert isinstance(links, dict)
         for key, link in outcome.links.items():
+            old = links.get(key)
+            if old is not None and old.remote_id not in (None, link.remote_id):
+                index.get(old.system, {}).pop(old.remote_id, None)  # re-created or moved
             links[key] = link
             if link.remote_id is not None:
                 index.setdefault(link.system, {})[link.remote_id] = link.golden_id
@@ -256,6 +293,16 @@ class Syncer:
             )
             self.store.save_conflicts(conn, result.conflicts, now)
             self.store.save_watermarks(conn, [p.watermark for p in polls])
+            # A failed create whose record the poll found and matched is done: its
+            # failure row would otherwise outlive it (and keep the person "pending").
+            landed = [
+                key for key, f in failures.items()
+                if f.action == "create"
+                and (link := result.state.links.get((f.golden_id, f.system))) is not None
+                and link.remote_id is not None
+            ]
+            if landed:
+                self.store.clear_failures(conn, landed)
             for rej in rejections:
                 reason = f"rejected before sending: field {rej.field}: {rej.reason}"
                 known = failures.get((rej.system, rej.golden_id))
@@ -268,11 +315,14 @@ class Syncer:
                 )
 
     def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
-             now: datetime) -> list[Write]:
-        """Leave out writes that are backing off or quarantined with the same content."""
+             now: datetime, read: set[str]) -> list[Write]:
+        """Leave out writes that are backing off or quarantined with the same content,
+        and creates of unknown outcome to a system not read since (``read``: this cycle)."""
         due: list[Write] = []
         for write in writes:
             failure = failures.get((write.system, write.golden_id))
+            if failure is not None and outcome_unknown(failure) and write.system not in read:
+                continue
             if failure is not None and failure.desired_hash == content_hash(write.desired):
                 if failure.quarantined:
                     continue

@@ -51,6 +51,9 @@ __all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
 
 _NO_IDS: dict[str, str] = {}
 
+ORG = "organization"
+"""The proposal name of a move: the organization merges and conflicts like a field."""
+
 MASS_DELETE_MIN = 2
 """A single deletion is never a mass delete, whatever the fraction says."""
 
@@ -66,6 +69,8 @@ class _Proposal:
     system: str
     value: str
     when: datetime
+    stamped: bool = True
+    """``when`` is the system's own update time, not the time we observed the change."""
 
 
 @dataclass
@@ -78,6 +83,8 @@ class PlanResult:
     deletions: dict[str, int] = field(default_factory=dict)
     """Per system: records found deleted this cycle."""
     read: dict[str, int] = field(default_factory=dict)
+    invalid: list[str] = field(default_factory=list)
+    """Records refused as they were read (no usable remote id): never linked."""
 
     def touched(self) -> set[str]:
         """People whose golden record or links this plan changed."""
@@ -90,6 +97,8 @@ class PlanResult:
 
 class _Planner:
     def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
+        self.base = state
+        """The state before this cycle: what each link held when the cycle began."""
         self.policy = policy
         self.systems = systems
         # Copy-on-write: a cycle that changes nothing copies nothing.
@@ -120,7 +129,7 @@ class _Planner:
     def matcher(self) -> Matcher:
         """Built on first use: a cycle with no new records never pays for it."""
         if self._matcher is None:
-            self._matcher = Matcher(self.goldens.values())
+            self._matcher = Matcher(self.goldens.values(), self.policy.default_region)
         return self._matcher
 
     # -- links ------------------------------------------------------------------------------
@@ -140,9 +149,15 @@ class _Planner:
 
     def set_link(self, link: Link) -> None:
         key = (link.golden_id, link.system)
+        old = self.links.get(key)
+        if old is not None and old.remote_id not in (None, link.remote_id):
+            self.own(link.system).pop(old.remote_id, None)  # the person's record was replaced
         self.writable_links()[key] = link
-        if self._linked is not None and not link.excluded:
-            self._linked[link.system].add(link.golden_id)
+        if self._linked is not None:
+            if link.excluded:
+                self._linked[link.system].discard(link.golden_id)
+            else:
+                self._linked[link.system].add(link.golden_id)
         if link.remote_id is not None:
             self.own(link.system)[link.remote_id] = link.golden_id
         self.result.links_changed[key] = link
@@ -174,28 +189,48 @@ class _Planner:
         system_index = self.index.get
         seen: set[str] = set()
         for rec in obs.records:
-            org = info.org_map.get(rec.org_id)
-            if org is None:
+            if not rec.remote_id.strip():
+                # Nothing could tell two such records apart, nor find this one again:
+                # linking it would merge strangers and update the wrong record.
+                who = " ".join(v for v in (rec.fields.get("first_name"),
+                                           rec.fields.get("last_name")) if v) or "no name"
+                self.result.invalid.append(
+                    f"{obs.system}: a record without a usable id was left out ({who})"
+                )
                 continue
-            seen.add(rec.remote_id)
+            org = info.org_map.get(rec.org_id)
             # Looked up afresh each time: a link made above may have copied the index.
             gid = system_index(obs.system, _NO_IDS).get(rec.remote_id)
+            if org is None:
+                if gid is not None and not rec.deleted:
+                    # Moved out of every mapped organization: no longer synced, and
+                    # not gone either — nothing is deleted anywhere.
+                    seen.add(rec.remote_id)
+                    self.leave(gid)
+                continue
+            seen.add(rec.remote_id)
             if rec.deleted:
                 if gid is not None:
-                    self.deletes[gid].append(obs.system)
+                    self.gone(gid, obs.system)
                 continue
             if gid is not None:
                 link = self.links[(gid, obs.system)]
-                if rec.fields == link.fields and (not rec.extra or rec.extra == link.extra):
+                if (rec.fields == link.fields and rec.org_id == link.org_id
+                        and (not rec.extra or rec.extra == link.extra)):
                     continue  # the common case: exactly what we hold, nothing to normalise
-            when = rec.updated_at if info.capabilities.timestamps and rec.updated_at else obs.observed_at
+            stamped = info.capabilities.timestamps and rec.updated_at is not None
+            when = rec.updated_at if stamped and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
                 values = settle_joined(info.capabilities, values, link.fields)
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
-                if changed:
+                moved = rec.org_id != link.org_id
+                if moved and org != info.org_map.get(link.org_id) and org != self.goldens[gid].org:
+                    # The organization is part of the person: a move is a change like any.
+                    self.proposals[gid][ORG].append(_Proposal(obs.system, org, when, stamped))
+                if changed or moved:
                     for f in changed:
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
                     self.set_link(
                         replace(
                             link,
@@ -208,20 +243,20 @@ class _Planner:
                 elif dict(rec.extra) and dict(rec.extra) != dict(link.extra):
                     self.set_link(replace(link, extra=dict(rec.extra)))
                 continue
-            gid, keys = self.matcher.find(org, values, self.linked[obs.system])
+            gid, keys = self.matcher.find(org, values, self.linked_not_moving(obs.system))
             if gid is not None:
                 golden = self.goldens[gid]
                 values = settle_joined(info.capabilities, values, golden.fields)
                 for f in fields:
                     if values[f] and differs(f, values[f], golden.fields.get(f, "")):
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when))
+                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
             else:
                 gid = golden_id_for(obs.system, rec.remote_id)
                 while gid in self.goldens:
                     gid = golden_id_for(obs.system, gid)
                 golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
                 self.set_golden(golden)
-                self.matcher.add_keys(gid, keys)
+                self.matcher.add_keys(gid, keys, values)
             self.set_link(
                 Link(
                     system=obs.system,
@@ -239,7 +274,41 @@ class _Planner:
             for remote_id in sorted(known.keys() - seen):
                 gid = known[remote_id]
                 if not self.links[(gid, obs.system)].excluded:
-                    self.deletes[gid].append(obs.system)
+                    self.gone(gid, obs.system)
+
+    # -- moves and leaving the mapped organizations -----------------------------------------
+
+    def moving(self, gid: str, system: str) -> bool:
+        """The person's record there is still under another organization than the person:
+        a move not done yet, or half done (the old record deleted, the new one not made)."""
+        link = self.links.get((gid, system))
+        golden = self.goldens.get(gid)
+        if link is None or golden is None or link.excluded or golden.deleted:
+            return False
+        return self.systems[system].org_map.get(link.org_id) != golden.org
+
+    def gone(self, gid: str, system: str) -> None:
+        """A linked record disappeared: a delete, unless it is the old half of a move."""
+        if self.moving(gid, system):
+            self.drop_link((gid, system))  # the new record is made (or matched) instead
+        else:
+            self.deletes[gid].append(system)
+
+    def linked_not_moving(self, system: str) -> set[str]:
+        """People matching may not link again in ``system``: a person whose move there
+        is half done may be matched, so that a record made under the new organization
+        whose answer was lost is linked, not duplicated."""
+        linked = self.linked[system]
+        moving = {g for g in linked if self.moving(g, system)}
+        return linked - moving if moving else linked
+
+    def leave(self, gid: str) -> None:
+        """Stop syncing a person (its organization is no longer mapped): every link is
+        excluded, keeping its remote id, so nothing reads it as new or as deleted."""
+        for system in sorted(self.systems):
+            link = self.links.get((gid, system))
+            if link is not None and not link.excluded:
+                self.set_link(replace(link, excluded=True))
 
     # -- the mass-delete guard --------------------------------------------------------------
 
@@ -270,8 +339,17 @@ class _Planner:
         if len({normalise(name, p.value) for p in props}) == 1:
             return ranked[0]
         if self.policy.conflict is ConflictPolicy.NEWEST:
-            latest = max(p.when for p in props)
-            winner = next(p for p in ranked if p.when == latest)
+            # A change seen by a system without timestamps happened at some moment since
+            # its last read: it counts as no newer than the newest stamp of the others,
+            # and a tie goes to the priority order.
+            stamps = [p.when for p in props if p.stamped]
+            cap = max(stamps) if stamps else None
+
+            def when(p: _Proposal) -> datetime:
+                return p.when if p.stamped or cap is None else min(p.when, cap)
+
+            latest = max(when(p) for p in props)
+            winner = next(p for p in ranked if when(p) == latest)
         else:
             winner = ranked[0]
         self.result.conflicts.append(
@@ -286,16 +364,54 @@ class _Planner:
         )
         return winner
 
+    def lagging(self, gid: str, name: str, props: list[_Proposal]) -> list[_Proposal]:
+        """The golden value, as proposed by the systems holding it, when a change comes
+        from a system whose link lags it (it never received that value).
+
+        Without this the lagging system's change would overwrite a value it never saw,
+        silently: it is a conflict, resolved by policy and logged (DESIGN invariant 4).
+        """
+        base_golden = self.base.goldens.get(gid)
+        if base_golden is None or name not in FIELDS:
+            return []
+        gold = base_golden.fields.get(name, "")
+        lag = [
+            p for p in props
+            if (link := self.base.links.get((gid, p.system))) is not None
+            and not link.excluded
+            and differs(name, link.fields.get(name, ""), gold)
+            and differs(name, p.value, gold)
+        ]
+        if not lag:
+            return []
+        proposing = {p.system for p in props}
+        holders: list[_Proposal] = []
+        for system in sorted(self.systems, key=self.policy.rank):
+            link = self.base.links.get((gid, system))
+            caps = self.systems[system].capabilities
+            if (system in proposing or link is None or link.excluded or link.remote_id is None
+                    or name not in caps.fields or differs(name, link.fields.get(name, ""), gold)):
+                continue
+            stamped = caps.timestamps and link.remote_updated_at is not None
+            when = link.remote_updated_at if stamped and link.remote_updated_at else lag[0].when
+            holders.append(_Proposal(system, gold, when, stamped))
+        return holders
+
     def merge(self) -> None:
         for gid in sorted(self.proposals):
             golden = self.goldens[gid]
             values = dict(golden.fields)
+            org = golden.org
             for name in sorted(self.proposals[gid]):
-                winner = self.resolve(gid, name, self.proposals[gid][name])
-                values[name] = winner.value
-            if values != golden.fields or golden.deleted:
+                props = self.proposals[gid][name]
+                winner = self.resolve(gid, name, props + self.lagging(gid, name, props))
+                if name == ORG:
+                    org = winner.value
+                else:
+                    values[name] = winner.value
+            if values != golden.fields or org != golden.org or golden.deleted:
                 # A change to a deleted person brings it back: modify beats delete.
-                self.set_golden(replace(golden, fields=values, deleted=False))
+                self.set_golden(replace(golden, fields=values, org=org, deleted=False))
 
     # -- step 4: deletes --------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -204,8 +204,17 @@ class Poller:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.connectors)),
                                             thread_name_prefix="syncd-poll")
-        futures = [self._pool.submit(self.poll_one, *job) for job in jobs]
-        return [f.result() for f in futures]
+        futures = {job[0]: self._pool.submit(self.poll_one, *job) for job in jobs}
+        pending = set(futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            if len(pending) < len(futures):
+                # A system still sitting out its throttle once another is done is left
+                # out of this cycle rather than holding every push back by minutes.
+                for name, future in futures.items():
+                    if future in pending and self.connectors[name].throttled_for() > 0:
+                        self.connectors[name].leave_cycle()
+        return [futures[job[0]].result() for job in jobs]
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,30 +1,51 @@
 """Push: send the derived writes, one thread per system, and record each result at once.
 
-Results are written to the store in small batches.  Losing a batch to a
-crash is safe: the next poll sees what the writes did and matches or diffs
-it, so nothing is written twice.
+Results are written to the store as they come, in small batches (at most
+``_BATCH`` writes or ``_BATCH_SECONDS``, whichever comes first), so a crash
+loses the bookkeeping of a few writes, not of the whole push.  Losing them is
+safe: the next poll sees what the writes did and matches or diffs it, so
+nothing is written twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
-from syncd.errors import ConnectorError, OutcomeUnknown, RecordRejected, SystemUnavailable
+from syncd.errors import (
+    ConnectorError,
+    NotFound,
+    OutcomeUnknown,
+    RecordRejected,
+    RetriableError,
+    SystemUnavailable,
+)
 from syncd.logs import get_logger
-from syncd.model import Action, Link, LinkKey, Write
+from syncd.model import MOVED_FROM, Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
 
-__all__ = ["PushOutcome", "Pusher", "backoff"]
+__all__ = ["UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "outcome_unknown"]
 
 log = get_logger("syncd.push")
-_BATCH = 1000
+_BATCH = 50
+_BATCH_SECONDS = 1.0
+
+
+UNKNOWN_OUTCOME = "outcome unknown: "
+"""Prefix of a failed create's stored error when the create may have been applied."""
+
+
+def outcome_unknown(failure: Failure) -> bool:
+    """A create that may have landed: not to be sent again before its system is read."""
+    return failure.action == Action.CREATE.value and failure.last_error.startswith(UNKNOWN_OUTCOME)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -92,6 +113,7 @@ class Pusher:
     def _push_system(self, system: str, writes: list[Write], outcome: PushOutcome) -> None:
         connector = self.connectors[system]
         batch = _Batch()
+        started = time.monotonic()
         try:
             for write in writes:
                 if self.stop.is_set():
@@ -100,9 +122,10 @@ class Pusher:
                 self._one(connector, write, batch, outcome)
                 if self.progress is not None:
                     self.progress(system, "written", 1)
-                if len(batch) >= _BATCH:
+                if len(batch) >= _BATCH or time.monotonic() - started >= _BATCH_SECONDS:
                     self._flush(batch, outcome)
                     batch = _Batch()
+                    started = time.monotonic()
         except SystemUnavailable as exc:
             outcome.unavailable[system] = str(exc)
             log.error("system_unavailable", system=system, error=str(exc))
@@ -117,6 +140,13 @@ class Pusher:
         key = (write.golden_id, write.system)
         try:
             if write.action is Action.CREATE:
+                old_org, old_id = write.moved_from or ("", None)
+                if old_id is not None:
+                    # A move where the API cannot change the parent: the old record goes
+                    # first, so a crash leaves at most a missing record (the next cycle
+                    # creates it), never two of the same person.
+                    with contextlib.suppress(NotFound):  # already gone
+                        connector.delete(old_id, old_org, write.extra)
                 result = connector.create(write.org_id, write.desired)
                 batch.links[key] = Link(
                     write.system, write.golden_id, result.remote_id, write.org_id,
@@ -124,9 +154,22 @@ class Pusher:
                 )
             elif write.action is Action.UPDATE:
                 assert write.remote_id is not None
-                result = connector.update(
-                    write.remote_id, write.org_id, write.changed, write.desired, write.extra
-                )
+                try:
+                    extra = write.extra
+                    if write.moved_from is not None:  # the API moves it by an update
+                        extra = {**extra, MOVED_FROM: write.moved_from[0]}
+                    result = connector.update(
+                        write.remote_id, write.org_id, write.changed, write.desired, extra
+                    )
+                except NotFound:
+                    # Deleted there while changed here: modify beats delete, so the
+                    # person is made again (else a later sweep would delete the edit).
+                    log.info("update_target_gone", system=write.system, person=write.golden_id,
+                             remote_id=write.remote_id)
+                    again = replace(write, action=Action.CREATE, remote_id=None,
+                                    changed=dict(write.desired), extra={}, moved_from=None)
+                    self._one(connector, again, batch, outcome)
+                    return
                 batch.links[key] = Link(
                     write.system, write.golden_id, write.remote_id, write.org_id,
                     dict(write.desired), result.updated_at, {**write.extra, **result.extra},
@@ -157,10 +200,15 @@ class Pusher:
         before = self.previous.get((write.system, write.golden_id))
         attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
         quarantined = isinstance(exc, RecordRejected) or attempts >= self.max_attempts
+        error = str(exc)
+        if write.action is Action.CREATE and isinstance(exc, RetriableError):
+            # A 5xx, a timeout or a cut connection may mean "applied": the next read of
+            # the system finds the record and matching links it; until then, no resend.
+            error = UNKNOWN_OUTCOME + error
         batch.failures.append(
             Failure(
                 write.system, write.golden_id, write.action.value, write.remote_id, attempts,
-                str(exc), desired_hash, quarantined, self.now + backoff(attempts), self.now,
+                error, desired_hash, quarantined, self.now + backoff(attempts), self.now,
             )
         )
         outcome.failed[write.system] += 1

@@ -3,15 +3,22 @@
 Nothing is queued.  After planning, a system's pending writes are exactly the
 difference between each golden record and that system's link: no link is a
 create, a deleted person with a live link is a delete, different fields are an
-update.  A write that breaks the target's field limits is a rejection instead,
-naming the system, the person and the field.
+update.  A write that breaks the target's field limits, or would send an
+email address that is not valid, is a rejection instead, naming the system,
+the person and the field.
+
+A system in ``hold`` (its read failed this cycle, or it never completed a
+scan) receives no create: it may hold the person already, and a create there
+would be a duplicate once it is read.  Its updates and deletes wait too —
+they could overwrite a change not read yet — except for people whose record
+was read this cycle: that link proves what the system holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Set
 
-from syncd.contact import differs, project
+from syncd.contact import differs, email_problem, project
 from syncd.model import Action, Rejection, State, SystemInfo, Write, check_limits
 
 __all__ = ["derive_writes"]
@@ -21,12 +28,15 @@ def derive_writes(
     state: State,
     systems: Iterable[SystemInfo],
     only: Iterable[str] | None = None,
+    hold: Mapping[str, Set[str]] | None = None,
 ) -> tuple[list[Write], list[Rejection]]:
     """What every system still has to receive: the difference between golden and link.
 
     ``only`` limits the work to some people — those a cycle touched plus those
     still unsettled — when the caller knows every other person is settled.
+    ``hold``: system → the people whose link it proved this cycle (see above).
     """
+    hold = hold or {}
     writes: list[Write] = []
     rejections: list[Rejection] = []
     targets = [s for s in systems if not s.read_only]
@@ -41,6 +51,9 @@ def derive_writes(
         for info in targets:
             link = state.links.get((golden.id, info.name))
             if link is not None and link.excluded:
+                continue
+            proven = hold.get(info.name)
+            if proven is not None and (link is None or golden.id not in proven):
                 continue
             caps = info.capabilities
             if golden.deleted:
@@ -58,6 +71,23 @@ def derive_writes(
                 if not any(desired.values()):
                     continue
                 write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
+            elif info.org_map.get(link.org_id) != golden.org:
+                # The person moved to another organization: move the record with the
+                # API's own means (an update of its parent), else delete it under the
+                # old parent and create it under the new one — the same person.
+                org_id = org_ids[info.name].get(golden.org)
+                if org_id is None or link.remote_id is None:
+                    continue
+                desired = project(golden.fields, fields[info.name])
+                moved_from = (link.org_id, link.remote_id)
+                if caps.can_move:
+                    changed = {f: v for f, v in desired.items()
+                               if differs(f, v, link.fields.get(f, ""))}
+                    write = Write(info.name, golden.id, Action.UPDATE, org_id, link.remote_id,
+                                  changed, desired, link.extra, moved_from)
+                else:
+                    write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired,
+                                  desired, link.extra, moved_from)
             else:
                 desired = project(golden.fields, fields[info.name])
                 if desired == link.fields:
@@ -68,6 +98,11 @@ def derive_writes(
                 write = Write(info.name, golden.id, Action.UPDATE, link.org_id, link.remote_id,
                               changed, desired, link.extra)
             problem = check_limits(caps, write.desired, creating=write.action is Action.CREATE)
+            sent = write.desired if write.action is Action.CREATE else write.changed
+            bad_email = email_problem(sent.get("email", ""))
+            if problem is None and bad_email is not None:
+                # Refused here, naming the field, rather than by the target API's 400.
+                problem = ("email", bad_email)
             if problem is not None:
                 rejections.append(
                     Rejection(info.name, golden.id, write.remote_id, write.action, *problem)

@@ -42,7 +42,10 @@ def run_demo(console: Console, contacts: int = 12) -> int:
                 notes = _edit_as_users(box)
                 for note in notes:
                     console.print(f"  user edit: {note}")
-                console.print(_moved("second sync: the edits move", s.run_once()))
+                # A full sweep, as the periodic one: a system without a delete feed
+                # (Harvest, Valomnia) shows a deletion only to a complete scan.
+                console.print(_moved("second sync (a full sweep): the edits move",
+                                     s.run_once(full=set())))
                 quiet = s.run_once()
                 console.print(_moved("third sync: nothing left to do", quiet))
             return _check(box, console, quiet)
