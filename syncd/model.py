@@ -46,6 +46,8 @@ __all__ = [
     "Write",
     "WriteResult",
     "check_limits",
+    "joined_value",
+    "settle_joined",
 ]
 
 
@@ -83,6 +85,11 @@ class Capabilities:
     can_move: bool = False
     """An update can change the record's organization (its parent); else a move is a
     delete under the old parent and a create under the new one."""
+    joined: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """The system's own field → the canonical fields it holds as that one value, joined by
+    a space (Lightening's ``name`` = first_name last_name).  Such fields compare joined
+    (:func:`settle_joined`), so a split that reads back otherwise is no change, and a
+    limit may name the joined field (:func:`check_limits`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +134,44 @@ class WriteResult:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def joined_value(parts: Sequence[str], fields: Mapping[str, str]) -> str:
+    """The one value a system holds for ``parts``: the non-empty ones, one space apart."""
+    return " ".join(" ".join((fields.get(p) or "").split()) for p in parts if
+                    (fields.get(p) or "").strip())
+
+
+def settle_joined(caps: Capabilities, values: Fields, held: Mapping[str, str]) -> Fields:
+    """``values`` as read, with each joined group re-split the way ``held`` splits it.
+
+    A system holding one name cannot say where first name ends and last name
+    begins: its reader splits on a fixed rule ("Ada von Neumann" reads back as
+    "Ada von" + "Neumann").  When the joined value is what ``held`` joins to
+    (our own write, read back), ``held``'s parts stand: no change.  When it
+    changed, a part that still opens (or closes) the new value is kept and the
+    rest is the other part, so renaming "Ada von Neumann" to "Ada von
+    Neumann-Smith" changes only the last name.  Otherwise the reader's split stands.
+    """
+    if not caps.joined:
+        return values
+    out = dict(values)
+    for parts in caps.joined.values():
+        new, old = joined_value(parts, values), joined_value(parts, held)
+        if new == old:
+            out.update({p: held.get(p, "") for p in parts})
+        elif len(parts) == 2 and new:
+            head, tail = (" ".join((held.get(p) or "").split()) for p in parts)
+            if head and new.startswith(head + " "):
+                out.update({parts[0]: head, parts[1]: new[len(head) + 1:]})
+            elif tail and new.endswith(" " + tail):
+                out.update({parts[0]: new[: -len(tail) - 1], parts[1]: tail})
+    return out
+
+
 def check_limits(caps: Capabilities, fields: Fields, *, creating: bool) -> tuple[str, str] | None:
     """The first (field, reason) that breaks this system's limits, or None."""
     for name, limit in caps.limits.items():
-        value = fields.get(name, "")
+        parts = caps.joined.get(name)
+        value = joined_value(parts, fields) if parts else fields.get(name, "")
         if limit.max_length is not None and len(value) > limit.max_length:
             return name, f"{len(value)} characters, the limit is {limit.max_length}"
         if (limit.required or (creating and limit.required_on_create)) and not value.strip():

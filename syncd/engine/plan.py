@@ -44,6 +44,7 @@ from syncd.model import (
     Policy,
     State,
     SystemInfo,
+    settle_joined,
 )
 
 __all__ = ["MASS_DELETE_MIN", "PlanResult", "golden_id_for", "plan"]
@@ -221,6 +222,7 @@ class _Planner:
             when = rec.updated_at if stamped and rec.updated_at else obs.observed_at
             values = clean(rec.fields, fields)
             if gid is not None:
+                values = settle_joined(info.capabilities, values, link.fields)
                 changed = [f for f in fields if differs(f, values[f], link.fields.get(f, ""))]
                 moved = rec.org_id != link.org_id
                 if moved and org != info.org_map.get(link.org_id) and org != self.goldens[gid].org:
@@ -244,6 +246,7 @@ class _Planner:
             gid, keys = self.matcher.find(org, values, self.linked_not_moving(obs.system))
             if gid is not None:
                 golden = self.goldens[gid]
+                values = settle_joined(info.capabilities, values, golden.fields)
                 for f in fields:
                     if values[f] and differs(f, values[f], golden.fields.get(f, "")):
                         self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
