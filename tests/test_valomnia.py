@@ -33,7 +33,7 @@ from syncd.connectors.valomnia import (
 from syncd.engine.writes import derive_writes
 from syncd.errors import AuthError, NotFound, OutcomeUnknown, RecordRejected, SystemUnavailable
 from syncd.http import MockTransport, Request, Response
-from syncd.model import Golden, Link, State, SystemInfo
+from syncd.model import MOVED_FROM, Golden, Link, State, SystemInfo
 from syncd.sandbox.harvest import HarvestSim
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
@@ -264,19 +264,30 @@ def test_a_refused_filter_is_a_configuration_stop_never_a_retry(code: str) -> No
     assert [r.url.path for r in seen] == ["/j_spring_security_check", API]
 
 
-def test_customer_is_the_organization_and_other_customers_are_left_out(
+def test_customer_is_the_organization_and_other_customers_are_listed_as_theirs(
     sim: ValomniaSim, connector: ValomniaConnector
 ) -> None:
+    """A contact of another customer comes with its own customer id: the planner
+    keeps only the mapped ones, and one of ours moved there is out of scope, not gone."""
     mine = sim.admin_create(ORG, {**PERSON, "job_title": "Buyer"})
     theirs = sim.admin_create(OTHER, PERSON)
     records = by_id(connector, ORG)
-    assert set(records) == {mine} and theirs not in records
+    assert records[theirs].org_id == OTHER
     rec = records[mine]
     assert rec.org_id == ORG and rec.fields["job_title"] == "Buyer"  # fonction ↔ job_title
     both = {r.remote_id: r.org_id for p in connector.list_records([ORG, OTHER], None)
             for r in p.records}
     assert both == {mine: ORG, theirs: OTHER}
     assert len(calls(sim, "GET")) == 2  # one listing for every customer, not one per customer
+
+
+def test_a_move_to_another_customer_is_one_update_with_customer_id(
+    sim: ValomniaSim, connector: ValomniaConnector
+) -> None:
+    rid = sim.admin_create(ORG, PERSON)
+    connector.update(rid, OTHER, {}, PERSON, {MOVED_FROM: ORG})
+    assert by_id(connector, OTHER)[rid].org_id == OTHER
+    assert len(calls(sim, "PUT")) == 1
 
 
 def test_deletions_are_only_visible_to_a_full_scan(

@@ -6,8 +6,10 @@ Why it looks the way it does (``shared/systems/valomnia.md``, ``DECISIONS.md``):
   the ``/login/ajaxSuccess`` page a 302 leads to — carries the ``token`` that
   every call sends back as ``Cookie: JSESSIONID=<token>``.  An expired session
   (401, or a redirect to a login page) logs in again once;
-* one ``GET /api/v1.0/contacts`` listing for every customer, filtered here by
-  ``customer.id``, paged by ``max``/``offset`` up to ``paging.total``;
+* one ``GET /api/v1.0/contacts`` listing for every customer, paged by
+  ``max``/``offset`` up to ``paging.total``; contacts of unmapped customers come
+  too, so one of ours moved there is seen as out of scope, not deleted;
+* a move to another customer is an update carrying ``customerId``;
   incremental reads add ``lastUpdated_gte`` (inclusive, second grain,
   :func:`last_updated_param`) sorted ascending, so many contacts stamped in
   the same second are all read and re-seen ones are recognised by hash;
@@ -42,6 +44,7 @@ from syncd.connectors.paging import OffsetPaging
 from syncd.contact import Fields
 from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
 from syncd.http import Auth, FormLoginCookie, HttpClient, Response, default_rules
+from syncd.model import MOVED_FROM
 
 __all__ = [
     "API", "CAPABILITIES", "CONNECTOR", "FIELDS", "MAX_LENGTH", "PAGE_SIZE", "ValomniaConnector",
@@ -81,6 +84,7 @@ CAPABILITIES = Capabilities(
     fields=frozenset(FIELDS),
     incremental=True,
     can_delete=True,
+    can_move=True,
     timestamps=True,
     limits={f: FieldLimit(MAX_LENGTH, required_on_create=f in REQUIRED, required=f in REQUIRED)
             for f in FIELDS},
@@ -180,14 +184,13 @@ class ValomniaConnector(RestConnector):
     # -- reading --------------------------------------------------------------------------
 
     def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
-        """One listing for every customer, oldest change first, filtered here."""
+        """One listing for every customer, oldest change first (the planner keeps ours)."""
         if not org_ids:
             return
         params: dict[str, str] = {"sort": "lastUpdated", "order": "asc"}
         if since is not None:
             params["lastUpdated_gte"] = last_updated_param(since)
-        yield Listing(API, params=params, what="list contacts", orgs=frozenset(org_ids),
-                      ascending=True,
+        yield Listing(API, params=params, what="list contacts", ascending=True,
                       paginator=OffsetPaging(size=self.page_size, total=self._total))
 
     @staticmethod
@@ -236,6 +239,8 @@ class ValomniaConnector(RestConnector):
         """PUT only the changed mapped fields: the update is partial (DECISIONS.md)."""
         holds = {f: (desired.get(f) or "").strip() for f in FIELDS}
         delta = {FIELDS[f]: (v or "").strip() for f, v in changed.items() if f in FIELDS}
+        if MOVED_FROM in extra:
+            delta["customerId"] = org_id
         what = f"update contact {remote_id}"
         self.check(what, holds, creating=False)
         if not delta:
