@@ -22,10 +22,8 @@ Why it looks the way it does (``shared/systems/zoho_books.md``, ``DECISIONS.md``
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from syncd.config import ZohoBooksConfig
@@ -38,6 +36,7 @@ from syncd.connectors.base import (
     RestConnector,
     WriteResult,
 )
+from syncd.connectors.budget import DailyBudget
 from syncd.connectors.paging import PageNumber
 from syncd.contact import Fields
 from syncd.errors import (
@@ -51,7 +50,7 @@ from syncd.errors import (
 from syncd.http import Auth, HttpClient, OAuth2Grant, Response, default_rules
 
 __all__ = [
-    "CONNECTOR", "DEFAULT_MAX_RPS", "FIELDS", "LIMITS", "READ_SHARE", "DailyBudget",
+    "CONNECTOR", "DEFAULT_MAX_RPS", "FIELDS", "LIMITS",
     "DailyCapReached", "ZohoBooksConnector", "from_config", "is_daily_cap",
 ]
 
@@ -77,13 +76,10 @@ TOKEN_TTL = timedelta(hours=1)
 TOKEN_MARGIN = timedelta(minutes=1)
 """ASSUMPTION: fetch the next token a minute before the hour ends (clock drift)."""
 MAX_REFRESHES, REFRESH_WINDOW = 10, timedelta(minutes=10)
-READ_SHARE = 0.9
-"""ASSUMPTION: reads may pace up to 90 % of the day's budget; the last tenth is the writes'."""
 ASSUMED_INTERVAL = timedelta(minutes=5)
 """The poll interval when the system sets none (the ``[sync]`` default) — paces the sweep."""
 CODE_INTERNAL = 1000
 """Zoho's "Internal error": temporary, even inside an HTTP 200."""
-DAY = timedelta(days=1)
 
 
 def is_daily_cap(message: str) -> bool:
@@ -101,43 +97,6 @@ def _body(response: Response) -> Mapping[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-@dataclass
-class DailyBudget:
-    """Requests per budget day: how many are spent and how many reads this cycle may make."""
-
-    limit: int
-    reset: time
-    interval: timedelta
-    start: datetime | None = None
-    base: int = 0
-    capped_until: datetime | None = None
-
-    def window(self, now: datetime) -> tuple[datetime, datetime]:
-        """The current budget day: from the last reset to the next."""
-        today = datetime.combine(now.astimezone(UTC).date(), self.reset, tzinfo=UTC)
-        start = today if now >= today else today - DAY
-        return start, start + DAY
-
-    def used(self, now: datetime, requests: int) -> int:
-        start, _ = self.window(now)
-        if self.start != start:
-            self.start, self.base = start, requests
-        return requests - self.base
-
-    def reads_allowed(self, now: datetime, requests: int) -> int:
-        """Reads paced over the day (what writes spent comes off), at most one cycle's share."""
-        start, _ = self.window(now)
-        share = self.limit * READ_SHARE
-        paced = math.floor(share * min(1.0, (now - start + self.interval) / DAY))
-        per_cycle = max(1, math.floor(share * (self.interval / DAY)))
-        return max(0, min(paced - self.used(now, requests), per_cycle))
-
-    def status(self, now: datetime, requests: int) -> dict[str, Any]:
-        return {"used": self.used(now, requests), "limit": self.limit,
-                "resets_at": self.window(now)[1].isoformat(),
-                "capped_until": self.capped_until.isoformat() if self.capped_until else None}
 
 
 class ZohoBooksConnector(RestConnector):
