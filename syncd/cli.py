@@ -133,18 +133,20 @@ def _print_report(report: CycleReport) -> None:
            [[name, str(s.read), str(s.created), str(s.updated), str(s.deleted), str(s.conflicts),
              str(s.rejected), str(s.failed), str(s.requests)]
             for name, s in sorted(report.systems.items())],
-           caption="new/upd/del: records created, updated, deleted there; confl: conflicts won; "
-                   "rej: rejected; fail: failed; req: HTTP requests")
+           caption="new/upd/del: records created, updated, deleted there\n"
+                   "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
     for name, s in sorted(report.systems.items()):
         if s.error:
             _say(f"[red]{name}[/]: {escape(s.error)}")
     if report.dry_run:
         plan = report.plan()
+        if not plan:
+            _say("no writes planned: every system is up to date")
         _table(f"{len(plan)} planned writes", ("write", "person, then each field: old → new"),
                [[f"{p['action']} {p['system']}" + (f"/{p['remote_id']}" if p["remote_id"] else ""),
                  "\n".join([p["label"], *(f"  {c}" for c in format_changes(p["changes"])),
                             *([f"  moved from {p['moved_from']}"] if "moved_from" in p else [])])]
-                for p in plan], lines=True)
+                for p in plan], lines=True) if plan else None
     for rej in report.rejections:
         who = report.people.label(rej.golden_id) if report.people else None
         _say(f"[yellow]rejected[/] {escape(rej.describe(who))}")
@@ -267,7 +269,7 @@ def _conflict_rows(rows: list[dict[str, Any]], people: People) -> list[dict[str,
 def _print_conflicts(title: str, rows: list[dict[str, Any]], *, person: bool = True) -> None:
     _table(title,
            ("when (UTC)", *(("person",) if person else ()), "field", "values (✓ won)"),
-           [[_when(r["at"]), *((r["label"],) if person else ()), r["field"],
+           [[_when(r["at"]).replace(" ", "\n"), *((r["label"],) if person else ()), r["field"],
              "\n".join([*(f"{c['system']}: {c['value']!r}" + (" ✓" if c["system"] == r["winner"]
                                                              else "")
                           for c in r["candidates"]), f"by {r['policy']}"])]
@@ -286,6 +288,14 @@ def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class Ambiguous(ConfigError):
+    """A query that means several people: a usage error that lists them (exit 2)."""
+
+    def __init__(self, message: str, candidates: list[Person]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
 def _one_person(people: People, query: str) -> Person:
     """The person a ``--person``/``show`` query means; none or several is a usage error (2)."""
     found = people.find(query)
@@ -297,9 +307,9 @@ def _one_person(people: People, query: str) -> Person:
     if len(found) > 1:
         listed = "\n".join(f"  {p.id}  {p.label()}" for p in found[:20])
         more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
-        raise ConfigError(
+        raise Ambiguous(
             f"{query!r} matches {len(found)} people; give one of their ids or an email:\n"
-            f"{listed}{more}"
+            f"{listed}{more}", found,
         )
     return found[0]
 
@@ -343,7 +353,15 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     with migrated_store(settings) as store:
         state = store.load_state()
         people = People(state)
-        who = _one_person(people, args.query)
+        try:
+            who = _one_person(people, args.query)
+        except Ambiguous as exc:
+            if not args.json:
+                raise
+            _emit({"query": args.query, "error": str(exc).split(":", 1)[0],
+                   "candidates": [{**p.as_dict(), "label": p.label()} for p in exc.candidates]})
+            sys.stderr.write(redact(f"syncd: {exc}") + "\n")
+            return exc.exit_code
         seen = store.link_times(who.id)
         failures = [f for f in store.failures() if f.golden_id == who.id]
         conflicts = _conflict_rows(store.conflicts(limit=1000, golden_id=who.id), people)
@@ -403,7 +421,8 @@ def _print_person(doc: dict[str, Any]) -> None:
            ("field", "golden", "differs in"),
            [[f, golden.get(f) or "-",
              "\n".join(f"{n}: {s['fields'].get(f) or '(empty)'}" for n, s in linked.items()
-                       if f in s["fields"] and s["fields"].get(f, "") != golden.get(f, ""))]
+                       if f in s["fields"] and s["fields"].get(f, "") != golden.get(f, ""))
+             or "-"]
             for f in names])
     _table("systems", ("system", "id", "changed there (UTC)", "synced (UTC)"),
            [[n, (s.get("remote_id") or "-") + (" (dropped)" if s.get("excluded") else ""),
