@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from syncd.config import Settings, config_path, load_settings
@@ -24,6 +26,7 @@ from syncd.engine.report import CycleReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
+from syncd.people import People, Person, describe_write, format_changes
 from syncd.redact import redact, redact_value
 
 __all__ = ["main"]
@@ -62,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     quarantine = sub.add_parser("quarantine", help="records that need a person")
     quarantine.add_argument("action", nargs="?", choices=["list", "retry", "drop"], default="list")
     quarantine.add_argument("--system")
-    quarantine.add_argument("--person")
+    quarantine.add_argument("--person", help="email, name, system:remote-id or person id")
     quarantine.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="one person: every system's copy, pending writes, failures")
+    show.add_argument("query", help="email, name, system:remote-id or person id")
+    show.add_argument("--json", action="store_true")
 
     db = sub.add_parser("db", help="store maintenance")
     db.add_argument("action", choices=["upgrade"])
@@ -85,28 +92,68 @@ def _say(text: str) -> None:
     out.print(redact(text))
 
 
-def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    table = Table(title=redact(title))
-    for col in columns:
-        table.add_column(col)
+Column = str | tuple[str, dict[str, Any]]
+
+
+def _table(title: str, columns: Sequence[Column], rows: Iterable[Sequence[str]],
+           *, caption: str | None = None, lines: bool = False) -> None:
+    """A rich table that stays readable at 80 columns.
+
+    The first column names the row (a system, a write): it never wraps, so a
+    system name is never cut to ``harv…``; the other columns wrap instead.
+    """
+    rows = [[redact(cell) for cell in row] for row in rows]
+    table = Table(title=redact(title), caption=caption, show_lines=lines, caption_justify="left")
+    for i, col in enumerate(columns):
+        header, opts = (col, {}) if isinstance(col, str) else col
+        if i == 0:
+            widest = max([len(header), *(len(line) for r in rows for line in r[0].splitlines())])
+            opts = {"no_wrap": True, "min_width": widest, **opts}
+        table.add_column(header, overflow="fold", **opts)
     for row in rows:
-        table.add_row(*(redact(cell) for cell in row))
+        table.add_row(*row)
     out.print(table)
+
+
+def _when(value: datetime | str | None) -> str:
+    """A time to the second in UTC, short enough for a table cell (``--json`` has it whole)."""
+    if value is None:
+        return "-"
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _print_report(report: CycleReport) -> None:
     _table("dry run: nothing was changed" if report.dry_run else "cycle",
-           ("system", "read", "created", "updated", "deleted", "conflicts", "rejected", "failed",
-            "requests", "error"),
+           ("system", "read", "new", "upd", "del", "confl", "rej", "fail", "req"),
            [[name, str(s.read), str(s.created), str(s.updated), str(s.deleted), str(s.conflicts),
-             str(s.rejected), str(s.failed), str(s.requests), s.error or ""]
-            for name, s in sorted(report.systems.items())])
-    for write in report.planned:
-        _say(f"would {write.describe()}")
+             str(s.rejected), str(s.failed), str(s.requests)]
+            for name, s in sorted(report.systems.items())],
+           caption="new/upd/del: records created, updated, deleted there\n"
+                   "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
+    for name, s in sorted(report.systems.items()):
+        if s.error:
+            _say(f"[red]{name}[/]: {escape(s.error)}")
+    if report.dry_run:
+        plan = report.plan()
+        if not plan:
+            _say("no writes planned: every system is up to date")
+        _table(f"{len(plan)} planned writes", ("write", "person, then each field: old → new"),
+               [[f"{p['action']} {p['system']}" + (f"/{p['remote_id']}" if p["remote_id"] else ""),
+                 "\n".join([p["label"], *(f"  {c}" for c in format_changes(p["changes"])),
+                            *([f"  moved from {p['moved_from']}"] if "moved_from" in p else [])])]
+                for p in plan], lines=True) if plan else None
     for rej in report.rejections:
-        _say(f"[yellow]rejected[/] {rej.describe()}")
+        who = report.people.label(rej.golden_id) if report.people else None
+        _say(f"[yellow]rejected[/] {escape(rej.describe(who))}")
+    shown = {s.error for s in report.systems.values()}
     for error in report.errors:
-        _say(f"[red]error[/] {error}")
+        if error not in shown:
+            _say(f"[red]error[/] {escape(error)}")
 
 
 def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
@@ -135,6 +182,17 @@ def _parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _quarantine_rows(failures: Iterable[Any], people: People) -> list[dict[str, Any]]:
+    """Quarantined writes with the person named (``--json`` of ``quarantine`` and ``status``)."""
+    rows = []
+    for f in failures:
+        who = people(f.golden_id)
+        rows.append({"system": f.system, **who.as_dict(), "label": who.label(),
+                     "action": f.action, "remote_id": f.remote_id, "attempts": f.attempts,
+                     "error": f.last_error, "since": f.updated_at.isoformat()})
+    return rows
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import build_connectors, migrated_store
     from syncd.engine.cycle import system_infos
@@ -152,6 +210,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         for c in connectors.values():
             c.close()
+    people = People(state)
     rows: dict[str, dict[str, Any]] = {}
     for name in settings.systems:
         mark = marks.get(name)
@@ -173,22 +232,31 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         "finished_at": last[0]["finished_at"].isoformat() if last[0]["finished_at"] else None,
         "exit_code": last[0]["exit_code"],
     } if last else None
-    doc = {
+    doc: dict[str, Any] = {
         "last_run": run,
         "systems": rows,
         "people": sum(1 for g in state.goldens.values() if not g.deleted),
         "open_conflicts": counts["conflicts"]["open"],
+        "quarantine": _quarantine_rows((f for f in failures if f.quarantined), people),
     }
     if args.json:
         _emit(doc)
         return 0
-    ran = f"; last run {run['kind']} at {run['finished_at']}, exit {run['exit_code']}" if run else ""
-    columns = ("kind", "last_poll", "watermark", "linked", "pending_writes", "quarantined",
-               "last_error")
+    ran = (f"; last run {run['kind']} at {_when(run['finished_at'])} UTC, exit {run['exit_code']}"
+           if run else "")
     _table(f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}",
-           ("system", *columns),
-           [[name, *(str(row[c]) if row[c] is not None else "-" for c in columns)]
-            for name, row in rows.items()])
+           ("system", "last poll (UTC)\nwatermark", "linked", "pending", "quarantined"),
+           [[f"{name}\n{row['kind']}" + ("" if row["enabled"] else " (off)"),
+             f"{_when(row['last_poll'])}\n{_when(row['watermark'])}",
+             str(row["linked"]),
+             str(row["pending_writes"]) + (f"\n{row['rejected']} rejected" if row["rejected"] else ""),
+             str(row["quarantined"])]
+            for name, row in rows.items()], lines=True)
+    for name, row in rows.items():
+        if row["last_error"]:
+            _say(f"[red]{name}[/]: last error: {escape(row['last_error'])}")
+    for q in doc["quarantine"]:
+        _say(f"[yellow]quarantined[/] {q['action']} {q['system']} for {escape(q['label'])}")
     for name, row in rows.items():
         if row["budget"]:
             b = row["budget"]
@@ -220,20 +288,60 @@ def _budget(name: str, connector: Any, runs: Sequence[dict[str, Any]]) -> dict[s
     return {"used": used, "limit": budget.limit, "resets_at": end.isoformat()}
 
 
+def _conflict_rows(rows: list[dict[str, Any]], people: People) -> list[dict[str, Any]]:
+    named = []
+    for r in rows:
+        who = people(r["person"])
+        named.append({**r, **who.as_dict(), "label": who.label()})
+    return named
+
+
+def _print_conflicts(title: str, rows: list[dict[str, Any]], *, person: bool = True) -> None:
+    _table(title,
+           ("when (UTC)", *(("person",) if person else ()), "field", "values (✓ won)"),
+           [[_when(r["at"]).replace(" ", "\n"), *((r["label"],) if person else ()), r["field"],
+             "\n".join([*(f"{c['system']}: {c['value']!r}" + (" ✓" if c["system"] == r["winner"]
+                                                             else "")
+                          for c in r["candidates"]), f"by {r['policy']}"])]
+            for r in rows], lines=True)
+
+
 def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
 
     with migrated_store(settings) as store:
-        rows = store.conflicts()
+        rows = _conflict_rows(store.conflicts(), People(store.load_state()))
     if args.json:
         _emit({"conflicts": rows})
         return 0
-    _table(f"{len(rows)} conflicts (newest first)",
-           ("at", "person", "field", "candidates", "winner", "policy"),
-           [[r["at"], r["person"], r["field"],
-             "; ".join(f"{c['system']}={c['value']!r}" for c in r["candidates"]),
-             f"{r['winner']}={r['value']!r}", r["policy"]] for r in rows])
+    _print_conflicts(f"{len(rows)} conflicts (newest first)", rows)
     return 0
+
+
+class Ambiguous(ConfigError):
+    """A query that means several people: a usage error that lists them (exit 2)."""
+
+    def __init__(self, message: str, candidates: list[Person]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def _one_person(people: People, query: str) -> Person:
+    """The person a ``--person``/``show`` query means; none or several is a usage error (2)."""
+    found = people.find(query)
+    if not found:
+        raise ConfigError(
+            f"no person matches {query!r}: give an email, a name, system:remote-id "
+            "(e.g. harvest:1001) or a person id"
+        )
+    if len(found) > 1:
+        listed = "\n".join(f"  {p.id}  {p.label()}" for p in found[:20])
+        more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
+        raise Ambiguous(
+            f"{query!r} matches {len(found)} people; give one of their ids or an email:\n"
+            f"{listed}{more}", found,
+        )
+    return found[0]
 
 
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
@@ -241,28 +349,137 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.store.admin import drop_quarantined
 
     with migrated_store(settings) as store:
+        people = People(store.load_state())
+        who = _one_person(people, args.person) if args.person else None
+        gid = who.id if who else None
         if args.action == "retry":
-            n = store.retry_quarantined(args.system, args.person)
+            n = store.retry_quarantined(args.system, gid)
             doc: dict[str, Any] = {"retried": n}
         elif args.action == "drop":
-            doc = {"dropped": drop_quarantined(store, args.system, args.person)}
+            doc = {"dropped": drop_quarantined(store, args.system, gid)}
         else:
-            doc = {"quarantined": [
-                {"system": f.system, "person": f.golden_id, "action": f.action,
-                 "remote_id": f.remote_id, "attempts": f.attempts, "error": f.last_error,
-                 "since": f.updated_at.isoformat()}
-                for f in store.quarantined(args.system, args.person)
-            ]}
+            doc = {"quarantined": _quarantine_rows(store.quarantined(args.system, gid), people)}
+        if who is not None:
+            doc["person"] = {**who.as_dict(), "label": who.label()}
     if args.json:
         _emit(doc)
     elif args.action == "list":
         _table(f"{len(doc['quarantined'])} quarantined writes",
-               ("system", "person", "action", "attempts", "error"),
-               [[r["system"], r["person"], r["action"], str(r["attempts"]), r["error"]]
-                for r in doc["quarantined"]])
+               ("write", "person", "tries", "error"),
+               [[f"{r['action']} {r['system']}" + (f"/{r['remote_id']}" if r["remote_id"] else ""),
+                 r["label"], str(r["attempts"]), r["error"]]
+                for r in doc["quarantined"]], lines=True)
     else:
-        _say(", ".join(f"{k}: {v}" for k, v in doc.items()))
+        done = next(f"{k}: {v}" for k, v in doc.items() if k != "person")
+        _say(escape(done + (f" ({who.label()})" if who else "")))
     return 0
+
+
+def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
+    """One person as every system holds them, and what is still to happen to them."""
+    from syncd.app import build_connectors, migrated_store
+    from syncd.engine.cycle import system_infos
+
+    with migrated_store(settings) as store:
+        state = store.load_state()
+        people = People(state)
+        try:
+            who = _one_person(people, args.query)
+        except Ambiguous as exc:
+            if not args.json:
+                raise
+            _emit({"query": args.query, "error": str(exc).split(":", 1)[0],
+                   "candidates": [{**p.as_dict(), "label": p.label()} for p in exc.candidates]})
+            sys.stderr.write(redact(f"syncd: {exc}") + "\n")
+            return exc.exit_code
+        seen = store.link_times(who.id)
+        failures = [f for f in store.failures() if f.golden_id == who.id]
+        conflicts = _conflict_rows(store.conflicts(limit=1000, golden_id=who.id), people)
+    connectors = build_connectors(settings)
+    try:
+        writes, rejections = derive_writes(
+            state, system_infos(settings, connectors).values(), only=[who.id]
+        )
+    finally:
+        for c in connectors.values():
+            c.close()
+    golden = state.goldens.get(who.id)
+    systems: dict[str, dict[str, Any]] = {}
+    for name in sorted(settings.systems):
+        link = state.links.get((who.id, name))
+        systems[name] = {"linked": False} if link is None else {
+            "linked": link.remote_id is not None,
+            "excluded": link.excluded,
+            "remote_id": link.remote_id,
+            "org_id": link.org_id,
+            "fields": dict(link.fields),
+            "remote_updated_at": link.remote_updated_at.isoformat() if link.remote_updated_at else None,
+            "updated_at": _iso(seen.get(name)),
+        }
+    doc: dict[str, Any] = {
+        **who.as_dict(),
+        "label": who.label(),
+        "deleted": who.deleted,
+        "organization": golden.org if golden else None,
+        "golden": dict(golden.fields) if golden else {},
+        "systems": systems,
+        "pending": [describe_write(w, people) for w in writes],
+        "rejected": [{"system": r.system, "action": r.action.value, "field": r.field,
+                      "reason": r.reason} for r in rejections],
+        "failures": [{"system": f.system, "action": f.action, "remote_id": f.remote_id,
+                      "attempts": f.attempts, "quarantined": f.quarantined, "error": f.last_error,
+                      "next_retry_at": f.next_retry_at.isoformat() if f.next_retry_at else None,
+                      "since": f.updated_at.isoformat()} for f in failures],
+        "conflicts": conflicts,
+    }
+    if args.json:
+        _emit(doc)
+        return 0
+    _print_person(doc)
+    return 0
+
+
+def _print_person(doc: dict[str, Any]) -> None:
+    state = " [red](deleted)[/]" if doc["deleted"] else ""
+    _say(f"[bold]{escape(doc['label'])}[/]{state}")
+    _say(f"person {doc['person']}, organization {doc['organization'] or '-'}")
+    golden: dict[str, str] = doc["golden"]
+    linked = {n: s for n, s in doc["systems"].items() if "fields" in s}
+    names = sorted({f for f, v in golden.items() if v}
+                   | {f for s in linked.values() for f, v in s["fields"].items() if v})
+    _table("golden record (and where a system holds otherwise)",
+           ("field", "golden", "differs in"),
+           [[f, golden.get(f) or "-",
+             "\n".join(f"{n}: {s['fields'].get(f) or '(empty)'}" for n, s in linked.items()
+                       if f in s["fields"] and s["fields"].get(f, "") != golden.get(f, ""))
+             or "-"]
+            for f in names])
+    _table("systems", ("system", "id", "changed there (UTC)", "synced (UTC)"),
+           [[n, (s.get("remote_id") or "-") + (" (dropped)" if s.get("excluded") else ""),
+             _when(s.get("remote_updated_at")), _when(s.get("updated_at"))]
+            if s["linked"] or s.get("excluded") else [n, "not linked", "-", "-"]
+            for n, s in doc["systems"].items()])
+    if doc["pending"]:
+        _say(f"pending writes ({len(doc['pending'])}):")
+        for p in doc["pending"]:
+            target = f"{p['system']}/{p['remote_id']}" if p["remote_id"] else p["system"]
+            _say(f"  {p['action']} {target}")
+            for line in format_changes(p["changes"]):
+                _say(f"    {escape(line)}")
+    else:
+        _say("pending writes: none, every system is up to date")
+    for r in doc["rejected"]:
+        _say(f"[yellow]rejected[/] {r['action']} {r['system']}: field {r['field']}: "
+             f"{escape(r['reason'])}")
+    for f in doc["failures"]:
+        state = "quarantined" if f["quarantined"] else f"retry at {_when(f['next_retry_at'])} UTC"
+        _say(f"[red]failed[/] {f['action']} {f['system']} ({f['attempts']} tries, {state}): "
+             f"{escape(f['error'])}")
+    if doc["conflicts"]:
+        _print_conflicts(f"{len(doc['conflicts'])} conflicts (newest first)", doc["conflicts"],
+                         person=False)
+    else:
+        _say("conflicts: none logged")
 
 
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
@@ -304,12 +521,28 @@ COMMANDS = {
     "status": cmd_status,
     "conflicts": cmd_conflicts,
     "quarantine": cmd_quarantine,
+    "show": cmd_show,
     "db": cmd_db,
 }
 
 
 def _load(path: str | None) -> Settings:
-    """The settings, with an unreadable file (a directory, no permission) as one exit-2 line."""
+    """The settings, with an unreadable file (a directory, no permission) as one exit-2 line.
+
+    A missing file is the first thing a new user meets: say where we looked
+    and how to get a file, not just "not found".
+    """
+    file = config_path(path)
+    if not file.exists():
+        how = (f"--config {path}" if path else
+               f"$SYNCD_CONFIG={os.environ['SYNCD_CONFIG']}" if os.environ.get("SYNCD_CONFIG")
+               else "the default ./syncd.toml ($SYNCD_CONFIG is not set)")
+        raise ConfigError(
+            f"{file}: configuration file not found (looked at {file.absolute()}, from {how}).\n"
+            "To start: copy config/syncd.example.toml to ./syncd.toml and fill it in, or run "
+            "`syncd sandbox --write-config syncd.toml` for simulated systems to try syncd on; "
+            "then pass --config PATH or set $SYNCD_CONFIG."
+        )
     try:
         return load_settings(path)
     except OSError as exc:

@@ -304,12 +304,14 @@ class Write:
     moves the record to ``org_id`` (systems that ``can_move``); a CREATE that carries it
     is made under ``org_id`` after the old remote record is deleted (systems that cannot)."""
 
-    def describe(self) -> str:
+    def describe(self, who: str | None = None) -> str:
+        """One line for messages; ``who`` names the person (``syncd.people``), else the id."""
         target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
         detail = ", ".join(sorted(self.changed)) if self.action is Action.UPDATE else ""
         if self.moved_from is not None:
             detail = ", ".join(x for x in (detail, f"moved from {self.moved_from[0]}") if x)
-        return f"{self.action.value} {target} (person {self.golden_id}){': ' + detail if detail else ''}"
+        person = who or f"person {self.golden_id}"
+        return f"{self.action.value} {target} for {person}{': ' + detail if detail else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +325,11 @@ class Rejection:
     field: str
     reason: str
 
-    def describe(self) -> str:
+    def describe(self, who: str | None = None) -> str:
+        """One line for messages; ``who`` names the person (``syncd.people``), else the id."""
         target = f"{self.system}/{self.remote_id}" if self.remote_id else self.system
-        return f"{target} (person {self.golden_id}): field {self.field}: {self.reason}"
+        person = who or f"person {self.golden_id}"
+        return f"{self.action.value} {target} for {person}: field {self.field}: {self.reason}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,7 +78,8 @@ def test_dry_run_prints_plan_and_changes_nothing(tmp_path: Path) -> None:
     result = syncd("--config", str(cfg), "once", "--dry-run", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["dry_run"] and any(p.startswith("create billing") for p in doc["planned"])
+    assert doc["dry_run"] and any(p["action"] == "create" and p["system"] == "billing"
+                                  for p in doc["planned"])
     assert billing(tmp_path).records == {}
     store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
     assert store.load_state().goldens == {} and store.watermarks() == {}

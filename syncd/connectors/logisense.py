@@ -134,8 +134,8 @@ class LogisenseConnector(RestConnector):
             routing = details.get("resourceRouting", {}).get("routes", [])
             patch = details.get("dataFlowPatchTypes", {})
             self.routes[entity] = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
-            log.info("logisense.routes", system=self.name, entity=entity,
-                     routes=self.routes[entity], patch=patch)
+            log.debug("logisense.routes", system=self.name, entity=entity,
+                      routes=self.routes[entity], patch=patch)
             if entity == "Account" and "delete" not in patch.get("contact", ["delete"]):
                 log.warning("logisense.no_delete", system=self.name)
                 self.capabilities = dataclasses.replace(CAPABILITIES, can_delete=False)
@@ -152,7 +152,7 @@ class LogisenseConnector(RestConnector):
             for ctype in {c for c, _ in ids} | {self.cfg.contact_type_id or 0}:
                 ids[(ctype, kind)] = tid
         self.type_ids = ids
-        log.info("logisense.point_types", system=self.name, count=len(ids))
+        log.debug("logisense.point_types", system=self.name, count=len(ids))
 
     def _type_id(self, ctype: int, kind: str) -> int | None:
         assert self.type_ids is not None

@@ -27,6 +27,7 @@ from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError
 from syncd.logs import get_logger
 from syncd.model import Failure, Policy, Rejection, State, SystemInfo, Write
+from syncd.people import People
 from syncd.store.repo import Store
 
 __all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "system_infos"]
@@ -174,10 +175,12 @@ class Syncer:
         for conflict in result.conflicts:
             report.systems[conflict.winner].conflicts += 1
         report.rejections = rejections
+        report.people = people = People(result.state)
         for rej in rejections:
             report.systems[rej.system].rejected += 1
             log.warning("write_rejected", system=rej.system, person=rej.golden_id,
-                        remote_id=rej.remote_id, field=rej.field, reason=rej.reason)
+                        who=people.label(rej.golden_id), remote_id=rej.remote_id,
+                        field=rej.field, reason=rej.reason)
         if rejections:
             report.exit_code = max(report.exit_code, 1)
         if dry_run:
@@ -194,7 +197,7 @@ class Syncer:
         for name in systems:
             self.progress(name, "planned", sum(1 for w in due if w.system == name))
         pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
-                        failures, stop=self.stop, progress=self.progress)
+                        failures, stop=self.stop, progress=self.progress, name=people.label)
         outcome = pusher.push(due)
         self._account(report, outcome)
         if hold:
@@ -371,6 +374,11 @@ class Syncer:
                 self._cache = None
             elif self._cache is not None:
                 self._cache = (self.store.known_revision, self._cache[1], self._cache[2])
+        for name, rep in sorted(report.systems.items()):
+            # One line per system at info level: what an operator reads of a healthy cycle.
+            log.info("system_synced", system=name, read=rep.read, created=rep.created,
+                     updated=rep.updated, deleted=rep.deleted, failed=rep.failed,
+                     rejected=rep.rejected, requests=rep.requests, error=rep.error)
         log.info(
             "cycle_finished",
             kind=kind,

@@ -88,8 +88,11 @@ class Pusher:
         *,
         stop: threading.Event | None = None,
         progress: Callable[[str, str, int], None] | None = None,
+        name: Callable[[str], str] | None = None,
     ) -> None:
         self.stop = stop or threading.Event()
+        self.name = name
+        """Person id → ``Ada Lovelace <ada@…> (harvest 1001)``: failures name the person."""
         self.progress = progress
         self.store = store
         self.connectors = connectors
@@ -212,10 +215,12 @@ class Pusher:
             )
         )
         outcome.failed[write.system] += 1
-        outcome.messages.append(f"{write.describe()}: {exc}")
+        who = self.name(write.golden_id) if self.name else None
+        outcome.messages.append(f"{write.describe(who)}: {exc}")
         log.warning(
-            "write_failed", system=write.system, person=write.golden_id, action=write.action.value,
-            remote_id=write.remote_id, attempts=attempts, quarantined=quarantined, error=str(exc),
+            "write_failed", system=write.system, person=write.golden_id, who=who,
+            action=write.action.value, remote_id=write.remote_id, attempts=attempts,
+            quarantined=quarantined, error=str(exc),
         )
 
     def _flush(self, batch: _Batch, outcome: PushOutcome) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from syncd.model import Rejection, Write
+from syncd.people import People, describe_write
 from syncd.redact import redact, redact_value
 
 __all__ = ["CycleReport", "SystemReport"]
@@ -48,6 +49,9 @@ class CycleReport:
     rejections: list[Rejection] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     conflicts: int = 0
+    people: People | None = field(default=None, repr=False)
+    """The planned state's people: names the person of each planned write and rejection,
+    and holds each system's old values for the dry run's ``old → new``."""
 
     @property
     def writes(self) -> int:
@@ -61,7 +65,22 @@ class CycleReport:
             "exit_code": self.exit_code,
             "conflicts": self.conflicts,
             "systems": {name: s.as_dict() for name, s in sorted(self.systems.items())},
-            "planned": [w.describe() for w in self.planned] if self.dry_run else [],
-            "rejected": [redact(r.describe()) for r in self.rejections],
+            "planned": self.plan() if self.dry_run else [],
+            "rejected": [self.rejection(r) for r in self.rejections],
             "errors": [redact(e) for e in self.errors],
         }
+
+    def plan(self) -> list[dict[str, Any]]:
+        """The dry run's writes: the person named, each field's old and new value."""
+        return [redact_value(describe_write(w, self.people)) for w in self.planned]
+
+    def rejection(self, rej: Rejection) -> dict[str, Any]:
+        who = self.people(rej.golden_id) if self.people else None
+        doc: dict[str, Any] = {
+            "system": rej.system, "action": rej.action.value, "remote_id": rej.remote_id,
+            **(who.as_dict() if who else {"person": rej.golden_id}),
+            "field": rej.field, "reason": rej.reason,
+            "text": rej.describe(who.label() if who else None),
+        }
+        masked: dict[str, Any] = redact_value(doc)
+        return masked

@@ -536,8 +536,11 @@ class Store:
         if rows:
             conn.execute(sa.insert(C), rows)
 
-    def conflicts(self, *, limit: int = 200) -> list[dict[str, Any]]:
+    def conflicts(self, *, limit: int = 200, golden_id: str | None = None) -> list[dict[str, Any]]:
+        """Logged conflicts, newest first; of one person (``syncd show``) when given."""
         query = sa.select(C).order_by(C.c.id.desc()).limit(limit)
+        if golden_id is not None:
+            query = query.where(C.c.golden_id == golden_id)
         with self.engine.connect() as conn:
             return [
                 {
@@ -548,6 +551,18 @@ class Store:
                 }
                 for r in conn.execute(query)
             ]
+
+    def link_times(self, golden_id: str) -> dict[str, datetime | None]:
+        """system → when we last wrote that person's link (read from or pushed to it).
+
+        Not part of :class:`~syncd.model.Link`: only ``syncd show`` asks, to say
+        when each system's copy was last seen.
+        """
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(L.c.system, L.c.updated_at).where(L.c.golden_id == golden_id)
+            ).all()
+        return {system: read_utc(at) for system, at in rows}
 
     def record_run(
         self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
