@@ -250,7 +250,7 @@ def test_a_lost_delete_answer_is_replayed_safely(
     sim: LighteningSim, connector: LighteningConnector
 ) -> None:
     rid = sim.admin_create(ORG, PERSON)
-    sim.lose_next = 1  # deleted, but the answer never arrives
+    sim.faults.lose_next = 1  # deleted, but the answer never arrives
     connector.delete(rid, ORG, {})  # the retry hears "Entity not found.": gone, as wanted
     assert int(rid) not in sim.contacts
 
@@ -585,7 +585,7 @@ def test_end_to_end_lightening_harvest_logisense_every_direction_then_quiet(
 
     # 4. a create whose answer is lost is matched on the next poll, never sent twice
     w.hv.admin_create(H_ORG, {"first_name": "Dee", "last_name": "Dart", "email": "dee@x.com"})
-    w.lt.lose_next = 1
+    w.lt.faults.lose_next = 1
     w.clear()
     run_once(config, expect=1)  # the Lightening create's outcome is unknown
     assert w.lt.counters["POST"] == 1 and "dee@x.com" in people(w.lt, ORG)

@@ -343,9 +343,9 @@ def test_seeded_and_served_by_the_sandbox() -> None:
 
 
 def test_a_lost_answer_is_applied_but_never_heard(sim: LighteningSim, http: httpx.Client) -> None:
-    sim.lose_next = 1
+    sim.faults.lose_next = 1
     with pytest.raises(httpx.TransportError):
         http.post("/contact", json={"customer_id": 1, "name": "Ada Lovelace"})
     assert [c.values["name"] for c in sim.contacts.values()] == ["Ada Lovelace"]
-    assert sim.lose_next == 0 and sim.writes() == 1
+    assert sim.faults.lose_next == 0 and sim.writes() == 1
     assert entities(http, 1)[0]["name"] == "Ada Lovelace"  # reads are never lost

@@ -583,7 +583,7 @@ def test_end_to_end_a_create_whose_answer_is_lost_is_matched_next_poll(
     write_config(config, urls, tmp_path)
     sims["harvest"].admin_create("11072", {"first_name": "Eve", "last_name": "Ng",
                                            "email": "eve@x.com"})
-    val.lose_answers = 1  # the create lands, its answer never arrives
+    val.faults.lose_next = 1  # the create lands, its answer never arrives
     report = run_once(config, expect=1)
     assert report["systems"]["valomnia"]["created"] == 0
     assert list(people(val)) == ["eve@x.com"]

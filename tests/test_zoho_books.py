@@ -600,7 +600,7 @@ def test_end_to_end_syncd_once_with_harvest_and_logisense(
     # 6. a create whose answer is lost is matched on the next poll, never sent twice
     harvest.admin_create(H_ORG, {"first_name": "Gus", "last_name": "Harvest",
                                  "email": "gus@x.com"})
-    zoho.lose_next_create = 1
+    zoho.faults.lose_next = 1
     zoho.counters.clear()
     done = subprocess.run([sys.executable, "-m", "syncd", "--config", str(config), "once",
                            "--json"], cwd=REPO, env={**os.environ, **SECRETS},

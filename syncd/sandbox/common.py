@@ -11,7 +11,7 @@ four ``admin_*`` methods in canonical fields, so tests and the demo can act
 * ``DELETE /_admin/records/{id}``
 * ``GET  /_admin/counters``         requests by method; ``POST /_admin/counters/reset``
 * ``POST /_admin/faults``           ``{"error_rate", "drop_rate", "latency", "throttle_next",
-  "error_next", "drop_next"}``
+  "error_next", "drop_next", "lose_next"}``
 
 The admin side is unauthenticated and never counted or faulted.
 """
@@ -62,6 +62,8 @@ class Faults:
     """Answer the next N requests with HTTP 500."""
     drop_next: int = 0
     """Cut the connection of the next N requests mid-answer."""
+    lose_next: int = 0
+    """Apply the next N writes, then cut the connection: the answer is lost, the write is not."""
     seed: int | None = None
 
 
@@ -94,6 +96,14 @@ class Simulator:
     def admin_dump(self) -> list[dict[str, Any]]:
         """Every record: ``{"id", "org", **canonical fields}``."""
         raise NotImplementedError
+
+    login_paths: tuple[str, ...] = ()
+    """Paths of the vendor's login: a POST there is no data write."""
+
+    def is_write(self, method: str, path: str) -> bool:
+        """A data write (what ``lose_next`` applies to): a login is not one."""
+        return method in ("POST", "PUT", "PATCH", "DELETE") and not any(
+            path.startswith(p) or path.endswith(p) for p in self.login_paths)
 
     def throttle_response(self) -> Response:
         """The vendor's own rate-limit answer."""
@@ -182,6 +192,8 @@ class _FaultMiddleware:
             throttle, faults.throttle_next = faults.throttle_next > 0, max(0, faults.throttle_next - 1)
             error, faults.error_next = faults.error_next > 0, max(0, faults.error_next - 1)
             drop, faults.drop_next = faults.drop_next > 0, max(0, faults.drop_next - 1)
+            lose = faults.lose_next > 0 and sim.is_write(str(scope["method"]), str(scope["path"]))
+            faults.lose_next -= 1 if lose else 0
             roll = sim._random.random()
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -195,6 +207,13 @@ class _FaultMiddleware:
             await JSONResponse({"error": "injected server error"}, status_code=500)(
                 scope, receive, send
             )
+            return
+        if lose:
+            async def swallow(message: Message) -> None:
+                return None
+
+            await self.app(scope, receive, swallow)  # applied ...
+            await _drop_connection(send)  # ... and never heard of
             return
         await self.app(scope, receive, send)
 

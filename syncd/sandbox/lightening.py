@@ -20,9 +20,8 @@ Faithful to seed 000, ``systems/lightening.md`` and the readings fixed in
   truncated;
 * booleans are read back as ``"1"``/``"0"``, ``id`` as a string,
   ``customer_id`` as an int, timestamps ``YYYY-MM-DD HH:MM:SS`` in UTC;
-* besides the shared faults, ``lose_next`` applies the next writes and then
-  cuts the connection: the answer is lost *after* the fact, the case a
-  create must survive without being sent twice.
+* its delete is a ``GET …/delete``: :meth:`LighteningSim.is_write` says so,
+  so the shared ``lose_next`` fault (applied, answer lost) covers it too.
 
 Where the vendor's documents and DECISIONS.md are both silent the simulator
 picks one reading and names it ``ASSUMPTION`` below, so a real server that
@@ -44,12 +43,10 @@ from starlette.routing import BaseRoute, Route
 
 from syncd.sandbox.common import (
     ASGIApp,
-    Message,
     Receive,
     Scope,
     Send,
     Simulator,
-    _drop_connection,
     utc_now,
 )
 
@@ -177,6 +174,9 @@ class LighteningSim(Simulator):
 
     kind = "lightening"
 
+    def is_write(self, method: str, path: str) -> bool:
+        return super().is_write(method, path) or (method == "GET" and path.endswith("/delete"))
+
     def __init__(
         self,
         *,
@@ -193,11 +193,7 @@ class LighteningSim(Simulator):
         self.clock = clock
         self.contacts: dict[int, LighteningContact] = {}
         self._next_id = 411  # the note's example id is 412
-        self.lose_next = 0
-        """Apply the next N vendor writes, then cut the connection: an answer lost after
-        the fact (a timeout on the way back), which ``drop_next`` cannot play."""
         super().__init__()
-        self.app.add_middleware(_LoseAnswer, sim=self)
         # Outermost, so a delete is counted even when a fault answers it.
         self.app.add_middleware(_CountDeletes, sim=self)
 
@@ -503,32 +499,6 @@ class LighteningSim(Simulator):
                     **{canon: c.values[native] for native, canon in CANONICAL.items()},
                 })
             return rows
-
-
-class _LoseAnswer:
-    """``lose_next``: the write is applied, its answer never arrives."""
-
-    def __init__(self, app: ASGIApp, sim: LighteningSim) -> None:
-        self.app = app
-        self.sim = sim
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", ""))
-        write = scope["type"] == "http" and not path.startswith("/_admin") and (
-            scope["method"] == "POST" or path.endswith("/delete"))
-        with self.sim.lock:
-            lose = write and self.sim.lose_next > 0
-            if lose:
-                self.sim.lose_next -= 1
-        if not lose:
-            await self.app(scope, receive, send)
-            return
-
-        async def swallow(message: Message) -> None:
-            return None
-
-        await self.app(scope, receive, swallow)
-        await _drop_connection(send)
 
 
 class _CountDeletes:

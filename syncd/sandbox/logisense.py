@@ -118,6 +118,8 @@ class LogisenseSim(Simulator):
 
     kind = "logisense"
 
+    login_paths = ("/Access/Login",)
+
     def __init__(
         self,
         *,

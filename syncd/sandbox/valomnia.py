@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from syncd.sandbox.common import Receive, Scope, Send, Simulator, _drop_connection, utc_now
+from syncd.sandbox.common import Simulator, utc_now
 
 __all__ = [
     "CANONICAL",
@@ -115,16 +115,6 @@ def _error(status: int, code: str, description: str) -> JSONResponse:
     return JSONResponse({"error": code, "error_description": description}, status_code=status)
 
 
-class _LostAnswer(Response):
-    """The write was applied, then the connection is cut mid-answer: the client cannot tell."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _drop_connection(send)
-
-
 class _Refused(Exception):
     """A request the vendor answers with ``{error, error_description}``."""
 
@@ -167,6 +157,8 @@ class ValomniaSim(Simulator):
 
     kind = "valomnia"
 
+    login_paths = (LOGIN_PATH,)
+
     def __init__(
         self,
         *,
@@ -196,8 +188,6 @@ class ValomniaSim(Simulator):
         """Every login's parameters, query and form merged (tests check the fields)."""
         self.log: deque[dict[str, Any]] = deque(maxlen=2000)
         """Recent API requests: method, path, query, cookie, content type, form."""
-        self.lose_answers = 0
-        """Apply the next N writes, then cut the connection before the answer (a lost answer)."""
         self._next_id = 7000
         super().__init__()
 
@@ -300,11 +290,7 @@ class ValomniaSim(Simulator):
                 response = await handler(request, form)
             except _Refused as refused:
                 return refused.response
-            with self.lock:
-                lose = self.lose_answers > 0 and request.method != "GET"
-                if lose:
-                    self.lose_answers -= 1
-            return _LostAnswer() if lose else response
+            return response
 
         return endpoint
 

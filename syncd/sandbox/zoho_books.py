@@ -30,8 +30,8 @@ attributes of the same names): ``expire_tokens`` (every access token dies now),
 ``person_as_array`` (create/update answer ``contact_person`` as a one-element
 array, as the OpenAPI file shows), ``soft_error_next`` (the next N Books calls
 answer HTTP 200 with a non-zero ``code``: success is ``code == 0``, not the
-status), ``daily_limit`` and ``lose_next_create`` (the next N creates are applied
-but their answer is cut short: the client cannot learn the new id).
+status) and ``daily_limit``.  A create whose answer is lost is the shared
+``lose_next`` fault.
 
 Where the vendor's documents are silent the simulator picks one reading and
 names it as an ``ASSUMPTION`` constant below, so a real server that differs is
@@ -222,6 +222,8 @@ class ZohoBooksSim(Simulator):
 
     kind = "zoho_books"
 
+    login_paths = (ACCOUNTS_PREFIX,)
+
     def __init__(
         self,
         *,
@@ -243,7 +245,6 @@ class ZohoBooksSim(Simulator):
         self.token_ttl = token_ttl
         self.person_as_array = person_as_array
         self.soft_error_next = 0
-        self.lose_next_create = 0
         self.clock = clock
         self.tokens: dict[str, datetime] = {}
         self._minted: dict[str, deque[datetime]] = {}
@@ -615,10 +616,6 @@ class ZohoBooksSim(Simulator):
             parent.persons.append(person.contact_person_id)
             if body.get("is_primary_contact") is True or len(parent.persons) == 1:
                 self._make_primary(parent, person)
-            if self.lose_next_create > 0:  # applied, but the answer is cut short
-                self.lose_next_create -= 1
-                return Response(b'{"code": 0, "message": "Contact pers', 201,
-                                media_type="application/json")
             return self._person_answer(person, "Contact person's information has been saved.",
                                        201)
 
@@ -672,8 +669,6 @@ class ZohoBooksSim(Simulator):
                 self.soft_error_next = int(body["soft_error_next"])
             if "daily_limit" in body:
                 self.daily_limit = int(body["daily_limit"])
-            if "lose_next_create" in body:
-                self.lose_next_create = int(body["lose_next_create"])
             return JSONResponse({"person_as_array": self.person_as_array,
                                  "soft_error_next": self.soft_error_next,
                                  "daily_limit": self.daily_limit,
