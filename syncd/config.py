@@ -93,6 +93,15 @@ class _SystemBase(_Strict):
     interval: Duration | None = None
     timeout: Duration = timedelta(seconds=30)
     max_rps: float | None = Field(default=None, gt=0)
+    max_in_flight: int = Field(default=4, ge=1, le=32)
+    """Writes a push may have in flight to this system at once.
+
+    Requests wait on the network, not on us: with 100 ms per answer, one at a
+    time caps a push at ~10 writes/s whatever the API allows.  A few in flight
+    let the push reach ``max_rps`` (or the documented limit) instead; the rate
+    limiter still paces them.  Connectors whose API is better served one at a
+    time (Harvest, Zoho Books) cap it at 1 whatever this says.
+    """
     max_wait: Duration = timedelta(minutes=2)
     """The longest throttle wait sat out within a cycle; a longer one gives the system up."""
     throttle_window: Duration = timedelta(seconds=60)

@@ -181,25 +181,44 @@ class RateLimiter:
                         self._tokens -= 1
                         return
                     wait = (1 - self._tokens) / self.rate
-            self.waited += wait
+                self.waited += wait
             sleep(wait)
 
 
 @dataclass
 class HttpStats:
+    """Request counters, bumped under a lock: a push sends from several threads at once."""
+
     requests: int = 0
     writes: int = 0
     retries: int = 0
     rate_limited: int = 0
     by_method: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def sent(self, method: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.by_method[method] = self.by_method.get(method, 0) + 1
+            if method not in ("GET", "HEAD"):
+                self.writes += 1
+
+    def retried(self) -> None:
+        with self._lock:
+            self.retries += 1
+
+    def throttled(self) -> None:
+        with self._lock:
+            self.rate_limited += 1
 
     def snapshot(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "writes": self.writes,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-        }
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "writes": self.writes,
+                "retries": self.retries,
+                "rate_limited": self.rate_limited,
+            }
 
 
 # -- auth strategies ---------------------------------------------------------------------------
@@ -508,10 +527,7 @@ class HttpClient:
             req_headers = dict(headers or {})
             if authenticate and self.auth is not None:
                 req_headers.update(self.auth.headers(self))
-            self.stats.requests += 1
-            self.stats.by_method[method] = self.stats.by_method.get(method, 0) + 1
-            if method not in ("GET", "HEAD"):
-                self.stats.writes += 1
+            self.stats.sent(method)
             request = self._client.build_request(method, url, params=params, json=json,
                                                  data=data, content=content, headers=req_headers)
             error: RetriableError
@@ -545,13 +561,13 @@ class HttpClient:
                     continue
                 except RateLimited as exc:
                     # A throttle answer means "not applied": wait it out and resend.
-                    self.stats.rate_limited += 1
+                    self.stats.throttled()
                     wait = exc.retry_after if exc.retry_after is not None else self.throttle_window
                     self._throttle(label, wait)
                     error = RateLimited(f"{label}: {exc}", system=self.system, retry_after=wait)
                     if attempt < self.max_retries:
                         attempt += 1
-                        self.stats.retries += 1
+                        self.stats.retried()
                         continue
                     raise error from None
                 except RetriableError as exc:
@@ -567,7 +583,7 @@ class HttpClient:
             if attempt >= self.max_retries:
                 raise error
             attempt += 1
-            self.stats.retries += 1
+            self.stats.retried()
             self._wait(min(self.max_wait, self.backoff * (2 ** (attempt - 1))))
 
     # -- guarded parsing: a bad answer is our error, never a traceback ------------------------

@@ -186,6 +186,8 @@ class RestConnector:
     default_headers: ClassVar[Mapping[str, str]] = {}
     default_max_rps: ClassVar[float | None] = None
     default_burst: ClassVar[float | None] = None
+    in_flight_cap: ClassVar[int | None] = None
+    """The most writes this API should have in flight at once, whatever the config says."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -199,6 +201,9 @@ class RestConnector:
         self.http = http
         self.cfg = cfg
         self.clock: Callable[[], datetime] = options.get("clock", lambda: datetime.now(UTC))
+        wanted = int(getattr(cfg, "max_in_flight", 1))
+        self.max_in_flight = min(wanted, self.in_flight_cap or wanted)
+        """How many writes the push may have in flight here (``engine.push.in_flight``)."""
 
     # -- construction ---------------------------------------------------------------------
 

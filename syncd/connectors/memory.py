@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from syncd.config import MemoryConfig
 from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, WriteResult
@@ -83,6 +83,9 @@ class MemoryConnector:
     _last_stamp: datetime = _EPOCH
     _journal: list[tuple[datetime, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    max_in_flight: ClassVar[int] = 1
+    """One write at a time: there is no latency to hide in-process, and the injected
+    faults above (crash after N writes ...) count writes in a deterministic order."""
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path.exists():

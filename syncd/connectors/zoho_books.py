@@ -107,6 +107,9 @@ class ZohoBooksConnector(RestConnector):
     default_headers = {"Accept": "application/json"}
     default_max_rps = DEFAULT_MAX_RPS
     default_burst = 1.0
+    in_flight_cap = 1
+    """One write at a time: the daily budget is checked before each request (a second in
+    flight could pass it), and 1.5 requests/s needs no more at any sane latency."""
 
     def __init__(self, name: str, http: HttpClient, cfg: ZohoBooksConfig, **options: Any) -> None:
         super().__init__(name, http, cfg, **options)

@@ -1,10 +1,28 @@
-"""Push: send the derived writes, one thread per system, and record each result at once.
+"""Push: send the derived writes, a few at a time per system, and record each result at once.
 
-Results are written to the store as they come, in small batches (at most
-``_BATCH`` writes or ``_BATCH_SECONDS``, whichever comes first), so a crash
-loses the bookkeeping of a few writes, not of the whole push.  Losing them is
-safe: the next poll sees what the writes did and matches or diffs it, so
-nothing is written twice.
+Each system gets its own thread, and within it up to ``in_flight(connector)``
+writes at once (the system's ``max_in_flight``, capped by its connector).  A
+request spends most of its life waiting on the network: one at a time, 100 ms
+an answer caps a push at ~10 writes/s whatever the API allows, so a few in
+flight let the push reach the rate limit instead.  The limit itself stays
+with the system's :class:`~syncd.http.RateLimiter`, which every thread shares
+(a throttle answer to one blocks them all).
+
+Concurrency changes none of the rules:
+
+* at most one write per (person, system) per cycle (``derive_writes``), so no
+  two writes for the same record are ever in flight together;
+* a create whose outcome is unknown is never re-sent (``OutcomeUnknown`` is a
+  failure like any other, recorded as such);
+* results are written to the store as they come, in small batches (at most
+  ``_BATCH`` writes or ``_BATCH_SECONDS``, whichever comes first), so a crash
+  loses the bookkeeping of a few writes, not of the whole push.  Losing them
+  is safe: the next poll sees what the writes did and matches or diffs it;
+* ``stop`` (SIGTERM) and ``SystemUnavailable`` stop new writes to the system;
+  the ones in hand finish and are recorded;
+* a ``BaseException`` that is not an ``Exception`` (the memory connector's
+  ``SimulatedCrash``, a ``KeyboardInterrupt``) is a dead process: nothing more
+  of that system is recorded, and it propagates out of :meth:`Pusher.push`.
 """
 
 from __future__ import annotations
@@ -32,7 +50,9 @@ from syncd.logs import get_logger
 from syncd.model import MOVED_FROM, Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
 
-__all__ = ["UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "outcome_unknown"]
+__all__ = [
+    "UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "in_flight", "outcome_unknown",
+]
 
 log = get_logger("syncd.push")
 _BATCH = 50
@@ -66,15 +86,101 @@ class PushOutcome:
     removed: set[LinkKey] = field(default_factory=set)
 
 
+def in_flight(connector: Connector) -> int:
+    """How many writes may be in flight to ``connector``'s system at once.
+
+    A connector says so with a ``max_in_flight`` attribute (the REST base takes
+    it from the system's config, capped by the API's own needs); one that does
+    not say gets one at a time, as every push did before.
+    """
+    value = getattr(connector, "max_in_flight", 1)
+    return value if isinstance(value, int) and value >= 1 else 1
+
+
 @dataclass
 class _Batch:
+    """Results not yet in the store (and their counts, not yet in the outcome)."""
+
     links: dict[LinkKey, Link] = field(default_factory=dict)
     removed: set[LinkKey] = field(default_factory=set)
     cleared: list[tuple[str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    done: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    messages: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.links) + len(self.removed) + len(self.failures)
+
+    def absorb(self, other: _Batch) -> None:
+        self.links.update(other.links)
+        self.removed.update(other.removed)
+        self.cleared.extend(other.cleared)
+        self.failures.extend(other.failures)
+        self.done.update(other.done)
+        self.failed.update(other.failed)
+        self.messages.extend(other.messages)
+
+
+class _Run:
+    """One system's push: the writes still to take and the batch of results, under a lock.
+
+    Workers take writes in order and hand back each result; the batch is
+    swapped out under the lock and written to the store outside it, so a
+    store write never holds back a request.
+    """
+
+    def __init__(self, system: str, writes: list[Write]) -> None:
+        self.system = system
+        self.writes = writes
+        self.next = 0
+        self.lock = threading.Lock()
+        self.batch = _Batch()
+        self.started = time.monotonic()
+        self.halted = False
+        """No new write: stopped, system unavailable, or a worker failed."""
+        self.dead = False
+        """The "process" died: nothing more is recorded."""
+        self.stopped = False
+        self.unavailable: str | None = None
+
+    def take(self, stop: threading.Event) -> Write | None:
+        with self.lock:
+            if self.halted or self.next >= len(self.writes):
+                return None
+            if stop.is_set():
+                self.halted = self.stopped = True
+                return None
+            write = self.writes[self.next]
+            self.next += 1
+            return write
+
+    def give_up(self, unavailable: str | None = None) -> None:
+        with self.lock:
+            self.halted = True
+            if unavailable is not None and self.unavailable is None:
+                self.unavailable = unavailable
+
+    def die(self) -> None:
+        with self.lock:
+            self.halted = self.dead = True
+
+    def record(self, results: _Batch) -> _Batch | None:
+        """Add one write's results; return the batch when it is due for the store."""
+        with self.lock:
+            if self.dead:
+                return None
+            self.batch.absorb(results)
+            if len(self.batch) >= _BATCH or time.monotonic() - self.started >= _BATCH_SECONDS:
+                due, self.batch = self.batch, _Batch()
+                self.started = time.monotonic()
+                return due
+            return None
+
+    def rest(self) -> _Batch:
+        with self.lock:
+            rest, self.batch = self.batch, _Batch()
+            return rest
 
 
 class Pusher:
@@ -100,6 +206,8 @@ class Pusher:
         self.now = now
         self.previous = failures
         """The failures stored before this push, by (system, person)."""
+        self._outcome_lock = threading.Lock()
+        """Every system's workers add to the one outcome."""
 
     def push(self, writes: list[Write]) -> PushOutcome:
         by_system: dict[str, list[Write]] = defaultdict(list)
@@ -115,31 +223,67 @@ class Pusher:
 
     def _push_system(self, system: str, writes: list[Write], outcome: PushOutcome) -> None:
         connector = self.connectors[system]
-        batch = _Batch()
-        started = time.monotonic()
-        try:
-            for write in writes:
-                if self.stop.is_set():
-                    outcome.messages.append(f"{system}: stopped; the rest is pushed next time")
-                    break
-                self._one(connector, write, batch, outcome)
-                if self.progress is not None:
-                    self.progress(system, "written", 1)
-                if len(batch) >= _BATCH or time.monotonic() - started >= _BATCH_SECONDS:
-                    self._flush(batch, outcome)
-                    batch = _Batch()
-                    started = time.monotonic()
-        except SystemUnavailable as exc:
-            outcome.unavailable[system] = str(exc)
-            log.error("system_unavailable", system=system, error=str(exc))
-        except Exception:
-            self._flush(batch, outcome)
-            raise
-        # Not in a ``finally``: a process that dies mid-push (a BaseException here)
-        # records nothing more, exactly like a killed one; the next poll heals it.
-        self._flush(batch, outcome)
+        run = _Run(system, writes)
+        workers = min(in_flight(connector), len(writes))
+        if len({w.golden_id for w in writes}) < len(writes):
+            # Never expected (one write per person and system); two writes for one
+            # record must not race, so such a push goes one at a time.
+            log.warning("push_serialised", system=system, reason="several writes for one person")
+            workers = 1
+        error: BaseException | None = None
+        if workers <= 1:
+            try:
+                self._work(connector, run, outcome)
+            except BaseException as exc:  # re-raised below, after the bookkeeping rule
+                error = exc
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"push-{system}") as pool:
+                futures = [pool.submit(self._work, connector, run, outcome) for _ in range(workers)]
+            errors = [e for f in futures if (e := f.exception()) is not None]
+            # A dead process outranks an ordinary error met by another worker.
+            error = next((e for e in errors if not isinstance(e, Exception)),
+                         errors[0] if errors else None)
+        if run.dead:
+            # Not flushed: a process that dies mid-push records nothing more, exactly
+            # like a killed one; the next poll heals it.
+            assert error is not None
+            raise error
+        if run.stopped:
+            self._note(outcome, f"{system}: stopped; the rest is pushed next time")
+        if run.unavailable is not None:
+            with self._outcome_lock:
+                outcome.unavailable[system] = run.unavailable
+            log.error("system_unavailable", system=system, error=run.unavailable)
+        self._flush(run.rest(), outcome)
+        if error is not None:
+            raise error
 
-    def _one(self, connector: Connector, write: Write, batch: _Batch, outcome: PushOutcome) -> None:
+    def _work(self, connector: Connector, run: _Run, outcome: PushOutcome) -> None:
+        """One worker: take the next write, send it, hand its result back, until none is left."""
+        while (write := run.take(self.stop)) is not None:
+            results = _Batch()
+            try:
+                self._one(connector, write, results)
+            except SystemUnavailable as exc:
+                run.give_up(str(exc))
+                return
+            except Exception:
+                run.give_up()
+                raise
+            except BaseException:
+                run.die()
+                raise
+            due = run.record(results)
+            if self.progress is not None:
+                self.progress(run.system, "written", 1)
+            if due is not None:
+                self._flush(due, outcome)
+
+    def _note(self, outcome: PushOutcome, message: str) -> None:
+        with self._outcome_lock:
+            outcome.messages.append(message)
+
+    def _one(self, connector: Connector, write: Write, batch: _Batch) -> None:
         key = (write.golden_id, write.system)
         try:
             if write.action is Action.CREATE:
@@ -171,7 +315,7 @@ class Pusher:
                              remote_id=write.remote_id)
                     again = replace(write, action=Action.CREATE, remote_id=None,
                                     changed=dict(write.desired), extra={}, moved_from=None)
-                    self._one(connector, again, batch, outcome)
+                    self._one(connector, again, batch)
                     return
                 batch.links[key] = Link(
                     write.system, write.golden_id, write.remote_id, write.org_id,
@@ -184,21 +328,19 @@ class Pusher:
         except SystemUnavailable:
             raise
         except ConnectorError as exc:
-            self._failed(write, exc, batch, outcome)
+            self._failed(write, exc, batch)
             return
         except Exception as exc:  # an answer nobody foresaw: the write may have landed
             log.error("connector_crashed", system=write.system, action=write.action.value,
                       exc_info=exc)
             unknown = OutcomeUnknown(f"{write.system}: unexpected error on {write.action.value}: "
                                      f"{type(exc).__name__}: {exc}", system=write.system)
-            self._failed(write, unknown, batch, outcome)
+            self._failed(write, unknown, batch)
             return
         batch.cleared.append((write.system, write.golden_id))
-        outcome.done[(write.system, write.action.value)] += 1
+        batch.done[(write.system, write.action.value)] += 1
 
-    def _failed(
-        self, write: Write, exc: ConnectorError, batch: _Batch, outcome: PushOutcome
-    ) -> None:
+    def _failed(self, write: Write, exc: ConnectorError, batch: _Batch) -> None:
         desired_hash = content_hash(write.desired)
         before = self.previous.get((write.system, write.golden_id))
         attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
@@ -214,9 +356,9 @@ class Pusher:
                 error, desired_hash, quarantined, self.now + backoff(attempts), self.now,
             )
         )
-        outcome.failed[write.system] += 1
+        batch.failed[write.system] += 1
         who = self.name(write.golden_id) if self.name else None
-        outcome.messages.append(f"{write.describe(who)}: {exc}")
+        batch.messages.append(f"{write.describe(who)}: {exc}")
         log.warning(
             "write_failed", system=write.system, person=write.golden_id, who=who,
             action=write.action.value, remote_id=write.remote_id, attempts=attempts,
@@ -224,8 +366,12 @@ class Pusher:
         )
 
     def _flush(self, batch: _Batch, outcome: PushOutcome) -> None:
-        outcome.links.update(batch.links)
-        outcome.removed.update(batch.removed)
+        with self._outcome_lock:
+            outcome.links.update(batch.links)
+            outcome.removed.update(batch.removed)
+            outcome.done.update(batch.done)
+            outcome.failed.update(batch.failed)
+            outcome.messages.extend(batch.messages)
         if not len(batch) and not batch.cleared:
             return
         with self.store.write() as conn:
