@@ -78,6 +78,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.fraction = fraction
         self.edits: list[tuple[str, str, str, str]] = []
         self.deleted: list[tuple[str, str]] = []
+        self.left: list[tuple[str, str]] = []
+        """Records moved to an unmapped organization since the last sync."""
         self.emails = 0
         self.tags = 0
         self.tag_of: dict[str, str] = {}
@@ -163,6 +165,8 @@ class SyncMachine(RuleBasedStateMachine):
             target = {"acme": f"org-{system}", "globex": f"globex-{system}",
                       "unmapped": "nowhere"}[to]
             self.world.systems[system].move(rids[pick % len(rids)], target)
+            if to == "unmapped":
+                self.left.append((system, rids[pick % len(rids)]))
 
     @rule(systems=st.sets(st.sampled_from(NAMES), min_size=2, max_size=3),
           job=st.sampled_from(VALUES["job_title"]))
@@ -245,9 +249,12 @@ class SyncMachine(RuleBasedStateMachine):
             if link.remote_id is not None and not link.excluded:
                 linked[link.system] += 1
         gone: dict[str, int] = defaultdict(int)
+        # A person moved out of every mapped organization leaves: a deletion of it
+        # elsewhere in the same round deletes nothing, so it cannot trip the guard.
+        left = {by_remote.get(key) for key in self.left}
         for system, rid in self.deleted:
             gid = by_remote.get((system, rid))
-            if gid is not None and not before.links[(gid, system)].excluded:
+            if gid is not None and gid not in left and not before.links[(gid, system)].excluded:
                 gone[system] += 1
         tripped = any(
             n >= MASS_DELETE_MIN and n > self.fraction * linked[system]
@@ -278,6 +285,7 @@ class SyncMachine(RuleBasedStateMachine):
         assert world.store.load_state() == state
         self.edits.clear()
         self.deleted.clear()
+        self.left.clear()
 
     def cycle_surviving_crashes(self, **options: Any) -> CycleReport:
         """A cycle; if the process "dies" mid-push, a fresh process runs the next one."""

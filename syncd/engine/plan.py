@@ -305,10 +305,14 @@ class _Planner:
 
     def leave(self, gid: str) -> None:
         """Stop syncing a person (its organization is no longer mapped): every link is
-        excluded, keeping its remote id, so nothing reads it as new or as deleted."""
+        excluded, keeping its remote id, so nothing reads it as new or as deleted; a
+        system that holds no record of the person gets an excluded placeholder, so no
+        create is derived for it (a move elsewhere may have left it waiting for one)."""
         for system in sorted(self.systems):
             link = self.links.get((gid, system))
-            if link is not None and not link.excluded:
+            if link is None:
+                self.set_link(Link(system, gid, None, "", {}, excluded=True))
+            elif not link.excluded:
                 self.set_link(replace(link, excluded=True))
 
     # -- the mass-delete guard --------------------------------------------------------------
