@@ -286,8 +286,11 @@ class _Planner:
         self.result.read[obs.system] = len(obs.records)
         if obs.complete:
             known = self.index.get(obs.system, _NO_IDS)
-            for remote_id in sorted(known.keys() - seen):
-                gid = known[remote_id]
+            missing = known.keys() - seen if obs.unlisted is None else obs.unlisted - seen
+            for remote_id in sorted(missing):
+                gid = known.get(remote_id)
+                if gid is None:
+                    continue  # linked when polled, replaced by a link made above
                 link = self.links[(gid, obs.system)]
                 if not link.excluded and link.org_id not in obs.unread_orgs:
                     self.gone(gid, obs.system)
@@ -339,9 +342,12 @@ class _Planner:
         if self.policy.force_delete or not counts:
             return
         linked: dict[str, int] = defaultdict(int)
-        for link in state.links.values():
-            if link.remote_id is not None and not link.excluded:
-                linked[link.system] += 1
+        if state.linked_counts is not None:
+            linked.update(state.linked_counts)
+        else:
+            for link in state.links.values():
+                if link.remote_id is not None and not link.excluded:
+                    linked[link.system] += 1
         trips = [
             (system, n, linked[system])
             for system, n in sorted(counts.items())
