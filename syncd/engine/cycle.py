@@ -85,6 +85,7 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
+        self._hash_lock = threading.Lock()
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
         self.progress: Progress = lambda system, what, count: None
@@ -158,7 +159,7 @@ class Syncer:
         try:
             # A cold process that knows who is unsettled reads only what changed.
             polls = self.poll(now, full=full, since=since, only=only,
-                              hashes=self.store.record_hashes if unsettled is not None else None)
+                              hashes=self._hashes if unsettled is not None else None)
         except Interrupted as exc:
             report.errors.append(str(exc))
             report.exit_code = 130
@@ -244,6 +245,12 @@ class Syncer:
         else:
             self._remember(result, outcome, left)
         return self._finish(report, started, before, kind)
+
+    def _hashes(self, system: str) -> dict[str, int]:
+        """One system's link hashes, read by one poll thread at a time: an in-memory
+        SQLite store has a single connection for every thread."""
+        with self._hash_lock:
+            return self.store.record_hashes(system)
 
     def _load(
         self,
