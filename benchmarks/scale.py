@@ -83,7 +83,7 @@ class GeneratedSystem:
     incremental reads list the overlay entries stamped since the given moment.
     """
 
-    def __init__(self, name: str, n: int, *, incremental: bool) -> None:
+    def __init__(self, name: str, n: int, *, incremental: bool, start: datetime = BASE) -> None:
         self.name = name
         self.n = n
         self.incremental = incremental
@@ -91,7 +91,8 @@ class GeneratedSystem:
         self.requests = 0
         self.writes = 0
         self._lock = threading.Lock()
-        self._clock = BASE
+        self._clock = start
+        """Edits are stamped from the phase's own clock: after the last cycle's cursor."""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -99,7 +100,7 @@ class GeneratedSystem:
                             timestamps=True, overlap=timedelta(seconds=1))
 
     def _stamp(self) -> datetime:
-        self._clock = max(self._clock + timedelta(microseconds=1), datetime.now(UTC))
+        self._clock += timedelta(microseconds=1)
         return self._clock
 
     def edit(self, i: int, **changes: str) -> None:
@@ -202,11 +203,11 @@ def _settings(incremental: bool) -> Settings:
 def phase(name: str, n: int, db: Path, incremental: bool) -> dict[str, float]:
     """One phase in this (fresh) process: its cycle time and the process's peak RSS."""
     configure_logging("error", json=True)
-    systems = {s: GeneratedSystem(s, n, incremental=incremental) for s in SYSTEMS}
+    # Each phase is an hour after the previous one.
+    start = BASE + timedelta(days=1, hours={"initial": 0, "noop": 1, "changed": 2}[name])
+    systems = {s: GeneratedSystem(s, n, incremental=incremental, start=start) for s in SYSTEMS}
     store = Store(f"sqlite:///{db}")
     store.upgrade()
-    # Each phase is one poll interval after the previous one.
-    start = datetime.now(UTC) + timedelta(hours={"initial": 0, "noop": 1, "changed": 2}[name])
     syncer = Syncer(_settings(incremental), store, systems, clock=_Clock(start))  # type: ignore[arg-type]
     if name == "changed":
         for k, i in enumerate(changed_people(n)):
