@@ -172,3 +172,29 @@ def test_new_system_gets_everyone_from_a_cold_process(store: Store) -> None:
     before = three.writes()
     cold(three)
     assert three.writes() == before
+
+
+def test_tombstone_read_by_a_cold_incremental_cycle(store: Store) -> None:
+    world = make_world(store, ("a", "b", "c"), incremental=("c",))
+    seeded(world, ADA, BOB, CAROL)
+    world.systems["c"].remove(world.find("c", "carol@example.com")[0])
+    cold(world)
+    for name in ("a", "b"):
+        with pytest.raises(KeyError):
+            world.find(name, "carol@example.com")
+        assert job(world, name, "bob@example.com") == "Engineer"
+
+
+def test_mass_delete_guard_counts_links_not_loaded(world: World) -> None:
+    """A partial state holds few links: the guard's denominator comes from the store."""
+    people = [{"first_name": f"P{i}", "last_name": "Doe", "email": f"p{i}@example.com"}
+              for i in range(12)]
+    seeded(world, *people)
+    for i in (0, 1):  # 2 of 12: under max_delete_fraction (0.2)
+        world.systems["b"].remove(world.find("b", f"p{i}@example.com")[0])
+    assert cold(world).exit_code == 0
+    assert len(world.people("a")) == 10
+    for i in (2, 3, 4):  # 3 of 10: over it
+        world.systems["b"].remove(world.find("b", f"p{i}@example.com")[0])
+    assert cold(world).exit_code == 3
+    assert len(world.people("a")) == 10

@@ -265,9 +265,11 @@ class Syncer:
         ids) belong to, plus the unsettled ones.  An unlinked record needs
         first-sync matching against everyone: then the whole state.
         """
-        if unsettled is None:
+        if unsettled is None or any(o.complete and o.unlisted is None for o in observations):
             return self.store.load_state(), None
         needed = set(unsettled)
+        deleting = any(r.deleted for obs in observations for r in obs.records) or any(
+            obs.complete and obs.unlisted for obs in observations)
         for obs in observations:
             rids = {r.remote_id for r in obs.records if r.remote_id.strip()}
             if obs.complete and obs.unlisted is not None:
@@ -278,7 +280,7 @@ class Syncer:
                    and r.org_id in org_map for r in obs.records):
                 return self.store.load_state(), None
             needed.update(found.values())
-        return self.store.load_people(needed, systems), needed
+        return self.store.load_people(needed, systems, counts=deleting), needed
 
     def _settle(self, scope: set[str] | None, left: set[str], held: bool, marker: str) -> None:
         """Keep the unsettled people in the store (written before pushing, see ``_commit``).

@@ -379,12 +379,14 @@ class Store:
             finally:
                 cursor.close()
 
-    def load_people(self, gids: Iterable[str], systems: Iterable[str]) -> State:
+    def load_people(self, gids: Iterable[str], systems: Iterable[str], *,
+                    counts: bool = True) -> State:
         """Some people's golden records and every link of theirs: a partial state.
 
         The planner and the derived writes get what the changed records touch
         (DESIGN: "give it what it needs"); ``linked_counts`` stands in for the
-        links not loaded, for the mass-delete guard.
+        links not loaded, for the mass-delete guard (zeros unless ``counts``:
+        the guard reads them only when something is deleted).
         """
         decode = _DECODER.raw_decode
         wanted = sorted(set(gids))
@@ -416,15 +418,16 @@ class Store:
                             decode(extra_json)[0] if extra_json != "{}" else {},
                             bool(excluded),
                         )
-                cursor.execute(
-                    "SELECT system, count(*) FROM link WHERE remote_id IS NOT NULL "
-                    "AND NOT excluded GROUP BY system"
-                )
-                counts = dict.fromkeys(systems, 0)
-                counts.update({system: int(n) for system, n in cursor.fetchall()})
+                linked = dict.fromkeys(systems, 0)
+                if counts:  # a pass over every link: only when something may be deleted
+                    cursor.execute(
+                        "SELECT system, count(*) FROM link WHERE remote_id IS NOT NULL "
+                        "AND NOT excluded GROUP BY system"
+                    )
+                    linked.update({system: int(n) for system, n in cursor.fetchall()})
             finally:
                 cursor.close()
-        return State(goldens=goldens, links=links, linked_counts=counts)
+        return State(goldens=goldens, links=links, linked_counts=linked)
 
     def linked_people(self, system: str, remote_ids: Iterable[str]) -> dict[str, str]:
         """remote id → golden id for the given records of one system that are linked."""
