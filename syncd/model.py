@@ -14,7 +14,10 @@ change at all.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -47,6 +50,7 @@ __all__ = [
     "WriteResult",
     "check_limits",
     "joined_value",
+    "record_hash",
     "settle_joined",
 ]
 
@@ -180,6 +184,25 @@ def check_limits(caps: Capabilities, fields: Fields, *, creating: bool) -> tuple
 
 
 
+_HASH_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, sort_keys=True,
+                                 default=str)
+
+
+def record_hash(fields: Mapping[str, str], org_id: str, extra: Mapping[str, Any]) -> int:
+    """A link's content hash, and a listed record's: equal means "nothing to plan".
+
+    One function for both sides, over exactly what the planner compares before
+    doing any work (fields, parent, connector data), with sorted keys so a
+    connector's field order never reads as a change.  The poller leaves out a
+    record whose hash equals its link's, so the link's hash must be kept with
+    every link write (the store's ``hash`` column); 64 bits make a collision
+    between a record's old and new content negligible, and records of different
+    people never compare (the index is keyed by remote id).
+    """
+    raw = _HASH_ENCODER.encode([dict(fields), org_id, dict(extra)])
+    return int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big")
+
+
 @dataclass(frozen=True, slots=True)
 class Golden:
     id: str
@@ -211,6 +234,9 @@ class State:
     links: Mapping[LinkKey, Link]
     remote_index: dict[str, dict[str, str]] | None = field(default=None, compare=False, repr=False)
     """system → {remote id → golden id}; built once, then handed on by the planner."""
+    linked_counts: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
+    """system → live links (a remote id, not excluded), when ``links`` holds only some
+    people (a partial state): the mass-delete guard's denominator."""
 
     def index(self) -> dict[str, dict[str, str]]:
         if self.remote_index is None:
@@ -252,6 +278,10 @@ class Observation:
     observed_at: datetime
     unread_orgs: frozenset[str] = frozenset()
     """Parents the scan did not read this time: absence under them proves nothing."""
+    unlisted: AbstractSet[str] | None = None
+    """Set when the poller left out records equal to their links (by hash): the linked
+    remote ids this read did not list.  ``records`` then holds only what changed, and a
+    complete scan's deletions are these ids, not "every link not in ``records``"."""
 
 
 @dataclass(frozen=True, slots=True)

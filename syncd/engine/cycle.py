@@ -10,6 +10,7 @@ sees the record and matches it instead of writing it again.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -20,17 +21,20 @@ from syncd.config import Settings
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.plan import PlanResult, plan
-from syncd.engine.poll import Interrupted, Poller, PollResult, Progress
+from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError
 from syncd.logs import get_logger
-from syncd.model import Failure, Policy, Rejection, State, SystemInfo, Write
+from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.people import People
 from syncd.store.repo import Store
 
-__all__ = ["CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "system_infos"]
+__all__ = [
+    "CycleReport", "Interrupted", "Syncer", "SystemReport", "run_once", "setup_marker",
+    "system_infos",
+]
 
 log = get_logger("syncd.cycle")
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -49,6 +53,23 @@ def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dic
     }
 
 
+def setup_marker(systems: Mapping[str, SystemInfo]) -> str:
+    """A short digest of what decides the derived writes besides the state itself.
+
+    The stored set of unsettled people holds only under the set-up it was kept
+    under: another one (a system added, an organization mapped, a field or a
+    limit changed) may owe writes to anyone.
+    """
+    raw = repr(sorted(
+        (name, sorted(info.capabilities.fields), info.capabilities.can_delete,
+         info.capabilities.can_move, sorted(info.capabilities.joined.items()),
+         sorted((f, repr(limit)) for f, limit in info.capabilities.limits.items()),
+         sorted(info.org_map.items()), info.read_only)
+        for name, info in systems.items()
+    ))  # sorted throughout: a frozenset's repr changes with the process's hash seed
+    return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
+
+
 class Syncer:
     """Everything one cycle needs: settings, store and the connectors."""
 
@@ -65,6 +86,7 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
+        self._hash_lock = threading.Lock()
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
         self.progress: Progress = lambda system, what, count: None
@@ -96,9 +118,11 @@ class Syncer:
         full: set[str] | None = None,
         since: datetime | None = None,
         only: set[str] | None = None,
+        hashes: Hashes | None = None,
     ) -> list[PollResult]:
         self.poller.progress = self.progress
-        return self.poller.poll(self.store.watermarks(), now, full=full, since=since, only=only)
+        return self.poller.poll(self.store.watermarks(), now, full=full, since=since, only=only,
+                                hashes=hashes)
 
     def close(self) -> None:
         self.poller.close()
@@ -129,10 +153,14 @@ class Syncer:
                   for name, c in self.connectors.items()}
         for name in self.connectors:
             report.systems[name] = SystemReport()
-        state, scope = self._state()
+        marker = setup_marker(self.systems())
+        cached = self._state()
+        unsettled = self.store.unsettled(marker) if cached is None else None
         self.store.foreign_write = False
         try:
-            polls = self.poll(now, full=full, since=since, only=only)
+            # A cold process that knows who is unsettled reads only what changed.
+            polls = self.poll(now, full=full, since=since, only=only,
+                              hashes=self._hashes if unsettled is not None else None)
         except Interrupted as exc:
             report.errors.append(str(exc))
             report.exit_code = 130
@@ -140,7 +168,7 @@ class Syncer:
         for p in polls:
             rep = report.systems[p.system]
             rep.full_scan = p.full
-            rep.read = len(p.observation.records) if p.observation else 0
+            rep.read = p.listed
             for item in p.skipped:
                 message = f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}"
                 report.errors.append(message)
@@ -156,6 +184,14 @@ class Syncer:
         # Taken after polling: opening a connector may have changed what it can do.
         systems = self.systems()
         observations = [p.observation for p in polls if p.observation is not None]
+        scope: set[str] | None
+        if cached is not None:
+            state, scope = cached
+        else:
+            if setup_marker(systems) != marker:
+                unsettled = None  # opening a connector changed what it can do
+            state, scope = self._load(observations, systems, unsettled)
+        marker = setup_marker(systems)
         try:
             result = plan(state, observations, systems, self.policy(force_delete))
         except MassDeleteError as exc:
@@ -191,7 +227,8 @@ class Syncer:
             {(f.system, f.golden_id): f for f in self.store.failures()}
             if writes or rejections or result.links_changed else {}
         )
-        self._commit(result, polls, rejections, failures, now)
+        self._commit(result, polls, rejections, failures, now,
+                     {w.golden_id for w in writes} | {r.golden_id for r in rejections})
         read = {p.system for p in polls if p.error is None}
         due = self._due(writes, failures, now, read)
         for name in systems:
@@ -200,11 +237,70 @@ class Syncer:
                         failures, stop=self.stop, progress=self.progress, name=people.label)
         outcome = pusher.push(due)
         self._account(report, outcome)
-        if hold:
-            self._cache = None  # held writes are pending, but derived only from a full state
+        done = set(outcome.links) | outcome.removed
+        left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
+        left |= {r.golden_id for r in rejections}
+        self._settle(scope, left, bool(hold), marker)
+        if hold or (cached is None and scope is not None):
+            # Held writes are pending, but derived only from a full state; a partial
+            # state is no state to keep.
+            self._cache = None
         else:
-            self._remember(result, outcome, writes, rejections)
+            self._remember(result, outcome, left)
         return self._finish(report, started, before, kind)
+
+    def _hashes(self, system: str) -> dict[str, int]:
+        """One system's link hashes, read by one poll thread at a time: an in-memory
+        SQLite store has a single connection for every thread."""
+        with self._hash_lock:
+            return self.store.record_hashes(system)
+
+    def _load(
+        self,
+        observations: list[Observation],
+        systems: Mapping[str, SystemInfo],
+        unsettled: set[str] | None,
+    ) -> tuple[State, set[str] | None]:
+        """The state this cycle plans on: everyone, or only the people it touches.
+
+        Partial when the unsettled people are known and every record read is
+        linked already: the people those records (and a complete scan's missing
+        ids) belong to, plus the unsettled ones.  An unlinked record needs
+        first-sync matching against everyone: then the whole state.
+        """
+        if unsettled is None or any(o.complete and o.unlisted is None for o in observations):
+            return self.store.load_state(), None
+        needed = set(unsettled)
+        deleting = any(r.deleted for obs in observations for r in obs.records) or any(
+            obs.complete and obs.unlisted for obs in observations)
+        for obs in observations:
+            rids = {r.remote_id for r in obs.records if r.remote_id.strip()}
+            if obs.complete and obs.unlisted is not None:
+                rids |= obs.unlisted
+            found = self.store.linked_people(obs.system, rids)
+            org_map = systems[obs.system].org_map
+            if any(r.remote_id.strip() and r.remote_id not in found and not r.deleted
+                   and r.org_id in org_map for r in obs.records):
+                return self.store.load_state(), None
+            needed.update(found.values())
+        return self.store.load_people(needed, systems, counts=deleting), needed
+
+    def _settle(self, scope: set[str] | None, left: set[str], held: bool, marker: str) -> None:
+        """Keep the unsettled people in the store (written before pushing, see ``_commit``).
+
+        After writes derived for everyone the set is exactly ``left``; after a
+        scoped cycle the scope's settled people leave it.  A held system's writes
+        were not derived at all: with a full derive nobody knows who is owed one
+        (the set is dropped), with a scoped one nobody in scope is settled.
+        """
+        if scope is not None and (held or self.store.foreign_write or not scope - left):
+            return  # nothing settled, or someone else wrote meanwhile: keep the superset
+        with self.store.write() as conn:
+            if scope is None:
+                known = not held and not self.store.foreign_write
+                self.store.track_unsettled(conn, left if known else None, marker)
+            else:
+                self.store.settle(conn, scope - left)
 
     def _hold(self, polls: list[PollResult], result: PlanResult) -> dict[str, set[str]]:
         """Systems that may receive no create: read failed this cycle, or never scanned whole.
@@ -228,11 +324,14 @@ class Syncer:
                 hold[name] = {
                     ids[r.remote_id] for r in (seen.records if seen else ()) if r.remote_id in ids
                 }
+                if seen is not None and seen.unlisted is not None:
+                    # Records left out as unchanged were read too: linked, and not unlisted.
+                    hold[name].update(gid for rid, gid in ids.items() if rid not in seen.unlisted)
         return hold
 
     # -- the in-memory state cache ----------------------------------------------------------
 
-    def _state(self) -> tuple[State, set[str] | None]:
+    def _state(self) -> tuple[State, set[str]] | None:
         """The state, from memory when the store has not moved since our last write.
 
         With a warm cache the planner derives writes only for people touched
@@ -242,15 +341,9 @@ class Syncer:
         cache = self._cache
         if cache is not None and cache[0] == self.store.revision():
             return cache[1], set(cache[2])
-        return self.store.load_state(), None
+        return None
 
-    def _remember(
-        self,
-        result: PlanResult,
-        outcome: PushOutcome,
-        writes: list[Write],
-        rejections: list[Rejection],
-    ) -> None:
+    def _remember(self, result: PlanResult, outcome: PushOutcome, unsettled: set[str]) -> None:
         if self.store.foreign_write or self.store.known_revision is None:
             return
         links = result.state.links
@@ -272,9 +365,6 @@ class Syncer:
             gone = links.pop(key, None)
             if gone is not None and gone.remote_id is not None:
                 index.get(gone.system, {}).pop(gone.remote_id, None)
-        done = set(outcome.links) | outcome.removed
-        unsettled = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
-        unsettled |= {r.golden_id for r in rejections}
         state = State(goldens=result.state.goldens, links=links, remote_index=index)
         self._cache = (self.store.known_revision, state, unsettled)
 
@@ -285,8 +375,11 @@ class Syncer:
         rejections: list[Rejection],
         failures: Mapping[tuple[str, str], Failure],
         now: datetime,
+        owed: set[str],
     ) -> None:
         with self.store.write() as conn:
+            # Before any push: a crash after this leaves these people unsettled.
+            self.store.add_unsettled(conn, owed)
             self.store.save_changes(
                 conn,
                 goldens=result.goldens_changed,

@@ -26,7 +26,7 @@ poll sees the new record and links it instead of creating it again.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 
 from syncd.contact import Fields, normalise, phone_e164
 from syncd.model import Golden
@@ -94,7 +94,7 @@ class Matcher:
         return not (firsts_clash and lasts_clash)
 
     def find(
-        self, org: str, fields: Fields, linked_in_system: set[str]
+        self, org: str, fields: Fields, linked_in_system: Container[str]
     ) -> tuple[str | None, list[MatchKey]]:
         """The one golden id matching ``fields`` that the system has no link to yet.
 

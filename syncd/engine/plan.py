@@ -95,6 +95,21 @@ class PlanResult:
         )
 
 
+class _Linked:
+    """The people ``system`` holds, less those whose move there is half done."""
+
+    __slots__ = ("planner", "system")
+
+    def __init__(self, planner: _Planner, system: str) -> None:
+        self.planner = planner
+        self.system = system
+
+    def __contains__(self, gid: object) -> bool:
+        planner = self.planner
+        return (isinstance(gid, str) and gid in planner.linked[self.system]
+                and not planner.moving(gid, self.system))
+
+
 class _Planner:
     def __init__(self, state: State, systems: Mapping[str, SystemInfo], policy: Policy) -> None:
         self.base = state
@@ -271,8 +286,11 @@ class _Planner:
         self.result.read[obs.system] = len(obs.records)
         if obs.complete:
             known = self.index.get(obs.system, _NO_IDS)
-            for remote_id in sorted(known.keys() - seen):
-                gid = known[remote_id]
+            missing = known.keys() - seen if obs.unlisted is None else obs.unlisted - seen
+            for remote_id in sorted(missing):
+                gid = known.get(remote_id)
+                if gid is None:
+                    continue  # linked when polled, replaced by a link made above
                 link = self.links[(gid, obs.system)]
                 if not link.excluded and link.org_id not in obs.unread_orgs:
                     self.gone(gid, obs.system)
@@ -295,13 +313,15 @@ class _Planner:
         else:
             self.deletes[gid].append(system)
 
-    def linked_not_moving(self, system: str) -> set[str]:
+    def linked_not_moving(self, system: str) -> _Linked:
         """People matching may not link again in ``system``: a person whose move there
         is half done may be matched, so that a record made under the new organization
-        whose answer was lost is linked, not duplicated."""
-        linked = self.linked[system]
-        moving = {g for g in linked if self.moving(g, system)}
-        return linked - moving if moving else linked
+        whose answer was lost is linked, not duplicated.
+
+        A view, asked only about the few candidates of one match key: building the
+        set for every unlinked record made a first sync quadratic in its size.
+        """
+        return _Linked(self, system)
 
     def leave(self, gid: str) -> None:
         """Stop syncing a person (its organization is no longer mapped): every link is
@@ -326,9 +346,12 @@ class _Planner:
         if self.policy.force_delete or not counts:
             return
         linked: dict[str, int] = defaultdict(int)
-        for link in state.links.values():
-            if link.remote_id is not None and not link.excluded:
-                linked[link.system] += 1
+        if state.linked_counts is not None:
+            linked.update(state.linked_counts)
+        else:
+            for link in state.links.values():
+                if link.remote_id is not None and not link.excluded:
+                    linked[link.system] += 1
         trips = [
             (system, n, linked[system])
             for system, n in sorted(counts.items())

@@ -28,14 +28,17 @@ from datetime import datetime, timedelta
 from syncd.connectors.base import Connector
 from syncd.errors import ConnectorError, SystemUnavailable
 from syncd.logs import get_logger
-from syncd.model import Observation, RemoteRecord, Skipped, Watermark
+from syncd.model import Observation, RemoteRecord, Skipped, Watermark, record_hash
 
-__all__ = ["Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
+__all__ = ["Hashes", "Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
 
 log = get_logger("syncd.poll")
 
 Progress = Callable[[str, str, int], None]
 """(system, "read" | "planned" | "written", count)"""
+
+Hashes = Callable[[str], Mapping[str, int]]
+"""system → {remote id → its link's ``record_hash``}: what a full scan drops records by."""
 
 
 class Interrupted(Exception):
@@ -101,6 +104,8 @@ class PollResult:
     full: bool = False
     skipped: list[Skipped] = field(default_factory=list)
     """Listed items that could not be read: each rejected alone, and the scan not complete."""
+    listed: int = 0
+    """Records read, including those left out as unchanged."""
 
 
 class Poller:
@@ -137,13 +142,25 @@ class Poller:
 
     def poll_one(
         self, name: str, mark: Watermark, now: datetime, full: bool, since: datetime | None,
-        failed_open: ConnectorError | None = None,
+        failed_open: ConnectorError | None = None, hashes: Hashes | None = None,
     ) -> PollResult:
+        """Read one system.
+
+        With ``hashes``, a full scan keeps only the records that differ from
+        their links (by :func:`~syncd.model.record_hash`) and the linked ids it
+        did not list: a quiet scan of 100 000 records then holds nothing but a
+        set of references to ids already in memory.  Tombstones and records
+        under unmapped parents are always kept — the planner acts on them.
+        """
         connector = self.connectors[name]
         caps = connector.capabilities
         since = read_since(mark, incremental=caps.incremental, overlap=caps.overlap, now=now,
                            full_scan_interval=self.full_scan_interval, full=full, since=since)
         full = since is None
+        known = hashes(name) if hashes is not None and full and failed_open is None else None
+        unlisted = set(known) if known is not None else None
+        mapped = set(self.org_ids(name))
+        listed = 0
         records: list[RemoteRecord] = []
         skipped: list[Skipped] = []
         unread: set[str] = set()
@@ -154,7 +171,16 @@ class Poller:
                 for page in connector.list_records(sorted(self.org_ids(name)), since):
                     if self.stop.is_set():
                         raise Interrupted(f"{name}: stopped while reading")
-                    records.extend(page.records)
+                    listed += len(page.records)
+                    if known is None or unlisted is None:
+                        records.extend(page.records)
+                    else:
+                        for rec in page.records:
+                            unlisted.discard(rec.remote_id)
+                            if (rec.deleted or rec.org_id not in mapped
+                                    or known.get(rec.remote_id)
+                                    != record_hash(rec.fields, rec.org_id, rec.extra)):
+                                records.append(rec)
                     skipped.extend(page.skipped)
                     unread.update(page.unread_orgs)
                     self.progress(name, "read", len(page.records))
@@ -182,8 +208,8 @@ class Poller:
             last_error=str(error) if error else None,
         )
         obs = Observation(name, records, complete=complete, observed_at=now,
-                          unread_orgs=frozenset(unread))
-        return PollResult(name, obs, new_mark, error, full, skipped)
+                          unread_orgs=frozenset(unread), unlisted=unlisted)
+        return PollResult(name, obs, new_mark, error, full, skipped, listed)
 
     def poll(
         self,
@@ -193,13 +219,14 @@ class Poller:
         full: set[str] | None = None,
         since: datetime | None = None,
         only: set[str] | None = None,
+        hashes: Hashes | None = None,
     ) -> list[PollResult]:
         """Open every system, then read the chosen ones (``full``: empty set = all)."""
         failed = self.open()
         names = sorted(n for n in self.connectors if only is None or n in only)
         jobs = [
             (name, marks.get(name, Watermark(name)), now,
-             full is not None and (not full or name in full), since, failed.get(name))
+             full is not None and (not full or name in full), since, failed.get(name), hashes)
             for name in names
         ]
         if len(jobs) == 1:

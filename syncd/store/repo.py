@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from syncd.errors import ConfigError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
-from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark
+from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark, record_hash
 from syncd.redact import redact, redact_value
 from syncd.store.tables import (
     ConflictRow,
@@ -35,6 +35,7 @@ from syncd.store.tables import (
     LinkRow,
     RevisionRow,
     RunRow,
+    UnsettledRow,
     WatermarkRow,
     metadata,
     read_utc,
@@ -49,8 +50,11 @@ F = FailureRow.__table__  # type: ignore[attr-defined]
 C = ConflictRow.__table__  # type: ignore[attr-defined]
 R = RunRow.__table__  # type: ignore[attr-defined]
 V = RevisionRow.__table__  # type: ignore[attr-defined]
+U = UnsettledRow.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 500
+_MARK = "#"
+"""Prefix of the ``unsettled`` row naming the set-up the set was kept under (ids are hex)."""
 log = get_logger("syncd.store")
 
 
@@ -62,8 +66,9 @@ def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _fields_hash(fields_json: str) -> str:
-    return hashlib.blake2b(fields_json.encode(), digest_size=8).hexdigest()
+def _link_hash(link: Link) -> str:
+    """The link's :func:`~syncd.model.record_hash`, as stored (16 hex digits)."""
+    return f"{record_hash(link.fields, link.org_id, link.extra):016x}"
 
 
 def _masked(text: str | None) -> str | None:
@@ -356,6 +361,130 @@ class Store:
                 cursor.close()
         return State(goldens=goldens, links=links)
 
+    def record_hashes(self, system: str) -> dict[str, int]:
+        """remote id → :func:`~syncd.model.record_hash` of its link, for one system.
+
+        All the poller needs to see that a listed record did not change: one
+        integer per linked record, not its fields.
+        """
+        with self.engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                mark = "?" if self.is_sqlite else "%s"
+                cursor.execute(
+                    "SELECT remote_id, hash FROM link "  # noqa: S608 - fixed text
+                    f"WHERE system = {mark} AND remote_id IS NOT NULL", (system,)
+                )
+                return {rid: int(digest, 16) for rid, digest in cursor.fetchall() if digest}
+            finally:
+                cursor.close()
+
+    def load_people(self, gids: Iterable[str], systems: Iterable[str], *,
+                    counts: bool = True) -> State:
+        """Some people's golden records and every link of theirs: a partial state.
+
+        The planner and the derived writes get what the changed records touch
+        (DESIGN: "give it what it needs"); ``linked_counts`` stands in for the
+        links not loaded, for the mass-delete guard (zeros unless ``counts``:
+        the guard reads them only when something is deleted).
+        """
+        decode = _DECODER.raw_decode
+        wanted = sorted(set(gids))
+        goldens: dict[str, Golden] = {}
+        links: dict[LinkKey, Link] = {}
+        mark = "?" if self.is_sqlite else "%s"
+        with self.engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    marks = ", ".join([mark] * len(chunk))
+                    cursor.execute(
+                        "SELECT id, org, fields_json, deleted FROM golden "  # noqa: S608
+                        f"WHERE id IN ({marks})", chunk,
+                    )
+                    for gid, org, fields_json, deleted in cursor.fetchall():
+                        goldens[gid] = Golden(gid, org, decode(fields_json)[0], bool(deleted))
+                    cursor.execute(
+                        "SELECT system, golden_id, remote_id, org_id, fields_json, "  # noqa: S608
+                        "remote_updated_at, extra_json, excluded FROM link "
+                        f"WHERE golden_id IN ({marks})", chunk,
+                    )
+                    for system, gid, rid, org_id, fields_json, stamp, extra_json, excluded in (
+                        cursor.fetchall()
+                    ):
+                        links[(gid, system)] = Link(
+                            system, gid, rid, org_id, decode(fields_json)[0], read_utc(stamp),
+                            decode(extra_json)[0] if extra_json != "{}" else {},
+                            bool(excluded),
+                        )
+                linked = dict.fromkeys(systems, 0)
+                if counts:  # a pass over every link: only when something may be deleted
+                    cursor.execute(
+                        "SELECT system, count(*) FROM link WHERE remote_id IS NOT NULL "
+                        "AND NOT excluded GROUP BY system"
+                    )
+                    linked.update({system: int(n) for system, n in cursor.fetchall()})
+            finally:
+                cursor.close()
+        return State(goldens=goldens, links=links, linked_counts=linked)
+
+    def linked_people(self, system: str, remote_ids: Iterable[str]) -> dict[str, str]:
+        """remote id → golden id for the given records of one system that are linked."""
+        wanted = sorted(set(remote_ids))
+        found: dict[str, str] = {}
+        mark = "?" if self.is_sqlite else "%s"
+        with self.engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    cursor.execute(
+                        "SELECT remote_id, golden_id FROM link "  # noqa: S608
+                        f"WHERE system = {mark} AND remote_id IN ({', '.join([mark] * len(chunk))})",
+                        [system, *chunk],
+                    )
+                    found.update(cursor.fetchall())
+            finally:
+                cursor.close()
+        return found
+
+    # -- unsettled people -------------------------------------------------------------------
+
+    def unsettled(self, marker: str) -> set[str] | None:
+        """People who may still have writes to receive; None: not known (derive for all).
+
+        ``marker`` names the systems' set-up the set was kept under (their
+        fields, organizations, capabilities): another set-up may owe writes to
+        anyone (a system added, an organization mapped), so the set counts only
+        with its own marker row.
+        """
+        with self.engine.connect() as conn:
+            found = {str(row[0]) for row in conn.exec_driver_sql("SELECT golden_id FROM unsettled")}
+        if _MARK + marker not in found:
+            return None
+        return {gid for gid in found if not gid.startswith(_MARK)}
+
+    def add_unsettled(self, conn: Connection, gids: Iterable[str]) -> None:
+        rows = [(gid,) for gid in sorted(set(gids))]
+        if rows:
+            mark = "?" if self.is_sqlite else "%s"
+            conn.exec_driver_sql(
+                f"INSERT INTO unsettled (golden_id) VALUES ({mark}) "  # noqa: S608
+                "ON CONFLICT (golden_id) DO NOTHING", rows,
+            )
+
+    def settle(self, conn: Connection, gids: Iterable[str]) -> None:
+        wanted = sorted(set(gids))
+        for start in range(0, len(wanted), _CHUNK):
+            conn.execute(sa.delete(U).where(U.c.golden_id.in_(wanted[start : start + _CHUNK])))
+
+    def track_unsettled(self, conn: Connection, gids: Iterable[str] | None, marker: str) -> None:
+        """Replace the whole set (after writes were derived for everyone); None: not known."""
+        conn.execute(sa.delete(U))
+        if gids is not None:
+            self.add_unsettled(conn, [*gids, _MARK + marker])
+
     def save_changes(
         self,
         conn: Connection,
@@ -391,10 +520,9 @@ class Store:
         return when
 
     def _link_row(self, link: Link, stamp: Any) -> tuple[Any, ...]:
-        fields_json = _dumps(link.fields)
         return (
-            link.system, link.remote_id, link.golden_id, link.org_id, fields_json,
-            _fields_hash(fields_json), self._ts(link.remote_updated_at),
+            link.system, link.remote_id, link.golden_id, link.org_id, _dumps(link.fields),
+            _link_hash(link), self._ts(link.remote_updated_at),
             _dumps(dict(link.extra)) if link.extra else "{}", link.excluded, stamp,
         )
 

@@ -20,6 +20,7 @@ __all__ = [
     "RevisionRow",
     "RunRow",
     "UTCDateTime",
+    "UnsettledRow",
     "WatermarkRow",
     "metadata",
     "read_utc",
@@ -125,6 +126,20 @@ class ConflictRow(SQLModel, table=True):
     policy: str = Field(max_length=20)
     resolved: bool = False
     created_at: datetime = _ts()
+
+
+class UnsettledRow(SQLModel, table=True):
+    """People who may still have writes to receive (see ``Store.unsettled``).
+
+    Written in the plan's transaction before any push and cleared only after a
+    push settled the person, so a crash leaves a superset: a fresh process
+    derives writes for these people and the ones its poll touched, not for all.
+    One row ``#<marker>`` says under which set-up of the systems the set holds.
+    """
+
+    __tablename__ = "unsettled"
+
+    golden_id: str = Field(primary_key=True, max_length=64)
 
 
 class RevisionRow(SQLModel, table=True):
