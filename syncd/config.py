@@ -85,6 +85,9 @@ class SyncConfig(_Strict):
     max_attempts: int = Field(default=5, ge=1)
     default_region: str = "US"
     """Region of phones written without a country code (first-sync matching in E.164)."""
+    batch_records: int = Field(default=20_000, ge=1)
+    """A cycle that reads more records than this and must match them (a first sync)
+    keeps them compressed and plans a group of people at a time (``engine.batch``)."""
 
 
 class _SystemBase(_Strict):

@@ -198,10 +198,16 @@ def _progress(s: Syncer) -> Iterator[None]:
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
     tasks: dict[tuple[str, str], TaskID] = {}
+    planned: dict[str, int] = {}
 
     def fancy(system: str, what: str, n: int) -> None:
         if what == "planned":
             tasks[(system, "written")] = bar.add_task(f"{system}: writes", total=n)
+            planned[system] = n
+            return
+        if what == "planned_more":  # the next group of a large cycle
+            planned[system] = planned.get(system, 0) + n
+            bar.update(tasks[(system, "written")], total=planned[system])
             return
         key = (system, what)
         if key not in tasks:

@@ -43,6 +43,8 @@ VALUES = {
 
 class SyncMachine(RuleBasedStateMachine):
     world: World
+    batch_records = 20_000
+    """Past this many records read, a cycle is planned in groups of people."""
 
     @initialize(
         conflict=st.sampled_from(["newest", "priority"]),
@@ -64,7 +66,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.world = make_world(
             store, names, incremental=tuple(incremental),
             sync={"conflict": conflict, "deletes": deletes, "max_delete_fraction": fraction,
-                  "priority": ["c", "a"]},
+                  "priority": ["c", "a"], "batch_records": self.batch_records},
             orgs=("globex",),
             page_size=3,
         )
@@ -375,6 +377,30 @@ def test_machine_runs_enough_examples_in_ci() -> None:
     assert TestSyncMachine.settings.max_examples >= (200 if _CI else 1)
 
 
+
+
+class SplitSyncMachine(SyncMachine):
+    """The same machine with every cycle of more than two records planned in groups
+    (``engine.batch``): each check holds as for a cycle planned whole."""
+
+    batch_records = 2
+
+    def cycle_surviving_crashes(self, **options: Any) -> CycleReport:
+        """Every cycle in a fresh process (the CronJob): no state cache to plan from."""
+        if self.world.syncer is not None:
+            self.world.syncer.close()
+            self.world.syncer = None
+        return super().cycle_surviving_crashes(**options)
+
+
+TestSplitSyncMachine = SplitSyncMachine.TestCase
+TestSplitSyncMachine.settings = settings(
+    max_examples=int(os.environ.get("SYNCD_SPLIT_MACHINE_EXAMPLES", 80 if _CI else 25)),
+    stateful_step_count=30,
+    deadline=None,
+    phases=_PHASES,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class PostgresSyncMachine(SyncMachine):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Settings
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
+from syncd.engine.batch import Group, Splitter
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
@@ -96,6 +97,8 @@ class Syncer:
         )
         for connector in self.connectors.values():
             connector.watch(self.stop)
+        # A read too large to plan at once is kept compressed (see ``_split``).
+        self.poller.spill_after = max(1, settings.sync.batch_records // max(1, len(connectors)))
 
     def systems(self) -> dict[str, SystemInfo]:
         return system_infos(self.settings, self.connectors)
@@ -190,7 +193,17 @@ class Syncer:
         else:
             if setup_marker(systems) != marker:
                 unsettled = None  # opening a connector changed what it can do
-            state, scope = self._load(observations, systems, unsettled)
+            loaded, scope = self._load(observations, systems, unsettled)
+            if loaded is None:
+                groups = self._split(observations, systems)
+                if groups is not None:
+                    return self._run_groups(
+                        groups, polls, systems, report, setup_marker(systems),
+                        dry_run=dry_run, force_delete=force_delete, now=now,
+                        finish=lambda: self._finish(report, started, before, kind),
+                    )
+                loaded = self.store.load_state()
+            state = loaded
         marker = setup_marker(systems)
         try:
             result = plan(state, observations, systems, self.policy(force_delete))
@@ -205,7 +218,7 @@ class Syncer:
             log.warning("record_invalid", error=problem)
         if scope is not None:
             scope = scope | result.touched()
-        hold = self._hold(polls, result)
+        hold = self._hold(polls, result, observations)
         writes, rejections = derive_writes(result.state, systems.values(), scope, hold)
         report.conflicts = len(result.conflicts)
         for conflict in result.conflicts:
@@ -249,6 +262,114 @@ class Syncer:
             self._remember(result, outcome, left)
         return self._finish(report, started, before, kind)
 
+    # -- a large cycle, a group of people at a time ------------------------------------------
+
+    def _split(self, observations: list[Observation],
+               systems: Mapping[str, SystemInfo]) -> list[Group] | None:
+        """Groups of people to plan one after the other, or None: plan the cycle whole
+        (it is small, or it deletes something)."""
+        size = self.settings.sync.batch_records
+        if sum(len(o.records) for o in observations) <= size:
+            return None
+        splitter = Splitter(
+            systems, self.settings.sync.default_region,
+            linked=self.store.linked_people, existing=self.store.existing_goldens,
+            goldens=self.store.iter_goldens, known_ids=self.store.linked_ids,
+        )
+        groups = splitter.split(observations, size)
+        if groups is not None:
+            log.info("cycle_split", groups=len(groups),
+                     records=sum(len(o.records) for o in observations))
+        return groups
+
+    def _run_groups(
+        self,
+        groups: list[Group],
+        polls: list[PollResult],
+        systems: Mapping[str, SystemInfo],
+        report: CycleReport,
+        marker: str,
+        *,
+        dry_run: bool,
+        force_delete: bool,
+        now: datetime,
+        finish: Callable[[], CycleReport],
+    ) -> CycleReport:
+        """Plan, commit and push each group in turn (see :mod:`syncd.engine.batch`).
+
+        The watermarks are saved with the last group only: a cycle stopped
+        between groups reads the same records again, and what the finished
+        groups linked is then found unchanged.  Who is owed a write is kept
+        as in a whole cycle: every stored person is in some group.
+        """
+        self._cache = None
+        policy = self.policy(force_delete)
+        read = {p.system for p in polls if p.error is None}
+        named = State(goldens={}, links={})
+        assert isinstance(named.goldens, dict) and isinstance(named.links, dict)
+        left: set[str] = set()
+        held = False
+        for number, group in enumerate(groups):
+            if self.stop.is_set():
+                report.errors.append(f"stopped after {number} of {len(groups)} groups of people")
+                report.exit_code = 130
+                return finish()
+            state = self.store.load_people(group.people, systems, counts=False)
+            try:
+                result = plan(state, group.observations, systems, policy)
+            except MassDeleteError as exc:  # cannot happen: a split cycle deletes nothing
+                report.errors.append(str(exc))
+                report.exit_code = 3
+                return finish()
+            for problem in result.invalid:
+                report.errors.append(problem)
+                report.exit_code = max(report.exit_code, 1)
+            hold = self._hold(polls, result, group.observations)
+            held = held or bool(hold)
+            writes, rejections = derive_writes(result.state, systems.values(), None, hold)
+            report.conflicts += len(result.conflicts)
+            for conflict in result.conflicts:
+                report.systems[conflict.winner].conflicts += 1
+            report.rejections.extend(rejections)
+            people = People(result.state)
+            for rej in rejections:
+                report.systems[rej.system].rejected += 1
+                report.exit_code = max(report.exit_code, 1)
+                log.warning("write_rejected", system=rej.system, person=rej.golden_id,
+                            who=people.label(rej.golden_id), remote_id=rej.remote_id,
+                            field=rej.field, reason=rej.reason)
+            for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
+                if gid in result.state.goldens:
+                    named.goldens[gid] = result.state.goldens[gid]
+                for system in systems:
+                    if (link := result.state.links.get((gid, system))) is not None:
+                        named.links[(gid, system)] = link
+            if dry_run:
+                report.planned.extend(writes)
+                continue
+            failures = (
+                {(f.system, f.golden_id): f for f in self.store.failures()}
+                if writes or rejections or result.links_changed else {}
+            )
+            last = number == len(groups) - 1
+            self._commit(result, polls if last else [], rejections, failures, now,
+                         {w.golden_id for w in writes} | {r.golden_id for r in rejections})
+            due = self._due(writes, failures, now, read)
+            for name in systems:
+                self.progress(name, "planned" if number == 0 else "planned_more",
+                              sum(1 for w in due if w.system == name))
+            pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
+                            failures, stop=self.stop, progress=self.progress, name=people.label)
+            outcome = pusher.push(due)
+            self._account(report, outcome)
+            done = set(outcome.links) | outcome.removed
+            left |= {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
+            left |= {r.golden_id for r in rejections}
+        report.people = People(named)
+        if not dry_run:
+            self._settle(None, left, held, marker)
+        return finish()
+
     def _hashes(self, system: str) -> dict[str, int]:
         """One system's link hashes, read by one poll thread at a time: an in-memory
         SQLite store has a single connection for every thread."""
@@ -260,8 +381,9 @@ class Syncer:
         observations: list[Observation],
         systems: Mapping[str, SystemInfo],
         unsettled: set[str] | None,
-    ) -> tuple[State, set[str] | None]:
-        """The state this cycle plans on: everyone, or only the people it touches.
+    ) -> tuple[State | None, set[str] | None]:
+        """The state this cycle plans on: everyone (None: load it), or only the people
+        it touches.
 
         Partial when the unsettled people are known and every record read is
         linked already: the people those records (and a complete scan's missing
@@ -269,7 +391,7 @@ class Syncer:
         first-sync matching against everyone: then the whole state.
         """
         if unsettled is None or any(o.complete and o.unlisted is None for o in observations):
-            return self.store.load_state(), None
+            return None, None
         needed = set(unsettled)
         deleting = any(r.deleted for obs in observations for r in obs.records) or any(
             obs.complete and obs.unlisted for obs in observations)
@@ -281,7 +403,7 @@ class Syncer:
             org_map = systems[obs.system].org_map
             if any(r.remote_id.strip() and r.remote_id not in found and not r.deleted
                    and r.org_id in org_map for r in obs.records):
-                return self.store.load_state(), None
+                return None, None
             needed.update(found.values())
         return self.store.load_people(needed, systems, counts=deleting), needed
 
@@ -302,7 +424,8 @@ class Syncer:
             else:
                 self.store.settle(conn, scope - left)
 
-    def _hold(self, polls: list[PollResult], result: PlanResult) -> dict[str, set[str]]:
+    def _hold(self, polls: list[PollResult], result: PlanResult,
+              observations: Sequence[Observation]) -> dict[str, set[str]]:
         """Systems that may receive no create: read failed this cycle, or never scanned whole.
 
         Each maps to the people whose record it returned this cycle (their links prove
@@ -320,7 +443,7 @@ class Syncer:
             failed = any(p.system == name and p.error is not None for p in polls)
             if failed or mark is None or mark.last_full_scan_at is None:
                 ids = result.state.index().get(name, {})
-                seen = next((p.observation for p in polls if p.system == name), None)
+                seen = next((o for o in observations if o.system == name), None)
                 hold[name] = {
                     ids[r.remote_id] for r in (seen.records if seen else ()) if r.remote_id in ids
                 }

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from syncd.connectors.base import Connector
+from syncd.engine.spool import PAGE, Spool
 from syncd.errors import ConnectorError, SystemUnavailable
 from syncd.logs import get_logger
 from syncd.model import Observation, RemoteRecord, Skipped, Watermark, record_hash
@@ -35,7 +36,8 @@ __all__ = ["Hashes", "Interrupted", "PollResult", "Poller", "advance_cursor", "r
 log = get_logger("syncd.poll")
 
 Progress = Callable[[str, str, int], None]
-"""(system, "read" | "planned" | "written", count)"""
+"""(system, "read" | "planned" | "planned_more" | "written", count); "planned_more": the
+next group of a large cycle adds to what the first planned."""
 
 Hashes = Callable[[str], Mapping[str, int]]
 """system → {remote id → its link's ``record_hash``}: what a full scan drops records by."""
@@ -126,6 +128,8 @@ class Poller:
         self.full_scan_interval = full_scan_interval
         self.stop = stop
         self.progress: Progress = lambda system, what, count: None
+        self.spill_after: int | None = None
+        """Records one system's read keeps as objects; past that, as compressed pages."""
         self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> dict[str, ConnectorError]:
@@ -161,7 +165,7 @@ class Poller:
         unlisted = set(known) if known is not None else None
         mapped = set(self.org_ids(name))
         listed = 0
-        records: list[RemoteRecord] = []
+        records: list[RemoteRecord] | Spool = []
         skipped: list[Skipped] = []
         unread: set[str] = set()
         max_seen: datetime | None = None
@@ -181,6 +185,9 @@ class Poller:
                                     or known.get(rec.remote_id)
                                     != record_hash(rec.fields, rec.org_id, rec.extra)):
                                 records.append(rec)
+                    if (self.spill_after is not None and isinstance(records, list)
+                            and len(records) > self.spill_after):
+                        records = Spool(records, page=min(PAGE, self.spill_after))
                     skipped.extend(page.skipped)
                     unread.update(page.unread_orgs)
                     self.progress(name, "read", len(page.records))

@@ -429,6 +429,62 @@ class Store:
                 cursor.close()
         return State(goldens=goldens, links=links, linked_counts=linked)
 
+    def iter_goldens(self, page: int = 5000) -> Iterator[Golden]:
+        """Every golden record, a page at a time (keyset order by id): the split of a
+        large cycle streams them instead of holding them all."""
+        decode = _DECODER.raw_decode
+        mark = "?" if self.is_sqlite else "%s"
+        after = ""
+        while True:
+            with self.engine.connect() as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(
+                        "SELECT id, org, fields_json, deleted FROM golden "  # noqa: S608
+                        f"WHERE id > {mark} ORDER BY id LIMIT {int(page)}", (after,),
+                    )
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+            for gid, org, fields_json, deleted in rows:
+                yield Golden(gid, org, decode(fields_json)[0], bool(deleted))
+            if len(rows) < page:
+                return
+            after = rows[-1][0]
+
+    def existing_goldens(self, gids: Iterable[str]) -> set[str]:
+        """Which of these golden ids are stored."""
+        wanted = sorted(set(gids))
+        found: set[str] = set()
+        mark = "?" if self.is_sqlite else "%s"
+        with self.engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    cursor.execute(
+                        f"SELECT id FROM golden WHERE id IN ({', '.join([mark] * len(chunk))})",  # noqa: S608
+                        chunk,
+                    )
+                    found.update(str(row[0]) for row in cursor.fetchall())
+            finally:
+                cursor.close()
+        return found
+
+    def linked_ids(self, system: str) -> set[str]:
+        """The remote ids of every link of one system (excluded ones too)."""
+        mark = "?" if self.is_sqlite else "%s"
+        with self.engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(
+                    f"SELECT remote_id FROM link WHERE system = {mark} "  # noqa: S608
+                    "AND remote_id IS NOT NULL", (system,),
+                )
+                return {str(row[0]) for row in cursor.fetchall()}
+            finally:
+                cursor.close()
+
     def linked_people(self, system: str, remote_ids: Iterable[str]) -> dict[str, str]:
         """remote id → golden id for the given records of one system that are linked."""
         wanted = sorted(set(remote_ids))
