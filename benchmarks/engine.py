@@ -6,7 +6,8 @@ in-process, data generation excluded, median of ``--repeat`` runs::
 
     python benchmarks/engine.py [-n 10000] [--repeat 3] [--vs-vdirsyncer]
 
-prints ``initial_s=``, ``noop_s=`` (a long-lived process: the daemon), ``noop_cold_s=``
+prints ``initial_s=``, ``store_floor_s=`` (``store_floor.py`` in the same run) and
+``initial_vs_floor=``, ``noop_s=`` (a long-lived process: the daemon), ``noop_cold_s=``
 (a fresh process reading its state from the store: the CronJob), ``noop_incremental_s=``
 (both systems incremental), ``incremental_share=`` and ``peak_rss_mb=``; with
 ``--vs-vdirsyncer`` it also installs vdirsyncer into a
@@ -32,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import store_floor
 from syncd.config import MemoryConfig, Settings
 from syncd.connectors.memory import MemoryConnector
 from syncd.engine.cycle import Syncer
@@ -122,12 +124,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         full = [one_run(args.n, Path(tmp), incremental=False) for _ in range(args.repeat)]
         inc = [one_run(args.n, Path(tmp), incremental=True) for _ in range(args.repeat)]
+        floor = statistics.median(store_floor.one_run(args.n, Path(tmp) / f"floor-{k}.db")
+                                  for k in range(args.repeat))
     initial = statistics.median(t[0] for t in full)
     noop = statistics.median(t[1] for t in full)
     noop_cold = statistics.median(t[2] for t in full)
     noop_inc = statistics.median(t[1] for t in inc)
     print(f"n={args.n}")
     print(f"initial_s={initial:.3f}")
+    print(f"store_floor_s={floor:.3f}")
+    print(f"initial_vs_floor={initial / floor:.2f}")
     print(f"noop_s={noop:.3f}")
     print(f"noop_cold_s={noop_cold:.3f}")
     print(f"noop_incremental_s={noop_inc:.4f}")

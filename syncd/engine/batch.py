@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from syncd.contact import clean
-from syncd.engine.match import match_keys
+from syncd.engine.match import KEY_FIELDS, match_keys
 from syncd.engine.plan import golden_id_for
 from syncd.engine.spool import PAGE, Spool
 from syncd.model import Golden, Observation, RemoteRecord, SystemInfo
@@ -137,7 +137,8 @@ class Splitter:
         """Join each record of ``obs`` to what it may be matched with; its node per record.
         None if the observation deletes something."""
         info = self.systems[obs.system]
-        fields = sorted(info.capabilities.fields)
+        # The fields match keys are made of, as the planner cleans them (the rest: "").
+        keyed = sorted(KEY_FIELDS & info.capabilities.fields)
         reps: list[int] = []
         listed: set[str] = set()
         page: list[RemoteRecord] = []
@@ -165,7 +166,7 @@ class Splitter:
                 if gid is None and org is not None:
                     nodes += [_node("gid", g) for g in taken.get(rid, ())]
                     nodes += [_node(*key) for key in
-                              match_keys(org, clean(rec.fields, fields), self.region)]
+                              match_keys(org, clean(rec.fields, keyed), self.region)]
                 if not nodes:
                     nodes = [_node("record", obs.system, rid)]
                 reps.append(sets.join(nodes) if len(nodes) > 1 else nodes[0])

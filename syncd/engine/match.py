@@ -31,7 +31,7 @@ from collections.abc import Container, Iterable
 from syncd.contact import Fields, normalise, phone_e164
 from syncd.model import Golden
 
-__all__ = ["Matcher", "first_names_agree", "match_keys"]
+__all__ = ["KEY_FIELDS", "Matcher", "first_names_agree", "match_keys"]
 
 MatchKey = tuple[str, str, str]
 
@@ -48,6 +48,10 @@ def first_names_agree(a: str, b: str) -> bool:
     if a == b:
         return True
     return (len(a) == 1 and b.startswith(a)) or (len(b) == 1 and a.startswith(b))
+
+
+KEY_FIELDS = frozenset({"email", "first_name", "last_name", "phone", "mobile"})
+"""The only fields :func:`match_keys` reads."""
 
 
 def match_keys(org: str, fields: Fields, region: str = "US") -> list[MatchKey]:
