@@ -47,6 +47,11 @@ def test_spool_gives_back_what_it_was_given(items: list[RemoteRecord], page: int
         assert spool[-1] == items[-1]
     with pytest.raises(IndexError):
         spool[len(items)]
+    spool.seal()  # a short last page: indexes still land on the right record
+    spool.extend(items[:3])
+    assert [spool[i] for i in range(len(spool))] == items + items[:3]
+    assert list(spool.drain()) == items + items[:3]
+    assert len(spool) == 0 and list(spool) == []
 
 
 # -- the same cycle, whole and in groups ---------------------------------------------------

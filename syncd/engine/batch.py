@@ -24,6 +24,7 @@ never split: :class:`Splitter` gives up and the cycle plans as one.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -34,6 +35,10 @@ from syncd.engine.spool import PAGE, Spool
 from syncd.model import Golden, Observation, RemoteRecord, SystemInfo
 
 __all__ = ["Group", "Splitter"]
+
+GROUP_PAGE = 250
+"""Records per page of a group's spools: every group's spool of every system fills at
+once, and each keeps up to a page as objects."""
 
 
 def _node(*parts: str) -> int:
@@ -103,7 +108,7 @@ class Splitter:
 
     def split(self, observations: Sequence[Observation], size: int) -> list[Group] | None:
         sets = _UnionFind()
-        reps: list[list[int]] = []
+        reps: list[array[int]] = []
         for obs in observations:
             got = self._tie(obs, sets)
             if got is None:
@@ -119,27 +124,30 @@ class Splitter:
             stored.append((golden.id, node))
         total = sum(len(o.records) for o in observations) + len(stored)
         count = max(1, -(-total // max(1, size)))
-        groups = [
-            Group([replace(o, records=Spool(page=PAGE), unlisted=_unlisted(o))
-                   for o in observations])
-            for _ in range(count)
-        ]
+        # Small pages: every group's spool of every system fills at once.
+        spools = [[Spool(page=GROUP_PAGE) for _ in observations] for _ in range(count)]
         for o_index, (obs, obs_reps) in enumerate(zip(observations, reps, strict=True)):
-            for rec, rep in zip(obs.records, obs_reps, strict=True):
-                into = groups[sets.find(rep) % count].observations[o_index].records
-                assert isinstance(into, Spool)
-                into.append(rec)
+            # The poll's own spool is let go page by page as its records move.
+            source = obs.records.drain() if isinstance(obs.records, Spool) else obs.records
+            for rec, rep in zip(source, obs_reps, strict=True):
+                spools[sets.find(rep) % count][o_index].append(rec)
+        groups = []
+        for own in spools:
+            for spool in own:
+                spool.seal()
+            groups.append(Group([replace(o, records=spool, unlisted=_unlisted(o))
+                                 for o, spool in zip(observations, own, strict=True)]))
         for gid, node in stored:
             groups[sets.find(node) % count].people.add(gid)
         return [g for g in groups if g.people or g.records()]
 
-    def _tie(self, obs: Observation, sets: _UnionFind) -> list[int] | None:
+    def _tie(self, obs: Observation, sets: _UnionFind) -> array[int] | None:
         """Join each record of ``obs`` to what it may be matched with; its node per record.
         None if the observation deletes something."""
         info = self.systems[obs.system]
         # The fields match keys are made of, as the planner cleans them (the rest: "").
         keyed = sorted(KEY_FIELDS & info.capabilities.fields)
-        reps: list[int] = []
+        reps: array[int] = array("Q")
         listed: set[str] = set()
         page: list[RemoteRecord] = []
 
