@@ -212,47 +212,17 @@ class Syncer:
             report.exit_code = 3
             log.error("mass_delete_guard", trips=exc.trips)
             return self._finish(report, started, before, kind)
-        for problem in result.invalid:
-            report.errors.append(problem)
-            report.exit_code = max(report.exit_code, 1)
-            log.warning("record_invalid", error=problem)
         if scope is not None:
             scope = scope | result.touched()
         hold = self._hold(polls, result, observations)
         writes, rejections = derive_writes(result.state, systems.values(), scope, hold)
-        report.conflicts = len(result.conflicts)
-        for conflict in result.conflicts:
-            report.systems[conflict.winner].conflicts += 1
-        report.rejections = rejections
-        report.people = people = People(result.state)
-        for rej in rejections:
-            report.systems[rej.system].rejected += 1
-            log.warning("write_rejected", system=rej.system, person=rej.golden_id,
-                        who=people.label(rej.golden_id), remote_id=rej.remote_id,
-                        field=rej.field, reason=rej.reason)
-        if rejections:
-            report.exit_code = max(report.exit_code, 1)
+        report.people = people = self._note(report, result, rejections)
         if dry_run:
             report.planned = writes
             return self._finish(report, started, before, kind)
         self._cache = None
-        failures = (
-            {(f.system, f.golden_id): f for f in self.store.failures()}
-            if writes or rejections or result.links_changed else {}
-        )
-        self._commit(result, polls, rejections, failures, now,
-                     {w.golden_id for w in writes} | {r.golden_id for r in rejections})
-        read = {p.system for p in polls if p.error is None}
-        due = self._due(writes, failures, now, read)
-        for name in systems:
-            self.progress(name, "planned", sum(1 for w in due if w.system == name))
-        pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
-                        failures, stop=self.stop, progress=self.progress, name=people.label)
-        outcome = pusher.push(due)
-        self._account(report, outcome)
-        done = set(outcome.links) | outcome.removed
-        left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
-        left |= {r.golden_id for r in rejections}
+        outcome, left = self._push(report, result, writes, rejections, polls, now,
+                                   people, first=True)
         self._settle(scope, left, bool(hold), marker)
         if hold or (cached is None and scope is not None):
             # Held writes are pending, but derived only from a full state; a partial
@@ -304,7 +274,6 @@ class Syncer:
         """
         self._cache = None
         policy = self.policy(force_delete)
-        read = {p.system for p in polls if p.error is None}
         named = State(goldens={}, links={})
         assert isinstance(named.goldens, dict) and isinstance(named.links, dict)
         left: set[str] = set()
@@ -321,23 +290,10 @@ class Syncer:
                 report.errors.append(str(exc))
                 report.exit_code = 3
                 return finish()
-            for problem in result.invalid:
-                report.errors.append(problem)
-                report.exit_code = max(report.exit_code, 1)
             hold = self._hold(polls, result, group.observations)
             held = held or bool(hold)
             writes, rejections = derive_writes(result.state, systems.values(), None, hold)
-            report.conflicts += len(result.conflicts)
-            for conflict in result.conflicts:
-                report.systems[conflict.winner].conflicts += 1
-            report.rejections.extend(rejections)
-            people = People(result.state)
-            for rej in rejections:
-                report.systems[rej.system].rejected += 1
-                report.exit_code = max(report.exit_code, 1)
-                log.warning("write_rejected", system=rej.system, person=rej.golden_id,
-                            who=people.label(rej.golden_id), remote_id=rej.remote_id,
-                            field=rej.field, reason=rej.reason)
+            people = self._note(report, result, rejections)
             for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
                 if gid in result.state.goldens:
                     named.goldens[gid] = result.state.goldens[gid]
@@ -347,28 +303,69 @@ class Syncer:
             if dry_run:
                 report.planned.extend(writes)
                 continue
-            failures = (
-                {(f.system, f.golden_id): f for f in self.store.failures()}
-                if writes or rejections or result.links_changed else {}
-            )
-            last = number == len(groups) - 1
-            self._commit(result, polls if last else [], rejections, failures, now,
-                         {w.golden_id for w in writes} | {r.golden_id for r in rejections})
-            due = self._due(writes, failures, now, read)
-            for name in systems:
-                self.progress(name, "planned" if number == 0 else "planned_more",
-                              sum(1 for w in due if w.system == name))
-            pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
-                            failures, stop=self.stop, progress=self.progress, name=people.label)
-            outcome = pusher.push(due)
-            self._account(report, outcome)
-            done = set(outcome.links) | outcome.removed
-            left |= {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
-            left |= {r.golden_id for r in rejections}
+            # The watermarks go with the last group: one stopped before reads it all again.
+            left |= self._push(report, result, writes, rejections, polls, now, people,
+                               first=number == 0, marks=number == len(groups) - 1)[1]
         report.people = People(named)
         if not dry_run:
             self._settle(None, left, held, marker)
         return finish()
+
+    def _note(self, report: CycleReport, result: PlanResult,
+              rejections: list[Rejection]) -> People:
+        """Put a plan's invalid records, conflicts and rejections in the report and log."""
+        for problem in result.invalid:
+            report.errors.append(problem)
+            report.exit_code = max(report.exit_code, 1)
+            log.warning("record_invalid", error=problem)
+        report.conflicts += len(result.conflicts)
+        for conflict in result.conflicts:
+            report.systems[conflict.winner].conflicts += 1
+        report.rejections.extend(rejections)
+        people = People(result.state)
+        for rej in rejections:
+            report.systems[rej.system].rejected += 1
+            log.warning("write_rejected", system=rej.system, person=rej.golden_id,
+                        who=people.label(rej.golden_id), remote_id=rej.remote_id,
+                        field=rej.field, reason=rej.reason)
+        if rejections:
+            report.exit_code = max(report.exit_code, 1)
+        return people
+
+    def _push(
+        self,
+        report: CycleReport,
+        result: PlanResult,
+        writes: list[Write],
+        rejections: list[Rejection],
+        polls: list[PollResult],
+        now: datetime,
+        people: People,
+        *,
+        first: bool,
+        marks: bool = True,
+    ) -> tuple[PushOutcome, set[str]]:
+        """Commit a plan (with ``polls``' watermarks if ``marks``), then push what is due;
+        the outcome and the people still owed a write."""
+        failures = (
+            {(f.system, f.golden_id): f for f in self.store.failures()}
+            if writes or rejections or result.links_changed else {}
+        )
+        self._commit(result, polls if marks else [], rejections, failures, now,
+                     {w.golden_id for w in writes} | {r.golden_id for r in rejections})
+        read = {p.system for p in polls if p.error is None}
+        due = self._due(writes, failures, now, read)
+        for name in self.connectors:
+            self.progress(name, "planned" if first else "planned_more",
+                          sum(1 for w in due if w.system == name))
+        pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
+                        failures, stop=self.stop, progress=self.progress, name=people.label)
+        outcome = pusher.push(due)
+        self._account(report, outcome)
+        done = set(outcome.links) | outcome.removed
+        left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
+        left |= {r.golden_id for r in rejections}
+        return outcome, left
 
     def _hashes(self, system: str) -> dict[str, int]:
         """One system's link hashes, read by one poll thread at a time: an in-memory
