@@ -363,14 +363,18 @@ _PHASES = (
     if os.environ.get("SYNCD_MACHINE_NO_SHRINK") else tuple(Phase)
 )
 """Shrinking a long failing run can take minutes: switch it off while iterating."""
+
+
+def _settings(variable: str, ci: int, local: int, steps: int) -> Any:
+    """Hypothesis settings; the number of examples can be set in ``variable``."""
+    examples = int(os.environ.get(variable, ci if _CI else local))
+    return settings(max_examples=examples, stateful_step_count=steps, deadline=None,
+                    phases=_PHASES,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
 TestSyncMachine = SyncMachine.TestCase
-TestSyncMachine.settings = settings(
-    max_examples=int(os.environ.get("SYNCD_MACHINE_EXAMPLES", 200 if _CI else 60)),
-    stateful_step_count=30,
-    deadline=None,
-    phases=_PHASES,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+TestSyncMachine.settings = _settings("SYNCD_MACHINE_EXAMPLES", 200, 60, 30)
 
 
 def test_machine_runs_enough_examples_in_ci() -> None:
@@ -394,13 +398,7 @@ class SplitSyncMachine(SyncMachine):
 
 
 TestSplitSyncMachine = SplitSyncMachine.TestCase
-TestSplitSyncMachine.settings = settings(
-    max_examples=int(os.environ.get("SYNCD_SPLIT_MACHINE_EXAMPLES", 80 if _CI else 25)),
-    stateful_step_count=30,
-    deadline=None,
-    phases=_PHASES,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+TestSplitSyncMachine.settings = _settings("SYNCD_SPLIT_MACHINE_EXAMPLES", 80, 25, 30)
 
 
 class PostgresSyncMachine(SyncMachine):
@@ -432,13 +430,7 @@ class PostgresSyncMachine(SyncMachine):
 
 
 TestPostgresSyncMachine = PostgresSyncMachine.TestCase
-TestPostgresSyncMachine.settings = settings(
-    max_examples=int(os.environ.get("SYNCD_PG_MACHINE_EXAMPLES", 40 if _CI else 15)),
-    stateful_step_count=20,
-    deadline=None,
-    phases=_PHASES,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+TestPostgresSyncMachine.settings = _settings("SYNCD_PG_MACHINE_EXAMPLES", 40, 15, 20)
 
 
 @pytest.fixture(autouse=True)

@@ -452,24 +452,28 @@ class Store:
                 return
             after = rows[-1][0]
 
-    def existing_goldens(self, gids: Iterable[str]) -> set[str]:
-        """Which of these golden ids are stored."""
-        wanted = sorted(set(gids))
-        found: set[str] = set()
+    def _select_in(self, sql: str, values: Iterable[str], *before: str) -> list[tuple[Any, ...]]:
+        """The rows of ``sql``, whose ``{marks}`` stands for ``values`` (asked in chunks,
+        after the ``before`` parameters); ``{mark}`` is the driver's placeholder."""
+        wanted = sorted(set(values))
         mark = "?" if self.is_sqlite else "%s"
+        rows: list[tuple[Any, ...]] = []
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
             try:
                 for start in range(0, len(wanted), _CHUNK):
                     chunk = wanted[start : start + _CHUNK]
-                    cursor.execute(
-                        f"SELECT id FROM golden WHERE id IN ({', '.join([mark] * len(chunk))})",  # noqa: S608
-                        chunk,
-                    )
-                    found.update(str(row[0]) for row in cursor.fetchall())
+                    cursor.execute(sql.format(mark=mark, marks=", ".join([mark] * len(chunk))),
+                                   [*before, *chunk])
+                    rows.extend(cursor.fetchall())
             finally:
                 cursor.close()
-        return found
+        return rows
+
+    def existing_goldens(self, gids: Iterable[str]) -> set[str]:
+        """Which of these golden ids are stored."""
+        return {str(row[0]) for row in
+                self._select_in("SELECT id FROM golden WHERE id IN ({marks})", gids)}
 
     def linked_ids(self, system: str) -> set[str]:
         """The remote ids of every link of one system (excluded ones too)."""
@@ -487,23 +491,9 @@ class Store:
 
     def linked_people(self, system: str, remote_ids: Iterable[str]) -> dict[str, str]:
         """remote id → golden id for the given records of one system that are linked."""
-        wanted = sorted(set(remote_ids))
-        found: dict[str, str] = {}
-        mark = "?" if self.is_sqlite else "%s"
-        with self.engine.connect() as conn:
-            cursor = conn.connection.cursor()
-            try:
-                for start in range(0, len(wanted), _CHUNK):
-                    chunk = wanted[start : start + _CHUNK]
-                    cursor.execute(
-                        "SELECT remote_id, golden_id FROM link "  # noqa: S608
-                        f"WHERE system = {mark} AND remote_id IN ({', '.join([mark] * len(chunk))})",
-                        [system, *chunk],
-                    )
-                    found.update(cursor.fetchall())
-            finally:
-                cursor.close()
-        return found
+        return {str(rid): str(gid) for rid, gid in self._select_in(
+            "SELECT remote_id, golden_id FROM link WHERE system = {mark} "
+            "AND remote_id IN ({marks})", remote_ids, system)}
 
     # -- unsettled people -------------------------------------------------------------------
 
