@@ -133,6 +133,26 @@ def test_delete_seen_by_a_cold_full_scan(world: World) -> None:
         assert job(world, name, "ada@example.com") == "Countess"
 
 
+@pytest.mark.parametrize("then", ["warm", "cold"])
+def test_writes_held_by_a_failed_read_are_still_owed_after_it(world: World, then: str) -> None:
+    """Found by the state machine: a and c cannot be read, b's record is deleted. The
+    deletion's writes to a and c wait for their next read (they may hold news); the
+    person must stay owed them, from the daemon's state cache or a fresh process."""
+    seeded(world, ADA, BOB)
+    world.systems["a"].fail_reads = 1
+    world.systems["c"].fail_reads = 1
+    world.systems["b"].remove(world.find("b", "bob@example.com")[0])
+    assert world.cycle().exit_code == 4  # a long-lived process, planning from its cache
+    if then == "cold":
+        cold(world)
+    else:
+        world.cycle()
+    for name in ("a", "c"):
+        with pytest.raises(KeyError):
+            world.find(name, "bob@example.com")
+        assert job(world, name, "ada@example.com") == "Countess"
+
+
 def test_crash_after_the_plan_leaves_the_person_unsettled(world: World) -> None:
     """The plan is committed, the push dies: a fresh process still owes the writes."""
     from syncd.connectors.memory import SimulatedCrash

@@ -221,8 +221,11 @@ class Syncer:
             report.planned = writes
             return self._finish(report, started, before, kind)
         self._cache = None
+        # Writes held for a system not read may be owed to anyone derived for: with a
+        # partial scope, all of it stays unsettled (a whole one is distrusted in _settle).
+        owed = scope if hold and scope is not None else set()
         outcome, left = self._push(report, result, writes, rejections, polls, now,
-                                   people, first=True)
+                                   people, first=True, owed=owed)
         self._settle(scope, left, bool(hold), marker)
         if hold or (cached is None and scope is not None):
             # Held writes are pending, but derived only from a full state; a partial
@@ -344,15 +347,18 @@ class Syncer:
         *,
         first: bool,
         marks: bool = True,
+        owed: set[str] | None = None,
     ) -> tuple[PushOutcome, set[str]]:
         """Commit a plan (with ``polls``' watermarks if ``marks``), then push what is due;
-        the outcome and the people still owed a write."""
+        the outcome and the people still owed a write.  ``owed``: more people to keep
+        unsettled (stored before the push, with those the writes are for)."""
         failures = (
             {(f.system, f.golden_id): f for f in self.store.failures()}
             if writes or rejections or result.links_changed else {}
         )
         self._commit(result, polls if marks else [], rejections, failures, now,
-                     {w.golden_id for w in writes} | {r.golden_id for r in rejections})
+                     {w.golden_id for w in writes} | {r.golden_id for r in rejections}
+                     | (owed or set()))
         read = {p.system for p in polls if p.error is None}
         due = self._due(writes, failures, now, read)
         for name in self.connectors:
