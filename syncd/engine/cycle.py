@@ -20,6 +20,7 @@ from typing import Any
 from syncd.config import Settings
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
+from syncd.engine.budget import caps, resume_budgets
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
@@ -96,6 +97,7 @@ class Syncer:
         )
         for connector in self.connectors.values():
             connector.watch(self.stop)
+        resume_budgets(store, self.connectors, clock())  # a fresh process: today's spend
 
     def systems(self) -> dict[str, SystemInfo]:
         return system_infos(self.settings, self.connectors)
@@ -458,7 +460,8 @@ class Syncer:
             rep.duration_s = elapsed
         if not report.dry_run:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},
-                       "errors": report.errors[:20], "conflicts": report.conflicts}
+                       "errors": report.errors[:20], "conflicts": report.conflicts,
+                       "capped_until": caps(self.connectors, report.finished_at)}
             self.store.record_run(kind, report.started_at, report.finished_at, report.exit_code,
                                   summary)
             # Our own run row moved the revision: keep the cache valid unless someone
