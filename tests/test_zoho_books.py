@@ -679,7 +679,8 @@ def test_status_shows_the_budget_used_today_and_when_it_resets(
                           capture_output=True, text=True, timeout=60, check=True)
     budget = json.loads(done.stdout)["systems"]["zoho"]["budget"]
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    assert budget == {"used": spent, "limit": 1000, "resets_at": f"{tomorrow}T00:00:00+00:00"}
+    assert budget == {"used": spent, "limit": 1000, "resets_at": f"{tomorrow}T00:00:00+00:00",
+                      "capped_until": None}
     assert json.loads(done.stdout)["systems"]["mem"]["budget"] is None
 
 
