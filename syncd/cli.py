@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from syncd.config import Settings, config_path, load_settings
+from syncd.connectors.base import Budgeted
 from syncd.engine.report import CycleReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
@@ -195,6 +196,7 @@ def _quarantine_rows(failures: Iterable[Any], people: People) -> list[dict[str, 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import build_connectors, migrated_store
+    from syncd.engine.budget import LOOKBACK, resume_from
     from syncd.engine.cycle import system_infos
 
     with migrated_store(settings) as store:
@@ -202,9 +204,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         counts = store.counts()
         failures = store.failures()
         last = store.last_runs(1)
-        recent = store.last_runs(BUDGET_RUNS)
+        recent = store.runs_since(datetime.now(UTC) - LOOKBACK)
         state = store.load_state()
     connectors = build_connectors(settings)
+    resume_from(recent, connectors)  # what a new `syncd once` process would start from
     try:
         writes, rejections = derive_writes(state, system_infos(settings, connectors).values())
     finally:
@@ -225,7 +228,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             "pending_writes": sum(1 for w in writes if w.system == name),
             "rejected": sum(1 for r in rejections if r.system == name),
             "quarantined": sum(1 for f in failures if f.system == name and f.quarantined),
-            "budget": _budget(name, connectors.get(name), recent),
+            "budget": _budget(connectors.get(name)),
         }
     run: dict[str, Any] | None = {
         "kind": last[0]["kind"],
@@ -261,31 +264,15 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         if row["budget"]:
             b = row["budget"]
             _say(f"{name}: {b['used']} of {b['limit']} requests used today, "
-                 f"resets {b['resets_at']}")
+                 f"resets {b['resets_at']}"
+                 + (f"; resting until {b['capped_until']} (daily cap)" if b["capped_until"] else ""))
     return 0
 
 
-BUDGET_RUNS = 5000
-"""How many recent runs are summed for a daily budget (a day of 1-minute cycles, and more)."""
-
-
-def _budget(name: str, connector: Any, runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """A connector with a daily request budget: today's spend, summed from the stored runs.
-
-    Summed from the runs rather than asked of the connector, so that a budget
-    spent by earlier ``once`` processes shows as well.
-    """
-    budget = getattr(connector, "budget", None)
-    if budget is None or not hasattr(budget, "window"):
-        return None
-    start, end = budget.window(datetime.now(UTC))
-    used = 0
-    for run in runs:
-        at = run["started_at"]
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
-        if at >= start:
-            used += int(run["summary"].get("systems", {}).get(name, {}).get("requests", 0))
-    return {"used": used, "limit": budget.limit, "resets_at": end.isoformat()}
+def _budget(connector: Any) -> dict[str, Any] | None:
+    """A connector with a daily request budget: today's spend and any rest, resumed from the
+    stored runs, so that a budget spent by earlier ``once`` processes shows as well."""
+    return connector.budget_status() if isinstance(connector, Budgeted) else None
 
 
 def _conflict_rows(rows: list[dict[str, Any]], people: People) -> list[dict[str, Any]]:

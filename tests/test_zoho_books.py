@@ -12,16 +12,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from freezegun import freeze_time
 
-from syncd.config import ZohoBooksConfig
+from syncd.config import MemoryConfig, Settings, ZohoBooksConfig
 from syncd.connectors.base import check_limits
+from syncd.connectors.budget import DailyBudget
 from syncd.connectors.memory import MemoryConnector
 from syncd.connectors.zoho_books import (
     DEFAULT_MAX_RPS,
@@ -29,6 +32,7 @@ from syncd.connectors.zoho_books import (
     ZohoBooksConnector,
     from_config,
 )
+from syncd.engine.cycle import Syncer
 from syncd.errors import AuthError, OutcomeUnknown, RecordRejected, Throttled
 from syncd.http import MockTransport, Request, Response
 from syncd.model import Observation, Policy, State, SystemInfo
@@ -42,6 +46,7 @@ from syncd.sandbox.zoho_books import (
     ZohoBooksSim,
     config_for,
 )
+from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO, once_json
 
@@ -674,5 +679,125 @@ def test_status_shows_the_budget_used_today_and_when_it_resets(
                           capture_output=True, text=True, timeout=60, check=True)
     budget = json.loads(done.stdout)["systems"]["zoho"]["budget"]
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
-    assert budget == {"used": spent, "limit": 1000, "resets_at": f"{tomorrow}T00:00:00+00:00"}
+    assert budget == {"used": spent, "limit": 1000, "resets_at": f"{tomorrow}T00:00:00+00:00",
+                      "capped_until": None}
     assert json.loads(done.stdout)["systems"]["mem"]["budget"] is None
+
+
+# -- the budget across processes: one cycle per fresh process (the CronJob) ----------------------
+
+MEM_ORG = "1"
+
+
+@contextmanager
+def fresh_process(store: Store, url: str, mem: Path, budget: int = 1000) -> Iterator[Syncer]:
+    """What `syncd once` builds in a new process: new connectors and a new Syncer, one store."""
+    zoho = ZohoBooksConfig.model_validate({**config_for(url), "throttle_window": "0s",
+                                           "daily_budget": budget})
+    settings = Settings(systems={"zoho": zoho, "mem": MemoryConfig(kind="memory")},
+                        organizations={"acme": {"zoho": PARENT, "mem": MEM_ORG}})
+    connectors: dict[str, Any] = {"zoho": from_config("zoho", zoho, sleep=lambda s: None,
+                                                      max_rps=None),
+                                  "mem": MemoryConnector(name="mem", path=mem)}
+    s = Syncer(settings, store, connectors)
+    try:
+        yield s
+    finally:
+        s.close()
+        for c in connectors.values():
+            c.close()
+
+
+def budget_of(s: Syncer) -> dict[str, Any]:
+    """What the new process's Zoho connector knows of today before sending anything."""
+    zoho = s.connectors["zoho"]
+    assert isinstance(zoho, ZohoBooksConnector)
+    return zoho.budget_status()
+
+
+def seed_memory(path: Path, n: int) -> None:
+    mem = MemoryConnector(name="mem", path=path)
+    for i in range(n):
+        mem.add(MEM_ORG, {"first_name": f"P{i}", "last_name": "Mem", "email": f"p{i}@x.com"})
+    mem.close()
+
+
+def test_resume_counts_only_the_runs_of_the_current_budget_day_and_a_rest_still_due() -> None:
+    budget = DailyBudget(100, time(6, 0), timedelta(minutes=5))  # resets at 06:00 UTC
+    now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    runs = [(datetime(2026, 3, 2, 5, 59, tzinfo=UTC), 40),  # the day before the reset
+            (datetime(2026, 3, 2, 6, 0, tzinfo=UTC), 7), (datetime(2026, 3, 2, 6, 55, tzinfo=UTC), 5)]
+    budget.resume(now, 3, runs, datetime(2026, 3, 2, 6, 0, tzinfo=UTC))  # a rest already over
+    assert budget.used(now, 3) == 12 and budget.used(now, 4) == 13 and budget.capped_until is None
+    budget.resume(now, 4, [], datetime(2026, 3, 3, 6, 0, tzinfo=UTC))
+    assert budget.capped_until == datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
+    assert budget.used(datetime(2026, 3, 3, 6, 0, tzinfo=UTC), 9) == 0  # the next day
+
+
+def test_a_fresh_process_knows_what_earlier_ones_spent_today_and_sends_nothing_past_it(
+    store: Store, served_sim: Any, tmp_path: Path
+) -> None:
+    sim = ZohoBooksSim()
+    url = served_sim(sim)  # served before the clock is frozen: the server keeps real time
+    mem = tmp_path / "mem.json"
+    seed_memory(mem, 12)
+    with freeze_time("2026-03-02 12:00:00", real_asyncio=True) as frozen:
+        with fresh_process(store, url, mem, budget=10) as s:
+            first = s.run_once()
+        # a token, one GET, eight creates: the whole budget; the ninth create is refused
+        assert first.systems["zoho"].requests == 10 and first.systems["zoho"].created == 8
+        assert "daily budget of 10 requests is spent" in str(first.systems["zoho"].error)
+        sent = dict(sim.counters)
+        frozen.tick(timedelta(minutes=5))
+        with fresh_process(store, url, mem, budget=10) as s:
+            assert budget_of(s)["used"] == 10
+            second = s.run_once()
+        assert dict(sim.counters) == sent  # no read past the pacing, no write past the budget
+        assert second.systems["zoho"].requests == 0
+        assert "daily budget of 10 requests is spent; writes resume after " \
+               "2026-03-03T00:00:00Z" in str(second.systems["zoho"].error)
+
+
+def test_a_new_budget_day_starts_from_nothing_spent(
+    store: Store, served_sim: Any, tmp_path: Path
+) -> None:
+    sim = ZohoBooksSim()
+    url = served_sim(sim)
+    mem = tmp_path / "mem.json"
+    seed_memory(mem, 12)
+    with freeze_time("2026-03-02 12:00:00", real_asyncio=True) as frozen:
+        with fresh_process(store, url, mem, budget=10) as s:
+            assert s.run_once().systems["zoho"].requests == 10
+        frozen.move_to("2026-03-03 12:00:00")
+        with fresh_process(store, url, mem, budget=10) as s:
+            assert budget_of(s)["used"] == 0
+            report = s.run_once()
+    assert report.systems["zoho"].error is None and report.systems["zoho"].created == 4
+    assert len(sim.admin_dump()) == 12
+
+
+def test_a_daily_cap_429_rests_later_fresh_processes_until_the_reset(
+    store: Store, served_sim: Any, tmp_path: Path
+) -> None:
+    sim = ZohoBooksSim(daily_limit=3)  # Zoho's own cap, well below our budget of 1 000
+    url = served_sim(sim)
+    mem = tmp_path / "mem.json"
+    seed_memory(mem, 3)
+    with freeze_time("2026-03-02 22:00:00", real_asyncio=True) as frozen:
+        with fresh_process(store, url, mem) as s:
+            first = s.run_once()  # a GET, two creates, and the third meets the cap
+        assert sim.counters["daily_capped"] == 1 and len(sim.admin_dump()) == 2
+        assert "rests until 2026-03-03T00:00:00Z" in str(first.systems["zoho"].error)
+        sent = dict(sim.counters)
+        for _ in range(3):  # the CronJob goes on every 5 minutes
+            frozen.tick(timedelta(minutes=5))
+            with fresh_process(store, url, mem) as s:
+                assert budget_of(s)["capped_until"] == "2026-03-03T00:00:00+00:00"
+                later = s.run_once()
+            assert dict(sim.counters) == sent  # not even a token
+            assert "nothing is sent before 2026-03-03T00:00:00Z" in str(later.systems["zoho"].error)
+        frozen.move_to("2026-03-03 00:05:00")
+        with fresh_process(store, url, mem) as s:
+            after = s.run_once()
+    assert after.systems["zoho"].error is None and after.systems["zoho"].created == 1
+    assert sim.counters["GET"] > sent["GET"] and len(sim.admin_dump()) == 3

@@ -48,6 +48,7 @@ _T = TypeVar("_T")
 
 __all__ = [
     "KINDS",
+    "Budgeted",
     "Capabilities",
     "Connector",
     "FieldLimit",
@@ -117,6 +118,31 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Budgeted(Protocol):
+    """A connector with a daily request budget, which must outlive its process.
+
+    syncd may run one cycle per process (a CronJob): the engine hands each new
+    connector what the stored runs say (:func:`syncd.engine.budget.resume_budgets`)
+    and stores :meth:`capped_until` with every run.
+    """
+
+    def resume(self, runs: Sequence[tuple[datetime, int]], capped_until: datetime | None) -> None:
+        """Earlier processes' runs of the last day, (start, requests) each, and the latest rest.
+
+        Called once, before the first cycle.
+        """
+        ...
+
+    def capped_until(self) -> datetime | None:
+        """Until when the system told us to send nothing (its daily cap), if it did."""
+        ...
+
+    def budget_status(self) -> dict[str, Any]:
+        """``used`` today, ``limit``, ``resets_at`` and ``capped_until`` (``syncd status``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,16 @@
 Writes go first: they may use the whole budget.  Reads are paced evenly over
 the budget day and may use :data:`READ_SHARE` of it, at most one cycle's share
 at a time, so a sweep that cannot read everything each cycle goes round-robin.
+
+What earlier processes spent comes from the stored runs (:meth:`DailyBudget.resume`):
+syncd may run one cycle per process (a CronJob), and each process counts only
+its own requests.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -41,6 +46,23 @@ class DailyBudget:
         if self.start != start:
             self.start, self.base = start, requests
         return requests - self.base
+
+    def spent(self, now: datetime, runs: Iterable[tuple[datetime, int]]) -> int:
+        """The requests of the runs (start, requests) that started in the current budget day."""
+        start, end = self.window(now)
+        return sum(n for at, n in runs if start <= at < end)
+
+    def resume(self, now: datetime, requests: int, runs: Iterable[tuple[datetime, int]],
+               capped_until: datetime | None) -> None:
+        """Take over what earlier processes spent today and a cap's rest that still holds.
+
+        ``requests`` is this process's own count so far; ``runs`` the earlier runs'
+        (start, requests).  From here :meth:`used` counts both.
+        """
+        start, _ = self.window(now)
+        self.start, self.base = start, requests - self.spent(now, runs)
+        if capped_until is not None and capped_until > now:
+            self.capped_until = max(capped_until, self.capped_until or capped_until)
 
     def reads_allowed(self, now: datetime, requests: int) -> int:
         """Reads paced over the day (what writes spent comes off), at most one cycle's share."""

@@ -16,7 +16,9 @@ Why it looks the way it does (``shared/systems/zoho_books.md``, ``DECISIONS.md``
   paces the parent sweep over the day (writes go first: they may use the whole
   budget, reads only :data:`READ_SHARE` of it), parents are read round-robin,
   and the ones left for a later cycle are reported as unread so their absence
-  proves nothing.  A daily-cap 429 rests the system until the reset.
+  proves nothing.  A daily-cap 429 rests the system until the reset.  Both the
+  spend and the rest outlive the process: the engine hands a new connector
+  what the stored runs say (:meth:`ZohoBooksConnector.resume`).
 """
 
 from __future__ import annotations
@@ -158,6 +160,13 @@ class ZohoBooksConnector(RestConnector):
 
     def budget_status(self) -> dict[str, Any]:
         return self.budget.status(self.clock(), self.request_count())
+
+    def resume(self, runs: Sequence[tuple[datetime, int]], capped_until: datetime | None) -> None:
+        """What earlier processes spent today and a cap's rest still due (the CronJob)."""
+        self.budget.resume(self.clock(), self.request_count(), runs, capped_until)
+
+    def capped_until(self) -> datetime | None:
+        return self.budget.capped_until
 
     def _spend(self, what: str, *, write: bool) -> None:
         """Refuse before sending once the cap is reached or a write would pass the budget."""

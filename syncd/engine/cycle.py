@@ -21,6 +21,7 @@ from syncd.config import Settings
 from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.batch import Group, Splitter
+from syncd.engine.budget import caps, resume_budgets
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
@@ -99,6 +100,7 @@ class Syncer:
             connector.watch(self.stop)
         # A read too large to plan at once is kept compressed (see ``_split``).
         self.poller.spill_after = max(1, settings.sync.batch_records // max(1, len(connectors)))
+        resume_budgets(store, self.connectors, clock())  # a fresh process: today's spend
 
     def systems(self) -> dict[str, SystemInfo]:
         return system_infos(self.settings, self.connectors)
@@ -584,7 +586,8 @@ class Syncer:
             rep.duration_s = elapsed
         if not report.dry_run:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},
-                       "errors": report.errors[:20], "conflicts": report.conflicts}
+                       "errors": report.errors[:20], "conflicts": report.conflicts,
+                       "capped_until": caps(self.connectors, report.finished_at)}
             self.store.record_run(kind, report.started_at, report.finished_at, report.exit_code,
                                   summary)
             # Our own run row moved the revision: keep the cache valid unless someone

@@ -761,6 +761,13 @@ class Store:
                 for r in conn.execute(query)
             ]
 
+    def runs_since(self, since: datetime) -> list[dict[str, Any]]:
+        """The runs started at ``since`` or later, oldest first (a day's, for daily budgets)."""
+        query = sa.select(R.c.started_at, R.c.summary_json).where(R.c.started_at >= since)
+        with self.engine.connect() as conn:
+            return [{"started_at": r.started_at, "summary": json.loads(r.summary_json)}
+                    for r in conn.execute(query.order_by(R.c.id))]
+
     def counts(self) -> dict[str, dict[str, int]]:
         """Per system: linked contacts and open conflicts by person."""
         with self.engine.connect() as conn:
