@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 from syncd.config import SystemConfig
 from syncd.connectors.paging import NoPaging, Paginator
-from syncd.connectors.xmlcodec import parse_xml
+from syncd.connectors.xmlcodec import parse_xml, unsendable, xml_document
 from syncd.contact import Fields
 from syncd.errors import (
     BadAnswer,
@@ -59,6 +59,7 @@ __all__ = [
     "WriteResult",
     "build_connector",
     "check_limits",
+    "parse_iso",
 ]
 
 
@@ -117,6 +118,14 @@ class Connector(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def parse_iso(raw: Any) -> datetime | None:
+    """An ISO-8601 stamp (``Z`` or an offset); UTC when it gives none; empty is no stamp."""
+    if not raw:
+        return None
+    when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +197,12 @@ class RestConnector:
     default_burst: ClassVar[float | None] = None
     in_flight_cap: ClassVar[int | None] = None
     """The most writes this API should have in flight at once, whatever the config says."""
+    xml_root: ClassVar[str] = ""
+    """The root element of an XML write body; its children come from :attr:`xml_tags`."""
+    xml_tags: ClassVar[Mapping[str, str]] = {}
+    """Body key → XML element (a key not listed is its own element)."""
+    xml_attrs: ClassVar[Mapping[str, str]] = {}
+    """Body key → the element's attributes (``'type="integer"'``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -373,7 +388,12 @@ class RestConnector:
     # -- writing ----------------------------------------------------------------------------
 
     def to_xml(self, values: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        """``<xml_root>`` with an element per value; a character XML cannot carry rejects the record."""
+        for key, value in values.items():
+            if (bad := unsendable(value)) is not None:
+                raise self.reject(f"field {key}", f"character {bad} cannot be sent in XML")
+        return xml_document(self.xml_root, ((self.xml_tags.get(k, k), self.xml_attrs.get(k, ""), v)
+                                            for k, v in values.items()))
 
     def send(
         self,
