@@ -39,6 +39,7 @@ from syncd.connectors.base import (
     RemoteRecord,
     RestConnector,
     WriteResult,
+    parse_iso,
 )
 from syncd.connectors.paging import OffsetPaging
 from syncd.contact import Fields
@@ -115,13 +116,6 @@ def last_updated_param(since: datetime) -> str:
     if since.tzinfo is None:
         raise ValueError("lastUpdated_gte needs a timezone-aware datetime")
     return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _timestamp(raw: Any) -> datetime | None:
-    if not raw:
-        return None
-    when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _error_code(response: Response) -> str:
@@ -210,7 +204,7 @@ class ValomniaConnector(RestConnector):
             remote_id=str(item["id"]),
             org_id=str(customer["id"]),
             fields={f: str(item.get(v) or "").strip() for f, v in FIELDS.items()},
-            updated_at=_timestamp(item.get("lastUpdated")),
+            updated_at=parse_iso(item.get("lastUpdated")),
         )
 
     # -- writing --------------------------------------------------------------------------
