@@ -67,6 +67,7 @@ __all__ = [
     "Response",
     "default_rules",
     "id_from_location",
+    "json_body",
     "parse_retry_after",
 ]
 
@@ -108,6 +109,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def json_body(response: Response) -> Any:
+    """The answer's JSON, or None when it is not JSON (for error messages and response rules)."""
+    try:
+        return jsonlib.loads(response.content)
+    except ValueError:
+        return None
 
 
 def id_from_location(value: str | None) -> str | None:

@@ -13,6 +13,7 @@ it is sent).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import threading
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
+
+import structlog
 
 from syncd.config import SystemConfig
 from syncd.connectors.paging import NoPaging, Paginator
@@ -61,6 +64,8 @@ __all__ = [
     "check_limits",
     "parse_iso",
 ]
+
+log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -292,6 +297,12 @@ class RestConnector:
         problem = check_limits(self.capabilities, values, creating=creating)
         if problem is not None:
             raise self.reject(what, f"{problem[0]}: {problem[1]}")
+
+    def stop_deleting(self, event: str, **detail: Any) -> None:
+        """The server offers no delete: say so once, and stop offering deletes to the planner."""
+        if self.capabilities.can_delete:
+            log.warning(event, system=self.name, **detail)
+            self.capabilities = dataclasses.replace(self.capabilities, can_delete=False)
 
     # -- reading ----------------------------------------------------------------------------
 
