@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -65,6 +66,8 @@ __all__ = [
     "Request",
     "Response",
     "default_rules",
+    "id_from_location",
+    "json_body",
     "parse_retry_after",
 ]
 
@@ -106,6 +109,22 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def json_body(response: Response) -> Any:
+    """The answer's JSON, or None when it is not JSON (for error messages and response rules)."""
+    try:
+        return jsonlib.loads(response.content)
+    except ValueError:
+        return None
+
+
+def id_from_location(value: str | None) -> str | None:
+    """The new id from a ``Location`` header (relative or absolute): its last path segment, digits."""
+    if not value:
+        return None
+    segments = [s for s in urlsplit(value.strip()).path.split("/") if s]
+    return segments[-1] if segments and segments[-1].isdigit() else None
 
 
 def _body_text(response: Response, limit: int = 500) -> str:

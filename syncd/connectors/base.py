@@ -13,6 +13,7 @@ it is sent).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import threading
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
+import structlog
+
 from syncd.config import SystemConfig
 from syncd.connectors.paging import NoPaging, Paginator
-from syncd.connectors.xmlcodec import parse_xml
+from syncd.connectors.xmlcodec import parse_xml, unsendable, xml_document
 from syncd.contact import Fields
 from syncd.errors import (
     BadAnswer,
@@ -60,7 +63,10 @@ __all__ = [
     "WriteResult",
     "build_connector",
     "check_limits",
+    "parse_iso",
 ]
+
+log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -145,6 +151,14 @@ class Budgeted(Protocol):
         ...
 
 
+def parse_iso(raw: Any) -> datetime | None:
+    """An ISO-8601 stamp (``Z`` or an offset); UTC when it gives none; empty is no stamp."""
+    if not raw:
+        return None
+    when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class Listing:
     """One request (and its pages) of a listing: where to ask, and how to page."""
@@ -158,8 +172,10 @@ class Listing:
     what: str = "list"
     ok: tuple[int, ...] = ()
     """Statuses that mean "nothing here" rather than an error (an answer with no body)."""
-    done: Callable[[], bool] | None = None
-    """Stop paging early once this says everything wanted was seen."""
+    wanted: set[str] | None = None
+    """Ids still to be read: each page strikes off its items' (:meth:`RestConnector.item_id`) and
+    paging stops once none is left; the caller reads any left over by id (offset paging skips one
+    when another is deleted mid-scan, and a skipped record must never read as deleted)."""
     orgs: frozenset[str] | None = None
     """Keep only records of these organizations (an API that lists every parent's at once)."""
     ascending: bool = False
@@ -214,6 +230,14 @@ class RestConnector:
     default_burst: ClassVar[float | None] = None
     in_flight_cap: ClassVar[int | None] = None
     """The most writes this API should have in flight at once, whatever the config says."""
+    id_key: ClassVar[str] = "id"
+    """The key of an item's id, for :meth:`item_id`."""
+    xml_root: ClassVar[str] = ""
+    """The root element of an XML write body; its children come from :attr:`xml_tags`."""
+    xml_tags: ClassVar[Mapping[str, str]] = {}
+    """Body key → XML element (a key not listed is its own element)."""
+    xml_attrs: ClassVar[Mapping[str, str]] = {}
+    """Body key → the element's attributes (``'type="integer"'``)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -304,6 +328,12 @@ class RestConnector:
         if problem is not None:
             raise self.reject(what, f"{problem[0]}: {problem[1]}")
 
+    def stop_deleting(self, event: str, **detail: Any) -> None:
+        """The server offers no delete: say so once, and stop offering deletes to the planner."""
+        if self.capabilities.can_delete:
+            log.warning(event, system=self.name, **detail)
+            self.capabilities = dataclasses.replace(self.capabilities, can_delete=False)
+
     # -- reading ----------------------------------------------------------------------------
 
     def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
@@ -320,7 +350,7 @@ class RestConnector:
 
     def item_id(self, item: Any) -> str | None:
         """Best effort: the id of an item that could not be mapped, for the message."""
-        value = item.get("id") if isinstance(item, Mapping) else None
+        value = item.get(self.id_key) if isinstance(item, Mapping) else None
         return str(value) if value not in (None, "") else None
 
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
@@ -352,9 +382,11 @@ class RestConnector:
                 break
             body = self.decode(response, listing.what)
             raw = self._guard(response, listing.what, self.items, body, listing)
+            if listing.wanted is not None:
+                listing.wanted.difference_update(self.item_id(item) for item in raw)
             yield self._page(raw, listing)
             self._guard(response, listing.what, paginator.advance, response.content, body, raw)
-            if listing.done is not None and listing.done():
+            if listing.wanted is not None and not listing.wanted:
                 break
 
     def _page(self, raw: Sequence[Any], listing: Listing) -> Page:
@@ -389,6 +421,11 @@ class RestConnector:
     def _label(self, response: Response, what: str) -> str:
         return f"{self.name}: {response.request.method} {response.request.url.path} ({what})"
 
+    def fetch(self, path: str, what: str, *, ok: tuple[int, ...] = ()) -> Any:
+        """One GET outside a listing: the decoded answer, or None when it is not a 200 (``ok``)."""
+        response = self.http.request("GET", path, what=what, ok=ok)
+        return self.decode(response, what) if response.status_code == 200 else None
+
     def decode(self, response: Response, what: str) -> Any:
         """The answer as data (JSON or a defusedxml tree), or a BadAnswer naming the request."""
         if self.answer_format == "xml":
@@ -399,7 +436,12 @@ class RestConnector:
     # -- writing ----------------------------------------------------------------------------
 
     def to_xml(self, values: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        """``<xml_root>`` with an element per value; a character XML cannot carry rejects the record."""
+        for key, value in values.items():
+            if (bad := unsendable(value)) is not None:
+                raise self.reject(f"field {key}", f"character {bad} cannot be sent in XML")
+        return xml_document(self.xml_root, ((self.xml_tags.get(k, k), self.xml_attrs.get(k, ""), v)
+                                            for k, v in values.items()))
 
     def send(
         self,
@@ -412,11 +454,14 @@ class RestConnector:
         ok: tuple[int, ...] = (),
         params: Any = None,
         read_answer: bool = True,
+        pick: Callable[[Any], Any] | None = None,
     ) -> tuple[Response, Any]:
         """One write in the API's body format; returns the answer and its decoded body.
 
-        A create's answer that cannot be read leaves its outcome unknown: it
-        may have landed, so it is :class:`OutcomeUnknown`, never resent.
+        ``pick`` takes the part wanted from that body; a wrong shape is an
+        answer that cannot be read.  A create's answer that cannot be read
+        leaves its outcome unknown: it may have landed, so it is
+        :class:`OutcomeUnknown`, never resent.
         """
         body: dict[str, Any] = {}
         if values is not None:
@@ -431,7 +476,8 @@ class RestConnector:
         if not read_answer or not response.content.strip():
             return response, None
         try:
-            return response, self.decode(response, what)
+            body = self.decode(response, what)
+            return response, body if pick is None else self._guard(response, what, pick, body)
         except BadAnswer as exc:
             if idempotent is False or (idempotent is None and method in ("POST", "PATCH")):
                 raise OutcomeUnknown(f"{exc}; outcome unknown, not resent",

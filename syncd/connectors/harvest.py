@@ -1,11 +1,9 @@
 """Harvest v1 (classic API, XML) client contacts: mapping and endpoints.
 
 The plumbing (Basic auth, pacing, ``Retry-After`` on Harvest's 503 throttle,
-error mapping) is :class:`syncd.http.HttpClient`'s.  What is Harvest's own
-lives here, each vendor quirk in one named place (``systems/harvest.md``):
+error mapping, XML both ways through defusedxml and escaped on the way out) is
+the base's.  Harvest's own quirks, each in one named place (``systems/harvest.md``):
 
-* XML both ways, parsed only with defusedxml (no DTD, entity or external
-  reference is ever expanded) and escaped on the way out;
 * ``updated_since`` takes a UTC minute, so :func:`updated_since_param`
   floors; the engine adds :data:`OVERLAP` and recognises re-seen records by
   hash, so a contact changed twice in one minute is not missed;
@@ -20,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 from syncd.connectors import xmlcodec
 from syncd.connectors.base import (
@@ -30,10 +28,11 @@ from syncd.connectors.base import (
     RemoteRecord,
     RestConnector,
     WriteResult,
+    parse_iso,
 )
 from syncd.contact import Fields, normalise
-from syncd.errors import BadAnswer, RetriableError, SystemUnavailable
-from syncd.http import Auth, BasicAuth, Response
+from syncd.errors import BadAnswer, RetriableError
+from syncd.http import Auth, BasicAuth, Response, id_from_location
 from syncd.model import MOVED_FROM
 
 __all__ = [
@@ -65,6 +64,7 @@ DEFAULT_MAX_RPS = 6.0
 """Harvest throttles above 100 requests / 15 s; 6/s with no burst stays at <= 91."""
 
 XML_HEADERS = {"Accept": "application/xml", "Content-Type": "application/xml"}
+_text = xmlcodec.element_text
 
 
 def parse_xml(text: str | bytes, *, system: str = "harvest") -> Any:
@@ -74,14 +74,7 @@ def parse_xml(text: str | bytes, *, system: str = "harvest") -> Any:
 def error_message(response: Response) -> str:
     """The ``<error>`` texts of a Rails-style answer, else the raw body; plus any ``Hint``."""
     text = response.text.strip()
-    message = text[:300] if text else response.reason_phrase
-    if text.startswith("<"):
-        try:
-            root = parse_xml(text)
-        except (BadAnswer, SystemUnavailable):
-            root = None
-        if root is not None and root.tag == "errors":
-            message = "; ".join((e.text or "").strip() for e in root.iter("error")) or message
+    message = xmlcodec.error_texts(text, system="harvest") or text[:300] or response.reason_phrase
     hint = response.headers.get("Hint")
     return f"{message} (Hint: {hint})" if hint else message
 
@@ -91,26 +84,6 @@ def updated_since_param(since: datetime) -> str:
     if since.tzinfo is None:
         raise ValueError("updated_since needs a timezone-aware datetime")
     return quote_plus(since.astimezone(UTC).strftime("%Y-%m-%d %H:%M"))
-
-
-def id_from_location(value: str | None) -> str | None:
-    """The new id from ``Location`` (relative or absolute): its last path segment, digits."""
-    if not value:
-        return None
-    segments = [s for s in urlsplit(value.strip()).path.split("/") if s]
-    return segments[-1] if segments and segments[-1].isdigit() else None
-
-
-_text = xmlcodec.element_text
-
-
-def _timestamp(element: Any) -> datetime | None:
-    """``type="datetime"`` or ``"dateTime"``: ISO-8601, UTC when no offset is given."""
-    raw = _text(element)
-    if not raw:
-        return None
-    when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 class HarvestConnector(RestConnector):
@@ -127,6 +100,9 @@ class HarvestConnector(RestConnector):
     )
     body_format = answer_format = "xml"
     default_headers = XML_HEADERS
+    xml_root = "contact"
+    xml_tags = ELEMENTS
+    xml_attrs = {"client-id": 'type="integer"'}
     default_max_rps = DEFAULT_MAX_RPS
     default_burst = 1.0
     in_flight_cap = 2
@@ -164,18 +140,10 @@ class HarvestConnector(RestConnector):
             remote_id=_text(item.find("id")),
             org_id=_text(item.find("client-id")),
             fields={f: _text(item.find(tag)) for f, tag in ELEMENTS.items()},
-            updated_at=_timestamp(item.find("updated-at")),
+            updated_at=parse_iso(_text(item.find("updated-at"))),  # "datetime" or "dateTime"
         )
 
     # -- writing --------------------------------------------------------------------------
-
-    def to_xml(self, values: Mapping[str, Any]) -> str:
-        for field, value in values.items():
-            if (bad := xmlcodec.unsendable(value)) is not None:
-                raise self.reject(f"field {field}", f"character {bad} cannot be sent in XML")
-        return xmlcodec.xml_document("contact", (
-            ("client-id", 'type="integer"', v) if f == "client-id" else (ELEMENTS[f], "", v)
-            for f, v in values.items()))
 
     def _ours(self, fields: Mapping[str, str]) -> Fields:
         return {f: (fields.get(f) or "").strip() for f in ELEMENTS}
@@ -210,21 +178,13 @@ class HarvestConnector(RestConnector):
                 hits = [r for r in found if all(
                     normalise(f, r.fields[f]) == normalise(f, values[f]) for f in keys)]
         if not hits:
-            raise RetriableError(
-                f"{self.name}: {what}: created without a usable Location header and not found "
-                "under its client; the next poll will show whether it exists",
-                system=self.name,
-            )
+            raise RetriableError(f"{self.name}: {what}: created without a usable Location header and "
+                                 "not found under its client; the next poll will show whether it exists",
+                                 system=self.name)
         return max(hits, key=lambda r: int(r.remote_id or 0)).remote_id  # the newest id
 
-    def update(
-        self,
-        remote_id: str,
-        org_id: str,
-        changed: Fields,
-        desired: Fields,
-        extra: Mapping[str, Any],
-    ) -> WriteResult:
+    def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
+               extra: Mapping[str, Any]) -> WriteResult:
         """PUT only the changed elements (and client-id for a move); an empty one clears."""
         holds = self._ours(desired)
         delta = {f: (v or "").strip() for f, v in changed.items() if f in ELEMENTS}

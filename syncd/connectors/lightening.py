@@ -19,7 +19,6 @@ What is Lightening's own, each in one named place (``systems/lightening.md``,
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from syncd.connectors.base import (
 )
 from syncd.contact import Fields
 from syncd.errors import AuthError, NotFound, OutcomeUnknown, RecordRejected
-from syncd.http import Auth, HeaderToken, Response, default_rules
+from syncd.http import Auth, HeaderToken, Response, default_rules, json_body
 from syncd.model import MOVED_FROM
 
 __all__ = [
@@ -105,16 +104,9 @@ def parse_stamp(value: Any) -> datetime | None:
         return None
 
 
-def _body(response: Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def error_message(response: Response) -> str:
     """The vendor's own words: every ``errors`` field with its message, else ``error``/``msg``."""
-    body = _body(response)
+    body = json_body(response)
     if isinstance(body, dict):
         errors = body.get("errors")
         if isinstance(errors, dict) and errors:
@@ -134,7 +126,7 @@ def validate_response(response: Response, message: str) -> None:
     ``error`` reject the record with the system's message, naming the fields.
     """
     default_rules(response, message)
-    body = _body(response)
+    body = json_body(response)
     if not isinstance(body, dict) or body.get("result") not in (False, "false", 0, "0"):
         return  # a success, or not JSON at all: the decoder says so
     said = str(body.get("msg") or "").strip().casefold()

@@ -24,7 +24,6 @@ Why it looks the way it does (``shared/systems/valomnia.md``, ``DECISIONS.md``):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,11 +38,12 @@ from syncd.connectors.base import (
     RemoteRecord,
     RestConnector,
     WriteResult,
+    parse_iso,
 )
 from syncd.connectors.paging import OffsetPaging
 from syncd.contact import Fields
 from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
-from syncd.http import Auth, FormLoginCookie, HttpClient, Response, default_rules
+from syncd.http import Auth, FormLoginCookie, HttpClient, Response, default_rules, json_body
 from syncd.model import MOVED_FROM
 
 __all__ = [
@@ -117,27 +117,14 @@ def last_updated_param(since: datetime) -> str:
     return since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _timestamp(raw: Any) -> datetime | None:
-    if not raw:
-        return None
-    when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
 def _error_code(response: Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
+    body = json_body(response)
     return str(body.get("error") or "") if isinstance(body, dict) else ""
 
 
 def error_message(response: Response) -> str:
     """``error: error_description`` of the vendor's error body, else the raw text."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = json_body(response)
     if isinstance(body, dict) and (body.get("error") or body.get("error_description")):
         return f"{body.get('error', '')}: {body.get('error_description', '')}".strip(": ")
     text = response.text.strip()
@@ -210,7 +197,7 @@ class ValomniaConnector(RestConnector):
             remote_id=str(item["id"]),
             org_id=str(customer["id"]),
             fields={f: str(item.get(v) or "").strip() for f, v in FIELDS.items()},
-            updated_at=_timestamp(item.get("lastUpdated")),
+            updated_at=parse_iso(item.get("lastUpdated")),
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -259,17 +246,11 @@ class ValomniaConnector(RestConnector):
         if resp.status_code == 404:
             log.info("valomnia.delete_gone", system=self.name, contact=remote_id)
         elif resp.status_code == 405:
-            deletes_unsupported(self)
+            # ASSUMPTION (DECISIONS.md): 405 on DELETE means no delete exists — say so once.
+            self.stop_deleting("valomnia.no_delete",
+                               detail="DELETE answered 405: deletes are not propagated to this system")
             raise self.reject(what, "the server offers no contact delete (HTTP 405); deletes "
                               "are off for this system")
-
-
-def deletes_unsupported(connector: ValomniaConnector) -> None:
-    """ASSUMPTION (DECISIONS.md): 405 on DELETE means no delete exists — say so once."""
-    if connector.capabilities.can_delete:
-        log.warning("valomnia.no_delete", system=connector.name,
-                    detail="DELETE answered 405: deletes are not propagated to this system")
-        connector.capabilities = dataclasses.replace(connector.capabilities, can_delete=False)
 
 
 CONNECTOR = ValomniaConnector

@@ -15,7 +15,7 @@ from defusedxml import DefusedXmlException
 
 from syncd.errors import BadAnswer, SystemUnavailable
 
-__all__ = ["element_text", "parse_xml", "unsendable", "xml_document"]
+__all__ = ["element_text", "error_texts", "parse_xml", "unsendable", "xml_document"]
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
@@ -37,6 +37,19 @@ def element_text(element: Any) -> str:
     if element is None or element.get("nil") == "true":
         return ""
     return str(element.text or "").strip()
+
+
+def error_texts(text: str, *, system: str) -> str | None:
+    """The ``<error>`` texts of a Rails-style ``<errors>`` answer, joined; None for anything else."""
+    if not text.startswith("<"):
+        return None
+    try:
+        root = parse_xml(text, label=system, system=system)
+    except (BadAnswer, SystemUnavailable):
+        return None
+    if root.tag != "errors":
+        return None
+    return "; ".join((e.text or "").strip() for e in root.iter("error")) or None
 
 
 def unsendable(value: str) -> str | None:
