@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import sqlite3
 import subprocess
@@ -27,7 +28,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from syncd.config import Settings, load_settings
-from syncd.logs import redact_secrets
+from syncd.logs import configure_logging, redact_secrets
 from syncd.redact import MASK, REDACTOR, Redactor, encoded_forms, redact, redact_value
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.store import Store
@@ -182,6 +183,89 @@ def test_log_events_are_masked_by_value_everywhere_in_the_event() -> None:
     assert_no_leak(json.dumps(event, default=str), "log event")
     assert event["user"] == USER and event["event"] == f"login refused: password={MASK}"
     assert "RuntimeError: echoed " + MASK in event["exception"]
+
+
+# -- libraries logging through the standard library (httpx, httpcore, apscheduler) ---------
+
+@pytest.fixture
+def stderr_lines(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[str]]]:
+    """The lines written to stderr since the last call; quiet logging restored after."""
+    yield lambda: capsys.readouterr().err.splitlines()
+    configure_logging("error", json=True)
+
+
+def test_a_library_log_record_is_masked_and_rendered_like_syncd_events(
+    stderr_lines: Callable[[], list[str]],
+) -> None:
+    REDACTOR.set_secrets([PASSWORD], partners={PASSWORD: [USER]})
+    configure_logging("info", json=True)
+    url = f"https://books.example/api/contacts?authtoken={quote_plus(PASSWORD)}"
+    logging.getLogger("httpx").warning('HTTP Request: GET %s "HTTP/1.1 401"', url)
+    try:
+        raise RuntimeError(f"echoed {leaked_forms()['basic']}")
+    except RuntimeError:
+        logging.getLogger("apscheduler.executors.default").exception(
+            "Job raised, password=%s", PASSWORD)
+    structlog.get_logger().warning("own_event")
+    lines = stderr_lines()
+    assert_no_leak("\n".join(lines), "stderr")
+    request, job, own = (json.loads(line) for line in lines)  # one JSON document a line
+    assert request["event"] == f'HTTP Request: GET {url.replace(quote_plus(PASSWORD), MASK)}' \
+        ' "HTTP/1.1 401"'
+    assert (request["level"], request["logger"]) == ("warning", "httpx")
+    assert (job["level"], job["event"]) == ("error", f"Job raised, password={MASK}")
+    assert f"RuntimeError: echoed {MASK}" in job["exception"]
+    assert set(own) == {"event", "level", "timestamp"}
+    assert set(request) == set(job) - {"exception"} == set(own) | {"logger"}
+
+
+@pytest.mark.parametrize(("level", "library_info", "library_warning"), [
+    ("debug", True, True), ("info", False, True), ("warning", False, True),
+    ("error", False, False),
+])
+def test_libraries_say_info_only_when_syncd_debugs(
+    stderr_lines: Callable[[], list[str]], level: str, library_info: bool,
+    library_warning: bool,
+) -> None:
+    """One INFO line per HTTP request is noise: libraries log from WARNING unless at debug."""
+    configure_logging(level, json=True)
+    logging.getLogger("httpx").info("HTTP Request: GET https://x")
+    logging.getLogger("httpcore.connection").debug("connect_tcp.started")
+    logging.getLogger("httpx").warning("retrying")
+    events = [json.loads(line)["event"] for line in stderr_lines()]
+    expected = ["HTTP Request: GET https://x", "connect_tcp.started"] if library_info else []
+    assert events == expected + (["retrying"] if library_warning else [])
+
+
+def test_configuring_twice_keeps_one_handler_and_leaves_pytest_capture_alone(
+    stderr_lines: Callable[[], list[str]], caplog: pytest.LogCaptureFixture,
+) -> None:
+    configure_logging("info", json=False)
+    handlers = list(logging.getLogger().handlers)
+    configure_logging("info", json=True)
+    assert len(logging.getLogger().handlers) == len(handlers)
+    logging.getLogger("httpx").warning("once")
+    (line,) = stderr_lines()
+    assert json.loads(line)["event"] == "once"
+    assert [r.getMessage() for r in caplog.records] == ["once"]
+
+
+def test_a_malformed_library_record_does_not_leak_its_arguments(
+    stderr_lines: Callable[[], list[str]],
+) -> None:
+    """logging's own error report prints a bad record's arguments raw; ours masks them."""
+    REDACTOR.set_secrets([PASSWORD])
+    configure_logging("info", json=True)
+    # Handed to syncd's handler alone: pytest's capture handler fails the test on a bad record.
+    record = logging.LogRecord("httpx", logging.WARNING, __file__, 1, "token %d", (PASSWORD,),
+                               None)
+    (ours,) = (h for h in logging.getLogger().handlers if type(h).__module__ == "syncd.logs")
+    ours.handle(record)
+    (line,) = stderr_lines()
+    assert_no_leak(line, "stderr")
+    event = json.loads(line)
+    assert (event["event"], event["logger"]) == ("library_log_failed", "httpx")
+    assert event["arguments"] == f"('{MASK}',)"
 
 
 def test_the_store_masks_error_texts_on_the_way_in(sqlite_store: Store) -> None:
