@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from pydantic import SecretStr
@@ -82,6 +82,17 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
                                arguments=repr(record.args))
 
 
+class _CurrentStderr:
+    """``sys.stderr`` as it is when a line is written, not when logging was configured:
+    a stream swapped out since (pytest's capture, a daemon's redirect) may be closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _library_level(level: int) -> int:
     """The level of stdlib loggers: WARNING at least, unless syncd itself logs at DEBUG."""
     return level if level <= logging.DEBUG else max(level, logging.WARNING)
@@ -104,7 +115,7 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=[*stamp, *render],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )
 

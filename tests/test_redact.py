@@ -268,6 +268,24 @@ def test_a_malformed_library_record_does_not_leak_its_arguments(
     assert event["arguments"] == f"('{MASK}',)"
 
 
+def test_logging_writes_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream seen when logging was configured may be closed since (pytest's
+    capture of an earlier test, a daemon's redirect): a log line must not raise."""
+    import io
+
+    from syncd.logs import get_logger
+
+    then, now = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", then)
+    configure_logging("error", json=True)
+    then.close()
+    monkeypatch.setattr(sys, "stderr", now)
+    get_logger().error("guard_tripped", system="a")
+    logging.getLogger("httpx").error("library says %s", "hello")
+    lines = [json.loads(line) for line in now.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["guard_tripped", "library says hello"]
+
+
 def test_the_store_masks_error_texts_on_the_way_in(sqlite_store: Store) -> None:
     REDACTOR.set_secrets([PASSWORD], partners={PASSWORD: [USER]})
     now = datetime.now(UTC)
