@@ -30,6 +30,7 @@ from syncd.connectors.base import (
     Listing,
     RemoteRecord,
     RestConnector,
+    TypedChildren,
     WriteResult,
 )
 from syncd.connectors.paging import HeaderPage
@@ -136,21 +137,21 @@ class LogisenseConnector(RestConnector):
         ids: dict[tuple[int, str], int] = {}
         types = self.fetch(self.api + "ContactPointType/", "contact point types")
         for item in types.get("items", []) if isinstance(types, dict) else []:
-            kind = point_kind(str(item.get("name", "")))
-            key = (int(item.get("contactTypeId", 0)), kind or "")
-            if kind is None:
+            if (kind := point_kind(str(item.get("name", "")))) is None:
                 log.debug("logisense.point_type_unmapped", system=self.name, type=item.get("name"))
-            elif key not in ids:
-                ids[key] = int(item["identity"])
+            else:
+                ids.setdefault((int(item.get("contactTypeId", 0)), kind), int(item["identity"]))
         for kind, tid in self.cfg.contact_point_types.items():  # the operator's word wins
             for ctype in {c for c, _ in ids} | {self.cfg.contact_type_id or 0}:
                 ids[(ctype, kind)] = tid
         self.type_ids = ids
         log.debug("logisense.point_types", system=self.name, count=len(ids))
 
-    def _type_id(self, ctype: int, kind: str) -> int | None:
+    def _points(self, ctype: int) -> TypedChildren:
+        """The contact points a contact of this ContactType holds, as typed child records."""
         assert self.type_ids is not None
-        return self.type_ids.get((ctype, kind))
+        types = {kind: self.type_ids.get((ctype, kind)) for kind in POINTS}
+        return TypedChildren(types, type_key="contactPointTypeId")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -190,15 +191,8 @@ class LogisenseConnector(RestConnector):
 
     def _record(self, c: Mapping[str, Any], org: str) -> RemoteRecord:
         ctype = int(c.get("contactTypeId") or 0)
-        fields: Fields = {**{k: (c.get(v) or "").strip() for k, v in SCALARS.items()},
-                          **dict.fromkeys(POINTS, "")}
-        points: dict[str, int] = {}
-        wanted = {self._type_id(ctype, k): k for k in POINTS}
-        for p in sorted(c.get("details", {}).get("contactPoints", []), key=lambda p: p["identity"]):
-            kind = wanted.get(p.get("contactPointTypeId"))
-            if kind and kind not in points:
-                points[kind] = int(p["identity"])
-                fields[kind] = (p.get("value") or "").strip()
+        values, points = self._points(ctype).read(c.get("details", {}).get("contactPoints", []))
+        fields = {**{k: (c.get(v) or "").strip() for k, v in SCALARS.items()}, **values}
         return RemoteRecord(str(c["identity"]), org, fields,
                             extra={"contactTypeId": ctype, "points": points})
 
@@ -211,12 +205,16 @@ class LogisenseConnector(RestConnector):
                              pick=_results)
         return list(items or [])
 
-    def _new_point(self, ctype: int, kind: str, value: str, what: str) -> dict[str, Any]:
-        tid = self._type_id(ctype, kind)
-        if tid is None:
-            raise self.reject(what, f"ContactType {ctype} has no {kind} contact point type "
-                              f"(set contact_point_types.{kind})")
-        return {"patchType": "create", "contactPointTypeId": tid, "value": value}
+    def _point_items(self, ctype: int, changed: Fields, points: Mapping[str, int],
+                     what: str) -> list[dict[str, Any]]:
+        """The nested contact point PATCH items that carry ``changed``."""
+        items = []
+        for op, kind, child in self._points(ctype).edits(changed, points):
+            if op == "create" and child["contactPointTypeId"] is None:
+                raise self.reject(what, f"ContactType {ctype} has no {kind} contact point type "
+                                  f"(set contact_point_types.{kind})")
+            items.append({"patchType": op, **child})
+        return items
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         self.open()
@@ -224,7 +222,7 @@ class LogisenseConnector(RestConnector):
         if ctype is None:
             raise self.reject("create", f"systems.{self.name}.contact_type_id is not set: "
                               "new contacts need a ContactType id")
-        points = [self._new_point(ctype, k, fields[k], "create") for k in POINTS if fields.get(k)]
+        points = self._point_items(ctype, fields, {}, "create")
         item = {"patchType": "create", "patchClientId": 1, "contactTypeId": ctype,
                 **{v: fields.get(k, "") for k, v in SCALARS.items()}, "isUsedForTax": False,
                 "details": {"contactPoints": {"items": points}}}
@@ -240,14 +238,9 @@ class LogisenseConnector(RestConnector):
     def _new_points(self, ctype: int, results: Sequence[Mapping[str, Any]],
                     fields: Mapping[str, str]) -> dict[str, int]:
         """Created points by (type, value): the answer does not echo ``patchClientId``."""
-        found: dict[str, int] = {}
-        for r in _created(results, "contactPoint"):
-            inst = r.get("instance") or {}
-            for kind in POINTS:
-                if (self._type_id(ctype, kind) == inst.get("contactPointTypeId")
-                        and inst.get("value") == fields.get(kind)):
-                    found[kind] = int(r["identity"])
-        return found
+        news = [{**(r.get("instance") or {}), "identity": r["identity"]}
+                for r in _created(results, "contactPoint")]
+        return self._points(ctype).created(news, fields)
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
                extra: Mapping[str, Any]) -> WriteResult:
@@ -258,17 +251,9 @@ class LogisenseConnector(RestConnector):
         ctype = int(extra["contactTypeId"])
         points: dict[str, int] = {k: int(v) for k, v in extra.get("points", {}).items()}
         body: dict[str, Any] = {v: changed[k] for k, v in SCALARS.items() if k in changed}
-        items: list[dict[str, Any]] = []
-        for kind in (k for k in POINTS if k in changed):
-            value, pid = changed[kind], points.get(kind)
-            if value and pid is not None:
-                items.append({"patchType": "update", "identity": pid, "value": value})
-            elif value:
-                items.append(self._new_point(ctype, kind, value, f"update {remote_id}"))
-            elif pid is not None:
-                items.append({"patchType": "delete", "identity": points.pop(kind)})
-        if items:
+        if items := self._point_items(ctype, changed, points, f"update {remote_id}"):
             body["details"] = {"contactPoints": {"items": items}}
+        points = {k: pid for k, pid in points.items() if changed.get(k) != ""}  # emptied: deleted
         if body:
             creates = any(i["patchType"] == "create" for i in items)
             results = self._patch(f"Contact/{int(remote_id)}", body, f"contact {remote_id}",
@@ -281,10 +266,7 @@ class LogisenseConnector(RestConnector):
         if not self.capabilities.can_delete:
             raise self.reject(f"delete {remote_id}", "the server offers no contact delete")
         body = {"contacts": {"items": [{"patchType": "delete", "identity": int(remote_id)}]}}
-        resp, _ = self.send("PATCH", f"{self.api}Account/{int(org_id)}", body, ok=(404,),
-                            what=f"contact {remote_id}", idempotent=True, read_answer=False)
-        if resp.status_code == 404:  # already gone from the account: the goal is reached
-            log.info("logisense.delete_gone", system=self.name, contact=remote_id)
+        self.remove("PATCH", f"{self.api}Account/{int(org_id)}", body, what=f"contact {remote_id}")
 
 
 CONNECTOR = LogisenseConnector
