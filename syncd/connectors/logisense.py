@@ -2,14 +2,14 @@
 
 Why it looks the way it does (``shared/systems/logisense.md``, ``DECISIONS.md``):
 
-* v6 contacts carry no update stamp → a full scan compared by hash.  The scan pages through
+* v6 contacts carry no update stamp → a full scan compared by hash.  It pages through
   ``Contact/Paged/Detail`` (the page asked for in a JSON ``Pagination`` *request header*) and
-  keeps only members of the mapped accounts, read from ``Account/{id}/Detail`` — one request
-  per account and per page, never one per contact.
-* Email/phone/mobile/fax are *contact points* whose type ids belong to the contact's
-  ContactType.  The ids are read from ``ContactPointType/`` (a config override wins), and each
-  point's ``identity`` is kept in the link's ``extra`` so that a changed email is an *update*
-  of the same point, sent with the scalar fields in one ``PATCH Contact/{id}``.
+  keeps the members of the mapped accounts, read from ``Account/{id}/Detail``: one request per
+  account and per page, never one per contact.
+* Email/phone/mobile/fax are *contact points* (:class:`TypedChildren`) whose type ids belong to
+  the contact's ContactType, read from ``ContactPointType/`` (a config override wins).  Each
+  point's ``identity`` stays in the link's ``extra``, so a changed email is an *update* of the
+  same point, sent with the scalar fields in one ``PATCH Contact/{id}``.
 * Create and delete go through ``PATCH Account/{id}``: a new contact arrives with its points
   nested, so it never exists as an unmatchable name-only orphan.
 * ``title`` is the salutation ("Mr."), not a job title (CONTRACT §4).
@@ -24,19 +24,12 @@ from typing import Any
 import structlog
 
 from syncd.config import LogisenseConfig
-from syncd.connectors.base import (
-    Capabilities,
-    FieldLimit,
-    Listing,
-    RemoteRecord,
-    RestConnector,
-    TypedChildren,
-    WriteResult,
-)
+from syncd.connectors.base import Listing, RemoteRecord, RestConnector, TypedChildren
 from syncd.connectors.paging import HeaderPage
 from syncd.contact import Fields
 from syncd.errors import OutcomeUnknown, SystemUnavailable
 from syncd.http import Auth, HttpClient, OAuth2Grant, Response, json_body
+from syncd.model import Capabilities, FieldLimit, WriteResult
 
 __all__ = ["CONNECTOR", "LogisenseConnector", "from_config", "point_kind"]
 
@@ -86,8 +79,10 @@ def _results(answer: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _created(results: Sequence[Mapping[str, Any]], dto: str) -> list[Mapping[str, Any]]:
-    return [r for r in results if r.get("dtoTypeKey") == dto and r.get("action") == "created"]
+def _created(results: Sequence[Mapping[str, Any]], dto: str) -> list[dict[str, Any]]:
+    """What a PATCH answer says it created of one kind: each ``instance`` with its ``identity``."""
+    return [{**(r.get("instance") or {}), "identity": r["identity"]} for r in results
+            if r.get("dtoTypeKey") == dto and r.get("action") == "created"]
 
 
 class LogisenseConnector(RestConnector):
@@ -101,7 +96,6 @@ class LogisenseConnector(RestConnector):
         self.cfg: LogisenseConfig = cfg
         self.api = f"/ResourceServer/api/v{cfg.api_version}/"
         self.page_size = int(options.get("page_size", PAGE_SIZE))
-        self.routes: dict[str, list[str]] = {}
         self.type_ids: dict[tuple[int, str], int] | None = None
         """(contactTypeId, canonical field) → contactPointTypeId."""
         self._members: dict[int, str] = {}
@@ -129,9 +123,8 @@ class LogisenseConnector(RestConnector):
             details = meta.get("details", {}) if isinstance(meta, dict) else {}
             routing = details.get("resourceRouting", {}).get("routes", [])
             patch = details.get("dataFlowPatchTypes", {})
-            self.routes[entity] = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
-            log.debug("logisense.routes", system=self.name, entity=entity,
-                      routes=self.routes[entity], patch=patch)
+            routes = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
+            log.debug("logisense.routes", system=self.name, entity=entity, routes=routes, patch=patch)
             if entity == "Account" and "delete" not in patch.get("contact", ["delete"]):
                 self.stop_deleting("logisense.no_delete")
         ids: dict[tuple[int, str], int] = {}
@@ -232,15 +225,9 @@ class LogisenseConnector(RestConnector):
         if new is None:  # it may exist all the same: the next poll tells
             raise OutcomeUnknown(f"{self.name}: create under account {org_id}: no created "
                                  f"contact in the answer: {results!r:.300}", system=self.name)
-        extra = {"contactTypeId": ctype, "points": self._new_points(ctype, results, fields)}
-        return WriteResult(str(new["identity"]), extra=extra)
-
-    def _new_points(self, ctype: int, results: Sequence[Mapping[str, Any]],
-                    fields: Mapping[str, str]) -> dict[str, int]:
-        """Created points by (type, value): the answer does not echo ``patchClientId``."""
-        news = [{**(r.get("instance") or {}), "identity": r["identity"]}
-                for r in _created(results, "contactPoint")]
-        return self._points(ctype).created(news, fields)
+        # Created points are matched by type and value: the answer does not echo patchClientId.
+        ids = self._points(ctype).created(_created(results, "contactPoint"), fields)
+        return WriteResult(str(new["identity"]), extra={"contactTypeId": ctype, "points": ids})
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
                extra: Mapping[str, Any]) -> WriteResult:
@@ -258,7 +245,7 @@ class LogisenseConnector(RestConnector):
             creates = any(i["patchType"] == "create" for i in items)
             results = self._patch(f"Contact/{int(remote_id)}", body, f"contact {remote_id}",
                                   idempotent=not creates)
-            points.update(self._new_points(ctype, results, changed))
+            points.update(self._points(ctype).created(_created(results, "contactPoint"), changed))
         return WriteResult(remote_id, extra={"contactTypeId": ctype, "points": points})
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
