@@ -24,7 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from syncd.config import _SystemBase
-from syncd.connectors.base import Capabilities, Listing, RemoteRecord, RestConnector, WriteResult
+from syncd.connectors.base import (
+    Capabilities,
+    Listing,
+    RemoteRecord,
+    RestConnector,
+    TypedChildren,
+    WriteResult,
+)
 from syncd.connectors.paging import HeaderPage, OffsetPaging, PageNumber
 from syncd.contact import Fields
 from syncd.engine.poll import Poller
@@ -89,8 +96,7 @@ class PeopleConnector(RestConnector):
         return WriteResult(remote_id)
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
-        self.send("DELETE", f"/orgs/{org_id}/people/{remote_id}", what=f"delete {remote_id}",
-                  ok=(404,), read_answer=False)
+        self.remove("DELETE", f"/orgs/{org_id}/people/{remote_id}", what=f"delete {remote_id}")
 
 
 # -- the API it talks to ----------------------------------------------------------------------
@@ -192,6 +198,27 @@ def test_a_bad_item_skips_that_record_only_and_an_item_without_id_is_never_a_rec
     skipped = [s for p in pages for s in p.skipped]
     assert [(s.remote_id, "KeyError" in s.reason) for s in skipped] == [("2", True), (None, False)]
     assert "no usable id" in skipped[1].reason
+
+
+def test_fields_held_as_typed_children_read_diff_and_match_by_type_and_value() -> None:
+    points = TypedChildren({"email": 40, "phone": 41, "fax": None}, type_key="typeId")
+    children = [{"identity": 9, "typeId": 40, "value": "late@x.io"},
+                {"identity": 3, "typeId": 40, "value": " a@x.io "},
+                {"identity": 5, "typeId": 77, "value": "unmapped"},
+                {"identity": 6, "value": "no type"}]
+    values, ids = points.read(children)
+    assert values == {"email": "a@x.io", "phone": "", "fax": ""}  # the oldest child of a type wins
+    assert ids == {"email": 3}
+    edits = list(points.edits({"email": "", "phone": "555", "fax": "556", "first_name": "A"},
+                              {"email": 3}))
+    assert edits == [("delete", "email", {"identity": 3}),
+                     ("create", "phone", {"typeId": 41, "value": "555"}),
+                     ("create", "fax", {"typeId": None, "value": "556"})]  # the caller refuses it
+    assert list(points.edits({"email": "b@x.io"}, {"email": 3})) == [
+        ("update", "email", {"identity": 3, "value": "b@x.io"})]
+    answer = [{"identity": 12, "typeId": 41, "value": "555"},
+              {"identity": 13, "typeId": 40, "value": "other@x.io"}]
+    assert points.created(answer, {"phone": "555", "email": "b@x.io"}) == {"phone": 12}
 
 
 # -- paginators --------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import functools
 import importlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
@@ -60,6 +60,7 @@ __all__ = [
     "RemoteRecord",
     "RestConnector",
     "Skipped",
+    "TypedChildren",
     "WriteResult",
     "build_connector",
     "check_limits",
@@ -180,6 +181,59 @@ class Listing:
     """Keep only records of these organizations (an API that lists every parent's at once)."""
     ascending: bool = False
     """Sort each page by ``updated_at``, so a failure part-way leaves a safe watermark."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypedChildren:
+    """Canonical fields held as typed child records: each field is a child with a type id and a value.
+
+    LogiSense keeps a contact's email and phones so.  ``types`` gives each field's type id
+    (None: the parent's type has no such child).  The child ids :meth:`read` returns belong in
+    the link's ``extra``, so that a changed value is an *update* of the same child.
+    """
+
+    types: Mapping[str, int | None]
+    type_key: str
+    id_key: str = "identity"
+    value_key: str = "value"
+
+    def read(self, children: Iterable[Mapping[str, Any]]) -> tuple[Fields, dict[str, int]]:
+        """Each field's value ("" when no child holds it) and child id; the oldest child wins."""
+        names: dict[object, str] = {t: name for name, t in self.types.items() if t is not None}
+        values: Fields = dict.fromkeys(self.types, "")
+        ids: dict[str, int] = {}
+        for child in sorted(children, key=lambda c: int(c[self.id_key])):
+            name = names.get(child.get(self.type_key))
+            if name is not None and name not in ids:
+                ids[name] = int(child[self.id_key])
+                values[name] = (child.get(self.value_key) or "").strip()
+        return values, ids
+
+    def edits(self, changed: Mapping[str, str],
+              ids: Mapping[str, int]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """``(op, field, child)`` for each changed field held here.
+
+        A value for a known child is an ``update`` of it, a value without one a ``create``
+        (its type id None when the parent's type has none), an emptied field a ``delete``.
+        """
+        for name, type_id in self.types.items():
+            value, child_id = changed.get(name), ids.get(name)
+            if value and child_id is not None:
+                yield "update", name, {self.id_key: child_id, self.value_key: value}
+            elif value:
+                yield "create", name, {self.type_key: type_id, self.value_key: value}
+            elif value is not None and child_id is not None:
+                yield "delete", name, {self.id_key: child_id}
+
+    def created(self, children: Iterable[Mapping[str, Any]], values: Mapping[str, str]) -> dict[str, int]:
+        """Field → id of the new children, matched by type and value (when no answer says which)."""
+        found: dict[str, int] = {}
+        for child in children:
+            for name, type_id in self.types.items():
+                if (type_id is not None and child.get(self.type_key) == type_id
+                        and child.get(self.value_key) == values.get(name)):
+                    found[name] = int(child[self.id_key])
+        return found
 
 
 _SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)
@@ -483,6 +537,18 @@ class RestConnector:
                 raise OutcomeUnknown(f"{exc}; outcome unknown, not resent",
                                      system=self.name) from None
             raise
+
+    def remove(self, method: str, path: str, values: Mapping[str, Any] | None = None, *,
+               what: str, ok: tuple[int, ...] = ()) -> Response:
+        """A delete, where a 404 means the record is already gone: the goal, reached.
+
+        ``ok`` adds statuses the caller reads itself from the answer returned.
+        """
+        response, _ = self.send(method, path, values, what=what, ok=(404, *ok),
+                                idempotent=True, read_answer=False)
+        if response.status_code == 404:
+            log.info("connector.delete_gone", system=self.name, what=what)
+        return response
 
 
 KINDS: dict[str, str] = {

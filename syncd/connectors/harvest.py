@@ -200,8 +200,7 @@ class HarvestConnector(RestConnector):
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
         """DELETE; a 404 means it is already gone (DECISIONS.md), which is what we wanted."""
-        self.send("DELETE", f"/contacts/{remote_id}", what=f"delete {remote_id}", ok=(404,),
-                  read_answer=False)
+        self.remove("DELETE", f"/contacts/{remote_id}", what=f"delete {remote_id}")
 
 
 CONNECTOR = HarvestConnector

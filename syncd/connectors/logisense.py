@@ -2,14 +2,14 @@
 
 Why it looks the way it does (``shared/systems/logisense.md``, ``DECISIONS.md``):
 
-* v6 contacts carry no update stamp → a full scan compared by hash.  The scan pages through
+* v6 contacts carry no update stamp → a full scan compared by hash.  It pages through
   ``Contact/Paged/Detail`` (the page asked for in a JSON ``Pagination`` *request header*) and
-  keeps only members of the mapped accounts, read from ``Account/{id}/Detail`` — one request
-  per account and per page, never one per contact.
-* Email/phone/mobile/fax are *contact points* whose type ids belong to the contact's
-  ContactType.  The ids are read from ``ContactPointType/`` (a config override wins), and each
-  point's ``identity`` is kept in the link's ``extra`` so that a changed email is an *update*
-  of the same point, sent with the scalar fields in one ``PATCH Contact/{id}``.
+  keeps the members of the mapped accounts, read from ``Account/{id}/Detail``: one request per
+  account and per page, never one per contact.
+* Email/phone/mobile/fax are *contact points* (:class:`TypedChildren`) whose type ids belong to
+  the contact's ContactType, read from ``ContactPointType/`` (a config override wins).  Each
+  point's ``identity`` stays in the link's ``extra``, so a changed email is an *update* of the
+  same point, sent with the scalar fields in one ``PATCH Contact/{id}``.
 * Create and delete go through ``PATCH Account/{id}``: a new contact arrives with its points
   nested, so it never exists as an unmatchable name-only orphan.
 * ``title`` is the salutation ("Mr."), not a job title (CONTRACT §4).
@@ -24,18 +24,12 @@ from typing import Any
 import structlog
 
 from syncd.config import LogisenseConfig
-from syncd.connectors.base import (
-    Capabilities,
-    FieldLimit,
-    Listing,
-    RemoteRecord,
-    RestConnector,
-    WriteResult,
-)
+from syncd.connectors.base import Listing, RemoteRecord, RestConnector, TypedChildren
 from syncd.connectors.paging import HeaderPage
 from syncd.contact import Fields
 from syncd.errors import OutcomeUnknown, SystemUnavailable
 from syncd.http import Auth, HttpClient, OAuth2Grant, Response, json_body
+from syncd.model import Capabilities, FieldLimit, WriteResult
 
 __all__ = ["CONNECTOR", "LogisenseConnector", "from_config", "point_kind"]
 
@@ -85,8 +79,10 @@ def _results(answer: Any) -> list[dict[str, Any]]:
     return items
 
 
-def _created(results: Sequence[Mapping[str, Any]], dto: str) -> list[Mapping[str, Any]]:
-    return [r for r in results if r.get("dtoTypeKey") == dto and r.get("action") == "created"]
+def _created(results: Sequence[Mapping[str, Any]], dto: str) -> list[dict[str, Any]]:
+    """What a PATCH answer says it created of one kind: each ``instance`` with its ``identity``."""
+    return [{**(r.get("instance") or {}), "identity": r["identity"]} for r in results
+            if r.get("dtoTypeKey") == dto and r.get("action") == "created"]
 
 
 class LogisenseConnector(RestConnector):
@@ -100,7 +96,6 @@ class LogisenseConnector(RestConnector):
         self.cfg: LogisenseConfig = cfg
         self.api = f"/ResourceServer/api/v{cfg.api_version}/"
         self.page_size = int(options.get("page_size", PAGE_SIZE))
-        self.routes: dict[str, list[str]] = {}
         self.type_ids: dict[tuple[int, str], int] | None = None
         """(contactTypeId, canonical field) → contactPointTypeId."""
         self._members: dict[int, str] = {}
@@ -128,29 +123,28 @@ class LogisenseConnector(RestConnector):
             details = meta.get("details", {}) if isinstance(meta, dict) else {}
             routing = details.get("resourceRouting", {}).get("routes", [])
             patch = details.get("dataFlowPatchTypes", {})
-            self.routes[entity] = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
-            log.debug("logisense.routes", system=self.name, entity=entity,
-                      routes=self.routes[entity], patch=patch)
+            routes = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
+            log.debug("logisense.routes", system=self.name, entity=entity, routes=routes, patch=patch)
             if entity == "Account" and "delete" not in patch.get("contact", ["delete"]):
                 self.stop_deleting("logisense.no_delete")
         ids: dict[tuple[int, str], int] = {}
         types = self.fetch(self.api + "ContactPointType/", "contact point types")
         for item in types.get("items", []) if isinstance(types, dict) else []:
-            kind = point_kind(str(item.get("name", "")))
-            key = (int(item.get("contactTypeId", 0)), kind or "")
-            if kind is None:
+            if (kind := point_kind(str(item.get("name", "")))) is None:
                 log.debug("logisense.point_type_unmapped", system=self.name, type=item.get("name"))
-            elif key not in ids:
-                ids[key] = int(item["identity"])
+            else:
+                ids.setdefault((int(item.get("contactTypeId", 0)), kind), int(item["identity"]))
         for kind, tid in self.cfg.contact_point_types.items():  # the operator's word wins
             for ctype in {c for c, _ in ids} | {self.cfg.contact_type_id or 0}:
                 ids[(ctype, kind)] = tid
         self.type_ids = ids
         log.debug("logisense.point_types", system=self.name, count=len(ids))
 
-    def _type_id(self, ctype: int, kind: str) -> int | None:
+    def _points(self, ctype: int) -> TypedChildren:
+        """The contact points a contact of this ContactType holds, as typed child records."""
         assert self.type_ids is not None
-        return self.type_ids.get((ctype, kind))
+        types = {kind: self.type_ids.get((ctype, kind)) for kind in POINTS}
+        return TypedChildren(types, type_key="contactPointTypeId")
 
     # -- reading ------------------------------------------------------------------------
 
@@ -190,15 +184,8 @@ class LogisenseConnector(RestConnector):
 
     def _record(self, c: Mapping[str, Any], org: str) -> RemoteRecord:
         ctype = int(c.get("contactTypeId") or 0)
-        fields: Fields = {**{k: (c.get(v) or "").strip() for k, v in SCALARS.items()},
-                          **dict.fromkeys(POINTS, "")}
-        points: dict[str, int] = {}
-        wanted = {self._type_id(ctype, k): k for k in POINTS}
-        for p in sorted(c.get("details", {}).get("contactPoints", []), key=lambda p: p["identity"]):
-            kind = wanted.get(p.get("contactPointTypeId"))
-            if kind and kind not in points:
-                points[kind] = int(p["identity"])
-                fields[kind] = (p.get("value") or "").strip()
+        values, points = self._points(ctype).read(c.get("details", {}).get("contactPoints", []))
+        fields = {**{k: (c.get(v) or "").strip() for k, v in SCALARS.items()}, **values}
         return RemoteRecord(str(c["identity"]), org, fields,
                             extra={"contactTypeId": ctype, "points": points})
 
@@ -211,12 +198,16 @@ class LogisenseConnector(RestConnector):
                              pick=_results)
         return list(items or [])
 
-    def _new_point(self, ctype: int, kind: str, value: str, what: str) -> dict[str, Any]:
-        tid = self._type_id(ctype, kind)
-        if tid is None:
-            raise self.reject(what, f"ContactType {ctype} has no {kind} contact point type "
-                              f"(set contact_point_types.{kind})")
-        return {"patchType": "create", "contactPointTypeId": tid, "value": value}
+    def _point_items(self, ctype: int, changed: Fields, points: Mapping[str, int],
+                     what: str) -> list[dict[str, Any]]:
+        """The nested contact point PATCH items that carry ``changed``."""
+        items = []
+        for op, kind, child in self._points(ctype).edits(changed, points):
+            if op == "create" and child["contactPointTypeId"] is None:
+                raise self.reject(what, f"ContactType {ctype} has no {kind} contact point type "
+                                  f"(set contact_point_types.{kind})")
+            items.append({"patchType": op, **child})
+        return items
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         self.open()
@@ -224,7 +215,7 @@ class LogisenseConnector(RestConnector):
         if ctype is None:
             raise self.reject("create", f"systems.{self.name}.contact_type_id is not set: "
                               "new contacts need a ContactType id")
-        points = [self._new_point(ctype, k, fields[k], "create") for k in POINTS if fields.get(k)]
+        points = self._point_items(ctype, fields, {}, "create")
         item = {"patchType": "create", "patchClientId": 1, "contactTypeId": ctype,
                 **{v: fields.get(k, "") for k, v in SCALARS.items()}, "isUsedForTax": False,
                 "details": {"contactPoints": {"items": points}}}
@@ -234,20 +225,9 @@ class LogisenseConnector(RestConnector):
         if new is None:  # it may exist all the same: the next poll tells
             raise OutcomeUnknown(f"{self.name}: create under account {org_id}: no created "
                                  f"contact in the answer: {results!r:.300}", system=self.name)
-        extra = {"contactTypeId": ctype, "points": self._new_points(ctype, results, fields)}
-        return WriteResult(str(new["identity"]), extra=extra)
-
-    def _new_points(self, ctype: int, results: Sequence[Mapping[str, Any]],
-                    fields: Mapping[str, str]) -> dict[str, int]:
-        """Created points by (type, value): the answer does not echo ``patchClientId``."""
-        found: dict[str, int] = {}
-        for r in _created(results, "contactPoint"):
-            inst = r.get("instance") or {}
-            for kind in POINTS:
-                if (self._type_id(ctype, kind) == inst.get("contactPointTypeId")
-                        and inst.get("value") == fields.get(kind)):
-                    found[kind] = int(r["identity"])
-        return found
+        # Created points are matched by type and value: the answer does not echo patchClientId.
+        ids = self._points(ctype).created(_created(results, "contactPoint"), fields)
+        return WriteResult(str(new["identity"]), extra={"contactTypeId": ctype, "points": ids})
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
                extra: Mapping[str, Any]) -> WriteResult:
@@ -258,22 +238,14 @@ class LogisenseConnector(RestConnector):
         ctype = int(extra["contactTypeId"])
         points: dict[str, int] = {k: int(v) for k, v in extra.get("points", {}).items()}
         body: dict[str, Any] = {v: changed[k] for k, v in SCALARS.items() if k in changed}
-        items: list[dict[str, Any]] = []
-        for kind in (k for k in POINTS if k in changed):
-            value, pid = changed[kind], points.get(kind)
-            if value and pid is not None:
-                items.append({"patchType": "update", "identity": pid, "value": value})
-            elif value:
-                items.append(self._new_point(ctype, kind, value, f"update {remote_id}"))
-            elif pid is not None:
-                items.append({"patchType": "delete", "identity": points.pop(kind)})
-        if items:
+        if items := self._point_items(ctype, changed, points, f"update {remote_id}"):
             body["details"] = {"contactPoints": {"items": items}}
+        points = {k: pid for k, pid in points.items() if changed.get(k) != ""}  # emptied: deleted
         if body:
             creates = any(i["patchType"] == "create" for i in items)
             results = self._patch(f"Contact/{int(remote_id)}", body, f"contact {remote_id}",
                                   idempotent=not creates)
-            points.update(self._new_points(ctype, results, changed))
+            points.update(self._points(ctype).created(_created(results, "contactPoint"), changed))
         return WriteResult(remote_id, extra={"contactTypeId": ctype, "points": points})
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
@@ -281,10 +253,7 @@ class LogisenseConnector(RestConnector):
         if not self.capabilities.can_delete:
             raise self.reject(f"delete {remote_id}", "the server offers no contact delete")
         body = {"contacts": {"items": [{"patchType": "delete", "identity": int(remote_id)}]}}
-        resp, _ = self.send("PATCH", f"{self.api}Account/{int(org_id)}", body, ok=(404,),
-                            what=f"contact {remote_id}", idempotent=True, read_answer=False)
-        if resp.status_code == 404:  # already gone from the account: the goal is reached
-            log.info("logisense.delete_gone", system=self.name, contact=remote_id)
+        self.remove("PATCH", f"{self.api}Account/{int(org_id)}", body, what=f"contact {remote_id}")
 
 
 CONNECTOR = LogisenseConnector

@@ -28,8 +28,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from syncd.config import ValomniaConfig
 from syncd.connectors.base import (
     Capabilities,
@@ -51,8 +49,6 @@ __all__ = [
     "error_message", "from_config", "last_updated_param", "login_form", "token_from_login",
     "validate_response",
 ]
-
-log = structlog.get_logger(__name__)
 
 API = "/api/v1.0/contacts"
 """The hrefs of the vendor's reference read ``/api/v1.0/…`` [V1]-[V3]."""
@@ -241,11 +237,7 @@ class ValomniaConnector(RestConnector):
         what = f"delete contact {remote_id}"
         if not self.capabilities.can_delete:
             raise self.reject(what, "the server offers no contact delete (HTTP 405)")
-        resp, _ = self.send("DELETE", f"{API}/{remote_id}", what=what, ok=(404, 405),
-                            read_answer=False)
-        if resp.status_code == 404:
-            log.info("valomnia.delete_gone", system=self.name, contact=remote_id)
-        elif resp.status_code == 405:
+        if self.remove("DELETE", f"{API}/{remote_id}", what=what, ok=(405,)).status_code == 405:
             # ASSUMPTION (DECISIONS.md): 405 on DELETE means no delete exists — say so once.
             self.stop_deleting("valomnia.no_delete",
                                detail="DELETE answered 405: deletes are not propagated to this system")
