@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syncd.config import MemoryConfig, Settings
 from syncd.connectors.base import Capabilities, Page, RemoteRecord, WriteResult
+from syncd.connectors.memory import InProcess
 from syncd.contact import FIELDS, Fields
 from syncd.engine.cycle import Syncer
 from syncd.logs import configure_logging
@@ -75,7 +76,7 @@ def changed_people(n: int) -> list[int]:
     return list(range(0, n, step))
 
 
-class GeneratedSystem:
+class GeneratedSystem(InProcess):
     """A system of ``n`` generated records plus an overlay of what changed since.
 
     Remote ids are ``<system>-<i>``; a record in the overlay (edited, created
@@ -161,24 +162,6 @@ class GeneratedSystem:
         with self._lock:
             self.writes += 1
             self.overlay[remote_id] = None
-
-    def open(self) -> None:
-        return None
-
-    def watch(self, stop: threading.Event) -> None:
-        return None
-
-    def throttled_for(self) -> float:
-        return 0.0
-
-    def leave_cycle(self) -> None:
-        return None
-
-    def request_count(self) -> int:
-        return self.requests
-
-    def throttled_count(self) -> int:
-        return 0
 
     def close(self) -> None:
         return None

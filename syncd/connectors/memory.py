@@ -36,7 +36,7 @@ from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, 
 from syncd.contact import FIELDS, Fields, clean
 from syncd.errors import NotFound, RecordRejected, RetriableError
 
-__all__ = ["MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
+__all__ = ["InProcess", "MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
 
 _TICK = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,8 +53,33 @@ class MemoryRecord:
     updated_at: datetime
 
 
+class InProcess:
+    """What a system living in this process answers to the engine's housekeeping:
+    nothing to open or watch, never throttled; it counts its own ``requests``."""
+
+    requests: int
+
+    def open(self) -> None:
+        return None
+
+    def watch(self, stop: threading.Event) -> None:
+        return None
+
+    def throttled_for(self) -> float:
+        return 0.0
+
+    def leave_cycle(self) -> None:
+        return None
+
+    def request_count(self) -> int:
+        return self.requests
+
+    def throttled_count(self) -> int:
+        return 0  # an in-process system never throttles
+
+
 @dataclass
-class MemoryConnector:
+class MemoryConnector(InProcess):
     name: str
     incremental: bool = False
     tombstones: bool = True
@@ -261,23 +286,6 @@ class MemoryConnector:
         if timeout:
             raise timeout
 
-    def open(self) -> None:
-        return None
-
-    def watch(self, stop: threading.Event) -> None:
-        return None
-
-    def throttled_for(self) -> float:
-        return 0.0
-
-    def leave_cycle(self) -> None:
-        return None
-
-    def request_count(self) -> int:
-        return self.requests
-
-    def throttled_count(self) -> int:
-        return 0  # an in-process system never throttles
 
     def close(self) -> None:
         self._save()
