@@ -219,6 +219,37 @@ def test_a_library_log_record_is_masked_and_rendered_like_syncd_events(
     assert set(request) == set(job) - {"exception"} == set(own) | {"logger"}
 
 
+def test_the_sandbox_servers_errors_are_masked_too(
+    stderr_lines: Callable[[], list[str]],
+) -> None:
+    """uvicorn's own logging set-up would give its loggers handlers of their own, past
+    the masking: the sandbox leaves uvicorn's logging to ours."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from syncd.sandbox.common import serve
+
+    async def echo(request: Request) -> Response:
+        raise RuntimeError(f"cannot parse {request.headers['authorization']}")
+
+    REDACTOR.set_secrets([PASSWORD], partners={PASSWORD: [USER]})
+    configure_logging("warning", json=True)
+    handle = serve(Starlette(routes=[Route("/", echo)]))
+    try:
+        answer = httpx.get(handle.url, auth=(USER, PASSWORD), timeout=5)
+    finally:
+        handle.stop()
+    assert answer.status_code == 500
+    lines = stderr_lines()
+    assert_no_leak("\n".join(lines), "stderr")
+    failure = [json.loads(line) for line in lines if "uvicorn" in line]
+    assert failure and failure[0]["logger"] == "uvicorn.error"
+    assert f"cannot parse Basic {MASK}" in failure[0]["exception"]
+
+
 @pytest.mark.parametrize(("level", "library_info", "library_warning"), [
     ("debug", True, True), ("info", False, True), ("warning", False, True),
     ("error", False, False),

@@ -253,7 +253,10 @@ def serve(app: ASGIApp, port: int = 0, host: str = "127.0.0.1") -> ServerHandle:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     actual = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # log_config=None: uvicorn's own set-up would give its loggers handlers that skip
+    # syncd's masking (syncd.logs); its records go through the root logger instead.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                            log_config=None)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
