@@ -305,6 +305,10 @@ class OAuth2Grant:
         self.fetched: deque[datetime] = deque()
         self._lock = threading.Lock()
 
+    def ready(self) -> bool:
+        """A token that the next request may use without fetching another first."""
+        return self.token is not None and self.clock() < self.renew_at
+
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         with self._lock:
             if self.token is None or self.clock() >= self.renew_at:

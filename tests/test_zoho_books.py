@@ -758,6 +758,29 @@ def test_a_fresh_process_knows_what_earlier_ones_spent_today_and_sends_nothing_p
                "2026-03-03T00:00:00Z" in str(second.systems["zoho"].error)
 
 
+def test_a_fresh_process_counts_its_token_before_the_last_write(
+    store: Store, served_sim: Any, tmp_path: Path
+) -> None:
+    """One request of the day is left, but a fresh process has no token: the write
+    would cost two (token + POST), so it is refused before either is sent."""
+    sim = ZohoBooksSim()
+    url = served_sim(sim)
+    mem = tmp_path / "mem.json"
+    seed_memory(mem, 7)
+    with freeze_time("2026-03-02 12:00:00", real_asyncio=True) as frozen:
+        with fresh_process(store, url, mem, budget=10) as s:
+            assert s.run_once().systems["zoho"].requests == 9  # token, one GET, 7 creates
+        seed_memory(mem, 1)  # one more person to create
+        sent = dict(sim.counters)
+        frozen.tick(timedelta(minutes=5))
+        with fresh_process(store, url, mem, budget=10) as s:
+            assert budget_of(s)["used"] == 9
+            second = s.run_once()
+    assert dict(sim.counters) == sent
+    assert second.systems["zoho"].requests == 0
+    assert "daily budget of 10 requests is spent" in str(second.systems["zoho"].error)
+
+
 def test_a_new_budget_day_starts_from_nothing_spent(
     store: Store, served_sim: Any, tmp_path: Path
 ) -> None:

@@ -176,7 +176,10 @@ class ZohoBooksConnector(RestConnector):
             raise DailyCapReached(f"{self.name}: {what}: Zoho's daily request cap was reached; "
                                   f"nothing is sent before {capped:%Y-%m-%dT%H:%M:%SZ}",
                                   system=self.name)
-        if write and self.budget.used(now, self.request_count()) >= self.budget.limit:
+        # Without a token in hand the write costs two requests: the token, then itself.
+        auth = self.http.auth
+        cost = 1 if not isinstance(auth, OAuth2Grant) or auth.ready() else 2
+        if write and self.budget.used(now, self.request_count()) + cost > self.budget.limit:
             end = self.budget.window(now)[1]
             raise Throttled(f"{self.name}: {what}: the daily budget of {self.budget.limit} "
                             f"requests is spent; writes resume after {end:%Y-%m-%dT%H:%M:%SZ}",
