@@ -159,6 +159,25 @@ def test_first_sync_in_groups_then_a_quiet_cycle(store: Store) -> None:
     assert world.cycle().writes == 0
 
 
+def test_a_dry_run_in_groups_plans_every_write_names_everyone_and_changes_nothing(
+    store: Store,
+) -> None:
+    world = _world(store, 4)
+    for i in range(12):
+        world.systems["a"].add("org-a", {"first_name": f"P{i}", "last_name": f"L{i}",
+                                         "email": f"p{i}@example.com"})
+    groups: list[int] = []
+    _counting(world, groups)
+    report = world.cycle(dry_run=True)
+    assert groups and groups[0] > 1
+    assert sorted((w.system, w.action.value) for w in report.planned) == sorted(
+        [("b", "create")] * 12 + [("c", "create")] * 12)
+    assert report.people is not None
+    assert {report.people.label(w.golden_id).split(" (")[0] for w in report.planned} == {
+        f"P{i} L{i} <p{i}@example.com>" for i in range(12)}  # then "(a <remote id>)"
+    assert world.writes() == 0 and not world.store.load_state().goldens
+
+
 def test_a_system_added_later_is_matched_in_groups(store: Store) -> None:
     """A third system joins, holding 20 people of whom 3 are stored already: they are
     matched, not created again, though the cycle is split."""
