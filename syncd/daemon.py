@@ -107,8 +107,14 @@ def run_daemon(
                         s.stop.set()
                         return
                     kind = "sweep" if full else "poll"
-                    report = s.run_once(only={system}, full={system} if full else None,
-                                        force_delete=force_delete, kind=kind)
+                    try:
+                        report = s.run_once(only={system}, full={system} if full else None,
+                                            force_delete=force_delete, kind=kind)
+                    except StoreLockedError:  # lost during the cycle: nothing was written
+                        log.error("store_lock_lost", system=system)
+                        lock_lost.set()
+                        s.stop.set()
+                        return
                     metrics.observe(report, kind, s.store.watermarks())
                 ok = report.systems[system].error is None and report.exit_code != 3
                 backoff.record(system, ok, settings.system_interval(system), datetime.now(UTC))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -195,6 +196,39 @@ def test_a_lock_whose_connection_died_is_reported_lost(pg_schema: str) -> None:
     watcher.acquire()  # the store is free again
     watcher.close()
     holder.close()
+
+
+def test_a_cycle_that_loses_the_lock_writes_nothing_more(pg_schema: str) -> None:
+    """The lock's connection dies while the cycle reads (a failover, a network cut): the
+    cycle commits and pushes nothing, since another instance may be writing by now."""
+    from syncd.errors import StoreLockedError
+    from tests.conftest import PG_URL
+    from tests.world import make_world
+
+    holder, watcher = Store(PG_URL, schema=pg_schema), Store(PG_URL, schema=pg_schema)
+    holder.create_all()
+    holder.acquire()
+    world = make_world(holder, ("a", "b"))
+    world.systems["a"].add("org-a", {"first_name": "Ada", "last_name": "Lovelace",
+                                     "email": "ada@example.com"})
+    reading = world.systems["a"].list_records
+
+    def cut_then_read(*args: Any, **kwargs: Any) -> Any:
+        (pid,) = _lock_pids(watcher)
+        with watcher.engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        return reading(*args, **kwargs)
+
+    world.systems["a"].list_records = cut_then_read  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreLockedError, match="lost the instance lock"):
+            world.cycle()
+        assert world.writes() == 0
+        assert not watcher.load_state().goldens
+    finally:
+        holder.release()
+        holder.close()
+        watcher.close()
 
 
 def test_sqlite_lock_is_held_until_released(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
-from syncd.errors import MassDeleteError
+from syncd.errors import MassDeleteError, StoreLockedError
 from syncd.logs import get_logger
 from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.people import People
@@ -354,6 +354,13 @@ class Syncer:
         """Commit a plan (with ``polls``' watermarks if ``marks``), then push what is due;
         the outcome and the people still owed a write.  ``owed``: more people to keep
         unsettled (stored before the push, with those the writes are for)."""
+        if self.store.locking and not self.store.lock_held():
+            # Its connection died (a failover, a network cut): another instance may be
+            # writing already, so this one commits and pushes nothing more.
+            raise StoreLockedError(
+                "lost the instance lock on the store (its connection died) during the cycle; "
+                "nothing more was written: run syncd again when the store is reachable"
+            )
         failures = (
             {(f.system, f.golden_id): f for f in self.store.failures()}
             if writes or rejections or result.links_changed else {}

@@ -251,6 +251,11 @@ class Store:
         conn.commit()
         self._lock_conn = conn
 
+    @property
+    def locking(self) -> bool:
+        """Whether this process took the instance lock (and has not released it)."""
+        return self._lock_conn is not None or self._file_lock is not None
+
     def lock_held(self) -> bool:
         """Whether this process still holds the instance lock.
 
