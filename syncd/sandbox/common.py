@@ -71,6 +71,8 @@ class Simulator:
     """Base of every simulated API."""
 
     kind: str = ""
+    clock: Callable[[], datetime]
+    """Set by each simulator (tests pass a frozen one)."""
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -78,6 +80,13 @@ class Simulator:
         self.counters: Counter[str] = Counter()
         self._random = random.Random()
         self.app = self._build()
+
+    def _now(self) -> datetime:
+        """The simulator's clock, in UTC; a naive clock is a test's mistake, not a time."""
+        now = self.clock()
+        if now.tzinfo is None:
+            raise ValueError("the simulator's clock must be timezone-aware")
+        return now.astimezone(UTC)
 
     # -- to implement -----------------------------------------------------------------
 

@@ -153,12 +153,6 @@ class HarvestSim(Simulator):
 
     # -- time and ids -----------------------------------------------------------------
 
-    def _now(self) -> datetime:
-        now = self.clock()
-        if now.tzinfo is None:
-            raise ValueError("the simulator's clock must be timezone-aware")
-        return now.astimezone(UTC)
-
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id

@@ -34,7 +34,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -213,12 +213,6 @@ class LighteningSim(Simulator):
             self.token_expired = expired
 
     # -- time and ids -------------------------------------------------------------------
-
-    def _now(self) -> datetime:
-        now = self.clock()
-        if now.tzinfo is None:
-            raise ValueError("the simulator's clock must be timezone-aware")
-        return now.astimezone(UTC)
 
     def _new_id(self) -> int:
         self._next_id += 1

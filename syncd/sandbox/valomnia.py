@@ -195,10 +195,7 @@ class ValomniaSim(Simulator):
 
     def _now(self) -> datetime:
         """The clock, in UTC, cut to the second: the vendor's timestamps have no fraction."""
-        now = self.clock()
-        if now.tzinfo is None:
-            raise ValueError("the simulator's clock must be timezone-aware")
-        return now.astimezone(UTC).replace(microsecond=0)
+        return super()._now().replace(microsecond=0)
 
     def _new_id(self) -> int:
         self._next_id += 1

@@ -46,7 +46,7 @@ import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -261,12 +261,6 @@ class ZohoBooksSim(Simulator):
         super().__init__()
 
     # -- time, ids, parents --------------------------------------------------------------
-
-    def _now(self) -> datetime:
-        now = self.clock()
-        if now.tzinfo is None:
-            raise ValueError("the simulator's clock must be timezone-aware")
-        return now.astimezone(UTC)
 
     def _new_id(self) -> str:
         return str(next(self._ids))
