@@ -34,6 +34,7 @@ from syncd.http import HttpClient, MockTransport, RateLimiter, Request, Response
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import once_json
+from tests.world import Clock
 
 ORG = "11072"
 OTHER = "11073"
@@ -78,14 +79,6 @@ def raw(base_url: str) -> HttpClient:
     )
 
 
-class Clock:
-    """A settable UTC clock for the simulator."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def contact_xml(**over: str) -> str:

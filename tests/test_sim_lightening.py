@@ -18,6 +18,7 @@ from syncd.sandbox.lightening import (
     split_name,
 )
 from syncd.sandbox.serve import available_kinds, build_sandbox
+from tests.world import Clock
 
 START = datetime(2026, 3, 1, 9, 30, 15, tzinfo=UTC)
 ADA = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
@@ -25,17 +26,11 @@ ADA = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
        "job_title": "Buyer", "department": "Purchasing"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

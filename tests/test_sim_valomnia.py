@@ -22,6 +22,7 @@ from syncd.sandbox.valomnia import (
     ValomniaSim,
     seeded,
 )
+from tests.world import Clock
 
 API = "/api/v1.0/contacts"
 ORG = "3229"
@@ -30,14 +31,6 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 LOGIN = {"j_username": SANDBOX_USER, "j_password": SANDBOX_PASSWORD, "ajax": "true"}
 
 
-class Clock:
-    """A settable UTC clock for the simulator."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 Serve = Callable[[ValomniaSim], str]

@@ -32,6 +32,7 @@ from syncd.sandbox.zoho_books import (
     config_for,
     seeded,
 )
+from tests.world import Clock
 
 PARENT = "460000000026049"
 OTHER_PARENT = "460000000026050"
@@ -39,17 +40,6 @@ ORG = SANDBOX_ORGANIZATION_ID
 START = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class Zoho:
@@ -83,7 +73,7 @@ class Zoho:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(START)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
+from tests.world import Clock
 
 ORG = "3229"
 OTHER = "3230"
@@ -47,14 +48,6 @@ T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 Serve = Callable[[Any], str]
 
 
-class Clock:
-    """A settable UTC clock for the simulator."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def make(url: str, *, password: str = SANDBOX_PASSWORD, transport: Any = None,

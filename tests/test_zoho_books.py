@@ -49,21 +49,13 @@ from syncd.sandbox.zoho_books import (
 from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO, once_json
+from tests.world import Clock
 
 PARENT = "460000000026049"
 OTHER = "460000000026050"
 START = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def make(url: str, **over: Any) -> ZohoBooksConnector:
@@ -194,7 +186,7 @@ def test_organization_id_and_zoho_oauthtoken_on_every_call(
 
 
 def test_token_lives_its_hour_and_is_fetched_again_only_then(served_sim: Any) -> None:
-    clock = Clock()
+    clock = Clock(START)
     sim = ZohoBooksSim(clock=clock)
     c = make(served_sim(sim), clock=clock)
     for _ in range(5):

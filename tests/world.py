@@ -22,8 +22,11 @@ class Clock:
     def __call__(self) -> datetime:
         return self.now
 
-    def advance(self, seconds: float = 3600) -> None:
-        self.now += timedelta(seconds=seconds)
+    def advance(self, seconds: float | None = None, **delta: float) -> None:
+        """Move on by ``seconds`` and any other ``timedelta`` keywords; an hour if none."""
+        if seconds is None and not delta:
+            seconds = 3600
+        self.now += timedelta(seconds=seconds or 0, **delta)
 
 
 @dataclass
