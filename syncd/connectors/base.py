@@ -285,6 +285,8 @@ class RestConnector:
     in_flight_cap: ClassVar[int | None] = None
     """The most writes this API should have in flight at once, whatever the config says."""
     id_key: ClassVar[str] = "id"
+    items_key: ClassVar[str | None] = None
+    """Where an answer holds its list of records (``"data"``); None: the answer is the list."""
     """The key of an item's id, for :meth:`item_id`."""
     xml_root: ClassVar[str] = ""
     """The root element of an XML write body; its children come from :attr:`xml_tags`."""
@@ -394,10 +396,12 @@ class RestConnector:
         raise NotImplementedError
 
     def items(self, body: Any, listing: Listing) -> Sequence[Any]:
-        """The records of one answer; the default takes a top-level list."""
-        if not isinstance(body, list):
-            raise TypeError(f"expected a list, got {type(body).__name__}")
-        return body
+        """The records of one answer: the list under :attr:`items_key`, or the answer."""
+        found = body if self.items_key is None else body[self.items_key]
+        if not isinstance(found, list):
+            where = f" under {self.items_key!r}" if self.items_key else ""
+            raise TypeError(f"expected a list{where}, got {type(found).__name__}")
+        return found
 
     def record(self, item: Any, listing: Listing) -> RemoteRecord:
         raise NotImplementedError

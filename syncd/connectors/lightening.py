@@ -151,6 +151,7 @@ class LighteningConnector(RestConnector):
         can_move=True,
         joined={"name": NAME_PARTS},
     )
+    items_key = "entities"
     default_headers = {"Accept": "application/json"}
     error_message = staticmethod(error_message)
     validate_response = staticmethod(validate_response)
@@ -168,12 +169,6 @@ class LighteningConnector(RestConnector):
             chunk = ids[start:start + CHUNK]
             yield Listing("/contact", params=[(CUSTOMER_ARRAY, c) for c in chunk],
                           what=f"list contacts of {len(chunk)} customers", orgs=frozenset(chunk))
-
-    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
-        entities = body["entities"]
-        if not isinstance(entities, list):
-            raise TypeError(f"expected a list of entities, got {type(entities).__name__}")
-        return entities
 
     def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
         first, last = split_name(str(item.get("name") or ""))

@@ -151,6 +151,7 @@ class ValomniaConnector(RestConnector):
     """Contacts of the mapped Valomnia customers; organizations are customer ids."""
 
     capabilities = CAPABILITIES
+    items_key = "data"
     body_format = "form"
     default_headers = {"Accept": "application/json"}
     error_message = staticmethod(error_message)
@@ -180,12 +181,6 @@ class ValomniaConnector(RestConnector):
     def _total(body: Any) -> int | None:
         total = body["paging"]["total"]
         return int(total) if total is not None else None
-
-    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
-        data = body["data"]
-        if not isinstance(data, list):
-            raise TypeError(f"expected a list of contacts, got {type(data).__name__}")
-        return data
 
     def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
         customer = item.get("customer") or {}

@@ -106,6 +106,7 @@ class ZohoBooksConnector(RestConnector):
 
     capabilities = Capabilities(fields=frozenset(FIELDS), incremental=False, timestamps=False,
                                 limits=LIMITS)
+    items_key = "contact_persons"
     default_headers = {"Accept": "application/json"}
     default_max_rps = DEFAULT_MAX_RPS
     default_burst = 1.0
@@ -233,12 +234,6 @@ class ZohoBooksConnector(RestConnector):
                                      size=self.page_size),
                 what=f"persons of contact {parent}",
             )
-
-    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
-        found = body["contact_persons"]
-        if not isinstance(found, list):
-            raise TypeError(f"expected a list of contact persons, got {type(found).__name__}")
-        return found
 
     def item_id(self, item: Any) -> str | None:
         value = item.get("contact_person_id") if isinstance(item, Mapping) else None
