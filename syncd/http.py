@@ -69,6 +69,7 @@ __all__ = [
     "id_from_location",
     "json_body",
     "parse_retry_after",
+    "vendor_message",
 ]
 
 Response = httpx.Response
@@ -130,6 +131,16 @@ def id_from_location(value: str | None) -> str | None:
 def _body_text(response: Response, limit: int = 500) -> str:
     text = response.text.strip()
     return text[:limit] if text else response.reason_phrase
+
+
+def vendor_message(words: Callable[[dict[str, Any]], str | None]) -> Callable[[Response], str]:
+    """An ``error_message`` hook: the ``words`` a JSON object answer holds, else the answer's text."""
+
+    def message(response: Response) -> str:
+        body = json_body(response)
+        return (words(body) if isinstance(body, dict) else None) or _body_text(response)
+
+    return message
 
 
 def default_rules(response: Response, message: str) -> None:

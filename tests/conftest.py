@@ -82,3 +82,16 @@ def _quiet_logs() -> None:
     from syncd.logs import configure_logging
 
     configure_logging("error", json=True)
+
+
+@pytest.fixture
+def debug_logs() -> Iterator[None]:
+    """Every level reaches ``capture_logs`` (the session filters below "error")."""
+    import logging
+
+    import structlog
+
+    wrapper = structlog.get_config()["wrapper_class"]
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    yield
+    structlog.configure(wrapper_class=wrapper)

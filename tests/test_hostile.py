@@ -137,6 +137,8 @@ LOGISENSE_FAULTS = {
     "contact_page_list": when("GET", "Contact/Paged", body(b"[1, 2, 3]")),
     "account_detail_empty_object": when("GET", "Account/16/Detail", body(b"{}")),
     "login_html": when("POST", "Access/Login", html),
+    "point_types_list": when("GET", "ContactPointType", body(b"[1, 2, 3]")),
+    "point_types_html": when("GET", "ContactPointType", html),
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from syncd.config import LogisenseConfig
@@ -164,21 +162,29 @@ def test_an_unknown_mapped_account_stops_the_scan(connector: LogisenseConnector)
 
 
 def test_metadata_is_read_and_its_routes_logged(
-    sim: LogisenseSim, connector: LogisenseConnector
+    sim: LogisenseSim, connector: LogisenseConnector, debug_logs: None
 ) -> None:
-    wrapper = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:  # the session may have configured an "error" level filter; info must get through
-        with capture_logs() as logs:
-            listed(connector, ORG)
-    finally:
-        structlog.configure(wrapper_class=wrapper)
+    with capture_logs() as logs:
+        listed(connector, ORG)
     routes = {e["entity"]: e["routes"] for e in logs if e["event"] == "logisense.routes"}
     assert "Contact.Patch {id:int}" in routes["Contact"]
     assert "Account.Patch {id:int}" in routes["Account"]
     assert len(vendor_calls(sim, "GET", "/Metadata")) == 2
     listed(connector, ORG)
     assert len(vendor_calls(sim, "GET", "/Metadata")) == 2  # once per process, not per cycle
+
+
+def test_a_server_whose_metadata_offers_no_delete_gets_none(served_sim: Any, debug_logs: None) -> None:
+    sim = LogisenseSim(deletes=False)
+    connector = make(served_sim(sim))
+    rid = sim.admin_create(ORG, PERSON)
+    with capture_logs() as logs:
+        listed(connector, ORG)
+        with pytest.raises(RecordRejected, match="no contact delete"):
+            connector.delete(rid, ORG, {})
+    assert not connector.capabilities.can_delete  # the planner derives no delete from here on
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["logisense.no_delete"]
+    assert vendor_calls(sim, "PATCH") == [] and rid in dump(sim)
 
 
 # -- contact point types ------------------------------------------------------------------

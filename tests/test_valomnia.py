@@ -8,7 +8,6 @@ refused query) use ``syncd.http.MockTransport``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from structlog.testing import capture_logs
 
 from syncd.config import ValomniaConfig
@@ -406,20 +404,15 @@ def test_delete_is_delete_204(sim: ValomniaSim, connector: ValomniaConnector) ->
 
 
 def test_a_405_on_delete_turns_deletes_off_once_and_the_planner_derives_none(
-    served_sim: Serve,
+    served_sim: Serve, debug_logs: None,
 ) -> None:
     sim = ValomniaSim(deletes=False)
     c = make(served_sim(sim))
     rid = sim.admin_create(ORG, PERSON)
-    wrapper = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    try:
-        with capture_logs() as logs:
-            for _ in range(2):
-                with pytest.raises(RecordRejected, match="no contact delete"):
-                    c.delete(rid, ORG, {})
-    finally:
-        structlog.configure(wrapper_class=wrapper)
+    with capture_logs() as logs:
+        for _ in range(2):
+            with pytest.raises(RecordRejected, match="no contact delete"):
+                c.delete(rid, ORG, {})
     assert sim.counters["DELETE"] == 1  # the second one is not even sent
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["valomnia.no_delete"]
     assert not c.capabilities.can_delete and rid in dump(sim)

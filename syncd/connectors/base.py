@@ -36,7 +36,7 @@ from syncd.errors import (
     OutcomeUnknown,
     RecordRejected,
 )
-from syncd.http import Auth, HttpClient, Response, default_rules
+from syncd.http import Auth, HttpClient, Response, default_rules, vendor_message
 from syncd.model import (
     Capabilities,
     FieldLimit,
@@ -64,6 +64,7 @@ __all__ = [
     "WriteResult",
     "build_connector",
     "check_limits",
+    "list_at",
     "parse_iso",
 ]
 
@@ -150,6 +151,16 @@ class Budgeted(Protocol):
     def budget_status(self) -> dict[str, Any]:
         """``used`` today, ``limit``, ``resets_at`` and ``capped_until`` (``syncd status``)."""
         ...
+
+
+def list_at(body: Any, *keys: str) -> list[Any]:
+    """The list under ``keys`` of an answer (no key: the answer itself); any other shape is an error."""
+    for key in keys:
+        body = body[key]
+    if not isinstance(body, list):
+        raise TypeError(f"expected a list under {'.'.join(keys) or 'the answer'}, "
+                        f"got {type(body).__name__}")
+    return body
 
 
 def parse_iso(raw: Any) -> datetime | None:
@@ -343,10 +354,8 @@ class RestConnector:
     def make_auth(self) -> Auth | None:
         return None
 
-    @staticmethod
-    def error_message(response: Response) -> str:
-        text = response.text.strip()
-        return text[:500] if text else response.reason_phrase
+    error_message = staticmethod(vendor_message(lambda body: None))
+    """How an error answer reads in our messages: the answer's text, or the vendor's own words."""
 
     @staticmethod
     def validate_response(response: Response, message: str) -> None:
@@ -378,6 +387,11 @@ class RestConnector:
     def reject(self, what: str, message: str) -> RecordRejected:
         return RecordRejected(f"{self.name}: {what}: {message}", system=self.name)
 
+    def unknown(self, what: str, detail: str) -> OutcomeUnknown:
+        """A write that may have landed, though its answer does not say so: never sent again."""
+        return OutcomeUnknown(f"{self.name}: {what}: {detail}; outcome unknown, not resent",
+                              system=self.name)
+
     def check(self, what: str, values: Fields, *, creating: bool) -> None:
         """The capabilities' field limits, for a caller that bypasses the planner."""
         problem = check_limits(self.capabilities, values, creating=creating)
@@ -397,11 +411,7 @@ class RestConnector:
 
     def items(self, body: Any, listing: Listing) -> Sequence[Any]:
         """The records of one answer: the list under :attr:`items_key`, or the answer."""
-        found = body if self.items_key is None else body[self.items_key]
-        if not isinstance(found, list):
-            where = f" under {self.items_key!r}" if self.items_key else ""
-            raise TypeError(f"expected a list{where}, got {type(found).__name__}")
-        return found
+        return list_at(body, *([self.items_key] if self.items_key else []))
 
     def record(self, item: Any, listing: Listing) -> RemoteRecord:
         raise NotImplementedError
@@ -546,8 +556,11 @@ class RestConnector:
                what: str, ok: tuple[int, ...] = ()) -> Response:
         """A delete, where a 404 means the record is already gone: the goal, reached.
 
-        ``ok`` adds statuses the caller reads itself from the answer returned.
+        ``ok`` adds statuses the caller reads itself from the answer returned.  Once the server
+        was found to offer no delete (:meth:`stop_deleting`), nothing is sent.
         """
+        if not self.capabilities.can_delete:
+            raise self.reject(what, "the server offers no contact delete; deletes are off here")
         response, _ = self.send(method, path, values, what=what, ok=(404, *ok),
                                 idempotent=True, read_answer=False)
         if response.status_code == 404:

@@ -33,8 +33,8 @@ from syncd.connectors.base import (
     WriteResult,
 )
 from syncd.contact import Fields
-from syncd.errors import AuthError, NotFound, OutcomeUnknown, RecordRejected
-from syncd.http import Auth, HeaderToken, Response, default_rules, json_body
+from syncd.errors import AuthError, NotFound, RecordRejected
+from syncd.http import Auth, HeaderToken, Response, default_rules, json_body, vendor_message
 from syncd.model import MOVED_FROM
 
 __all__ = [
@@ -104,18 +104,16 @@ def parse_stamp(value: Any) -> datetime | None:
         return None
 
 
-def error_message(response: Response) -> str:
+def _words(body: dict[str, Any]) -> str | None:
     """The vendor's own words: every ``errors`` field with its message, else ``error``/``msg``."""
-    body = json_body(response)
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, dict) and errors:
-            return "; ".join(f"{field}: {text}" for field, text in errors.items())
-        for key in ("error", "msg"):
-            if isinstance(body.get(key), str) and body[key].strip():
-                return str(body[key]).strip()
-    text = response.text.strip()
-    return text[:500] if text else response.reason_phrase
+    errors = body.get("errors")
+    if isinstance(errors, dict) and errors:
+        return "; ".join(f"{field}: {text}" for field, text in errors.items())
+    said = (body.get(key) for key in ("error", "msg"))
+    return next((text.strip() for text in said if isinstance(text, str) and text.strip()), None)
+
+
+error_message = vendor_message(_words)
 
 
 def validate_response(response: Response, message: str) -> None:
@@ -194,8 +192,7 @@ class LighteningConnector(RestConnector):
         _, answer = self.send("POST", "/contact", body, what=what, idempotent=False)
         new_id = answer.get("id") if isinstance(answer, dict) else None
         if new_id in (None, ""):  # it may exist all the same: the next poll matches it
-            raise OutcomeUnknown(f"{self.name}: {what}: no id in the answer {answer!r:.200}",
-                                 system=self.name)
+            raise self.unknown(what, f"no id in the answer {answer!r:.200}")
         return WriteResult(str(new_id), dict(fields))
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,

@@ -24,11 +24,11 @@ from typing import Any
 import structlog
 
 from syncd.config import LogisenseConfig
-from syncd.connectors.base import Listing, RemoteRecord, RestConnector, TypedChildren
+from syncd.connectors.base import Listing, RemoteRecord, RestConnector, TypedChildren, list_at
 from syncd.connectors.paging import HeaderPage
 from syncd.contact import Fields
-from syncd.errors import OutcomeUnknown, SystemUnavailable
-from syncd.http import Auth, HttpClient, OAuth2Grant, Response, json_body
+from syncd.errors import SystemUnavailable
+from syncd.http import Auth, HttpClient, OAuth2Grant, vendor_message
 from syncd.model import Capabilities, FieldLimit, WriteResult
 
 __all__ = ["CONNECTOR", "LogisenseConnector", "from_config", "point_kind"]
@@ -58,25 +58,13 @@ def point_kind(type_name: str) -> str | None:
     return next((kind for word, kind in POINT_WORDS if word in name), None)
 
 
-def _error_message(response: Response) -> str:
+def _words(body: dict[str, Any]) -> str | None:
     """``trackingId`` plus every error message, so a quarantine reason says it all."""
-    body = json_body(response)
-    if not isinstance(body, dict):
-        return response.text[:500] or response.reason_phrase
-    errors = body.get("errors") or []
-    parts = [f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict)]
+    errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+    parts = [f"{e.get('code', '')}: {e.get('message', '')}" for e in errors]
     if oauth := body.get("error_description") or body.get("error"):
         parts.append(str(oauth))
-    messages = "; ".join(parts or [response.text[:300]])
-    return f"[trackingId {body.get('trackingId', '?')}] {messages}"
-
-
-def _results(answer: Any) -> list[dict[str, Any]]:
-    """The items of a PATCH answer's ``results``."""
-    items = answer["results"]["items"]
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise TypeError(f"answer without results: {type(items).__name__}")
-    return items
+    return f"[trackingId {body.get('trackingId', '?')}] {'; '.join(parts)}" if parts else None
 
 
 def _created(results: Sequence[Mapping[str, Any]], dto: str) -> list[dict[str, Any]]:
@@ -89,7 +77,7 @@ class LogisenseConnector(RestConnector):
     capabilities = CAPABILITIES
     id_key = "identity"
     default_headers = {"Accept": "application/json"}
-    error_message = staticmethod(_error_message)
+    error_message = staticmethod(vendor_message(_words))
 
     def __init__(self, name: str, http: HttpClient, cfg: LogisenseConfig, **options: Any) -> None:
         super().__init__(name, http, cfg, **options)
@@ -112,33 +100,31 @@ class LogisenseConnector(RestConnector):
     # -- start-up probe -----------------------------------------------------------------
 
     def open(self) -> None:
-        """Read Metadata (log the routes offered) and the contact point types, once."""
+        """Read Metadata (log the routes, heed a missing delete) and the contact point types, once."""
         if self.type_ids is not None:
             return
         for entity in ("Contact", "Account"):
             meta = self.fetch(f"{self.api}{entity}/Metadata", f"{entity} metadata", ok=(404,))
-            if meta is None:  # a probe, not a precondition: say so and go on
+            if not isinstance(meta, dict):  # a probe, not a precondition: say so and go on
                 log.warning("logisense.no_metadata", system=self.name, entity=entity)
                 continue
-            details = meta.get("details", {}) if isinstance(meta, dict) else {}
-            routing = details.get("resourceRouting", {}).get("routes", [])
+            details = meta.get("details", {})
             patch = details.get("dataFlowPatchTypes", {})
-            routes = [f"{r.get('name')} {r.get('template')}".strip() for r in routing]
+            routes = [f"{r.get('name')} {r.get('template')}".strip()
+                      for r in details.get("resourceRouting", {}).get("routes", [])]
             log.debug("logisense.routes", system=self.name, entity=entity, routes=routes, patch=patch)
             if entity == "Account" and "delete" not in patch.get("contact", ["delete"]):
                 self.stop_deleting("logisense.no_delete")
+        types = list_at(self.fetch(self.api + "ContactPointType/", "contact point types"), "items")
         ids: dict[tuple[int, str], int] = {}
-        types = self.fetch(self.api + "ContactPointType/", "contact point types")
-        for item in types.get("items", []) if isinstance(types, dict) else []:
-            if (kind := point_kind(str(item.get("name", "")))) is None:
-                log.debug("logisense.point_type_unmapped", system=self.name, type=item.get("name"))
-            else:
+        for item in types:  # the first type of a kind wins; then the operator's word wins
+            if (kind := point_kind(str(item.get("name", "")))) is not None:
                 ids.setdefault((int(item.get("contactTypeId", 0)), kind), int(item["identity"]))
-        for kind, tid in self.cfg.contact_point_types.items():  # the operator's word wins
-            for ctype in {c for c, _ in ids} | {self.cfg.contact_type_id or 0}:
-                ids[(ctype, kind)] = tid
+        ctypes = {c for c, _ in ids} | {self.cfg.contact_type_id or 0}
+        for kind, tid in self.cfg.contact_point_types.items():
+            ids.update({(ctype, kind): tid for ctype in ctypes})
         self.type_ids = ids
-        log.debug("logisense.point_types", system=self.name, count=len(ids))
+        log.debug("logisense.point_types", system=self.name, mapped=len(ids), offered=len(types))
 
     def _points(self, ctype: int) -> TypedChildren:
         """The contact points a contact of this ContactType holds, as typed child records."""
@@ -174,10 +160,7 @@ class LogisenseConnector(RestConnector):
             yield Listing(f"{self.api}Contact/{cid}/Detail", what=f"contact {cid}", ok=(404,), orgs=orgs)
 
     def items(self, body: Any, listing: Listing) -> Sequence[Any]:
-        found = body["pagedResults"]["items"] if "pagedResults" in body else [body["instance"]]
-        if not isinstance(found, list):
-            raise TypeError(f"expected a list of contacts, got {type(found).__name__}")
-        return found
+        return list_at(body, "pagedResults", "items") if "pagedResults" in body else [body["instance"]]
 
     def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
         return self._record(item, self._members.get(int(item["identity"]), ""))
@@ -193,9 +176,9 @@ class LogisenseConnector(RestConnector):
 
     def _patch(self, path: str, body: Mapping[str, Any], what: str,
                idempotent: bool = False) -> list[dict[str, Any]]:
-        """One PATCH; an answer we cannot read leaves a create's outcome unknown."""
+        """One PATCH and its ``results``; an answer we cannot read leaves a create's outcome unknown."""
         _, items = self.send("PATCH", self.api + path, body, what=what, idempotent=idempotent,
-                             pick=_results)
+                             pick=lambda answer: [dict(r) for r in list_at(answer, "results", "items")])
         return list(items or [])
 
     def _point_items(self, ctype: int, changed: Fields, points: Mapping[str, int],
@@ -223,8 +206,8 @@ class LogisenseConnector(RestConnector):
         results = self._patch(f"Account/{int(org_id)}", body, what="new contact")
         new = next(iter(_created(results, "contact")), None)
         if new is None:  # it may exist all the same: the next poll tells
-            raise OutcomeUnknown(f"{self.name}: create under account {org_id}: no created "
-                                 f"contact in the answer: {results!r:.300}", system=self.name)
+            raise self.unknown(f"create under account {org_id}",
+                               f"no created contact in the answer {results!r:.300}")
         # Created points are matched by type and value: the answer does not echo patchClientId.
         ids = self._points(ctype).created(_created(results, "contactPoint"), fields)
         return WriteResult(str(new["identity"]), extra={"contactTypeId": ctype, "points": ids})
@@ -250,8 +233,6 @@ class LogisenseConnector(RestConnector):
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
         self.open()
-        if not self.capabilities.can_delete:
-            raise self.reject(f"delete {remote_id}", "the server offers no contact delete")
         body = {"contacts": {"items": [{"patchType": "delete", "identity": int(remote_id)}]}}
         self.remove("PATCH", f"{self.api}Account/{int(org_id)}", body, what=f"contact {remote_id}")
 

@@ -40,8 +40,16 @@ from syncd.connectors.base import (
 )
 from syncd.connectors.paging import OffsetPaging
 from syncd.contact import Fields
-from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
-from syncd.http import Auth, FormLoginCookie, HttpClient, Response, default_rules, json_body
+from syncd.errors import AuthError, SystemUnavailable
+from syncd.http import (
+    Auth,
+    FormLoginCookie,
+    HttpClient,
+    Response,
+    default_rules,
+    json_body,
+    vendor_message,
+)
 from syncd.model import MOVED_FROM
 
 __all__ = [
@@ -118,13 +126,12 @@ def _error_code(response: Response) -> str:
     return str(body.get("error") or "") if isinstance(body, dict) else ""
 
 
-def error_message(response: Response) -> str:
-    """``error: error_description`` of the vendor's error body, else the raw text."""
-    body = json_body(response)
-    if isinstance(body, dict) and (body.get("error") or body.get("error_description")):
-        return f"{body.get('error', '')}: {body.get('error_description', '')}".strip(": ")
-    text = response.text.strip()
-    return text[:300] if text else response.reason_phrase
+def _words(body: dict[str, Any]) -> str | None:
+    """``error: error_description`` of the vendor's error body."""
+    return f"{body.get('error') or ''}: {body.get('error_description') or ''}".strip(": ") or None
+
+
+error_message = vendor_message(_words)
 
 
 def validate_response(response: Response, message: str) -> None:
@@ -208,8 +215,7 @@ class ValomniaConnector(RestConnector):
         _, body = self.send("POST", API, form, what=what, idempotent=False, ok=())
         echoed = self._written(body)
         if echoed is None:  # it may exist all the same: the next poll matches it
-            raise OutcomeUnknown(f"{self.name}: {what}: the answer carries no contact id; "
-                                 "outcome unknown, not resent", system=self.name)
+            raise self.unknown(what, "the answer carries no contact id")
         return WriteResult(echoed.remote_id, values, echoed.updated_at)
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
@@ -230,8 +236,6 @@ class ValomniaConnector(RestConnector):
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None:
         """DELETE → 204; 404 is already gone (the goal); 405 turns deletes off, said once."""
         what = f"delete contact {remote_id}"
-        if not self.capabilities.can_delete:
-            raise self.reject(what, "the server offers no contact delete (HTTP 405)")
         if self.remove("DELETE", f"{API}/{remote_id}", what=what, ok=(405,)).status_code == 405:
             # ASSUMPTION (DECISIONS.md): 405 on DELETE means no delete exists — say so once.
             self.stop_deleting("valomnia.no_delete",

@@ -43,13 +43,12 @@ from syncd.connectors.paging import PageNumber
 from syncd.contact import Fields
 from syncd.errors import (
     NotFound,
-    OutcomeUnknown,
     RateLimited,
     RecordRejected,
     RetriableError,
     Throttled,
 )
-from syncd.http import Auth, HttpClient, OAuth2Grant, Response, default_rules
+from syncd.http import Auth, HttpClient, OAuth2Grant, Response, default_rules, vendor_message
 
 __all__ = [
     "CONNECTOR", "DEFAULT_MAX_RPS", "FIELDS", "LIMITS",
@@ -135,12 +134,8 @@ class ZohoBooksConnector(RestConnector):
             max_refreshes=MAX_REFRESHES, refresh_window=REFRESH_WINDOW, clock=self.clock,
         )
 
-    @staticmethod
-    def error_message(response: Response) -> str:
-        body = _body(response)
-        if "message" in body:
-            return f"{body['message']} (code {body.get('code')})"
-        return response.text.strip()[:300] or response.reason_phrase
+    error_message = staticmethod(vendor_message(
+        lambda body: f"{body['message']} (code {body.get('code')})" if "message" in body else None))
 
     @staticmethod
     def validate_response(response: Response, message: str) -> None:
@@ -268,8 +263,7 @@ class ZohoBooksConnector(RestConnector):
                 (person,) = person
             return self._record(person, parent)
         except (KeyError, TypeError, ValueError) as exc:
-            raise OutcomeUnknown(f"{self.name}: {what}: answer without the person "
-                                 f"({type(exc).__name__}: {exc})", system=self.name) from None
+            raise self.unknown(what, f"answer without the person ({type(exc).__name__}: {exc})") from None
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
         values = {c: (fields.get(c) or "").strip() for c in FIELDS}

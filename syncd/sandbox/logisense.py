@@ -133,8 +133,11 @@ class LogisenseSim(Simulator):
         accounts: Iterable[int] = (16, 17),
         clock: Callable[[], datetime] = utc_now,
         echo_login: bool = False,
+        deletes: bool = True,
     ) -> None:
         self.echo_login = echo_login
+        self.deletes = deletes
+        """False: a server whose Account Metadata offers no contact delete, and refuses one."""
         self.client_id = client_id
         self.username = username
         self.password = password
@@ -466,7 +469,8 @@ class LogisenseSim(Simulator):
         routes = [("Get", ""), ("GetPaged", "Paged"), ("Get", "{id:int}"),
                   ("GetDetail", "{id:int}/Detail"), ("Patch", "{id:int}"), ("Post", ""),
                   ("Put", "{id:int}"), ("Get", "Metadata"), ("GetMetadata", "Metadata/{option}")]
-        patch = {"account": ["create", "update"], "contact": ["create", "update", "delete"],
+        contact = ["create", "update", "delete"] if self.deletes else ["create", "update"]
+        patch = {"account": ["create", "update"], "contact": contact,
                  "contactPoint": ["create", "update", "delete"]}
         return self._json(self._metadata("Account", routes, patch, ["name"]))
 
@@ -621,7 +625,7 @@ class LogisenseSim(Simulator):
                                                    "required."))
                     elif ctype in self.contact_types:
                         self._check_points(ctype, [], self._point_items(item), errors)
-                elif ptype == "delete":
+                elif ptype == "delete" and self.deletes:
                     if item.get("identity") not in a.contacts:
                         missing.append(("NotFound", f"contacts item {n}: Contact "
                                         f"{item.get('identity')} is not on Account {aid}."))
