@@ -109,10 +109,12 @@ class PeopleApi:
         self.tokens = 0
         self.requests: list[str] = []
         self.ignore_paging = ignore_paging
+        self.unlisted: set[str] = set()
+        """People the listing skips (as offset paging does when another is deleted mid-scan)."""
         self.app = Starlette(routes=[
             Route("/token", self.token, methods=["POST"]),
             Route("/orgs/{org}/people", self.listing, methods=["GET", "POST"]),
-            Route("/orgs/{org}/people/{pid}", self.one, methods=["PUT", "DELETE"]),
+            Route("/orgs/{org}/people/{pid}", self.one, methods=["GET", "PUT", "DELETE"]),
         ])
 
     async def token(self, request: Request) -> Response:
@@ -132,7 +134,7 @@ class PeopleApi:
             return JSONResponse(new, status_code=201)
         page = 1 if self.ignore_paging else int(request.query_params["page"])
         size = int(request.query_params["per_page"])
-        rows = list(self.people.values())
+        rows = [p for pid, p in self.people.items() if pid not in self.unlisted]
         chunk = rows[(page - 1) * size: page * size]
         return JSONResponse({"people": chunk, "more": page * size < len(rows)})
 
@@ -145,6 +147,8 @@ class PeopleApi:
         if request.method == "DELETE":
             del self.people[pid]
             return Response(status_code=204)
+        if request.method == "GET":
+            return JSONResponse({"people": [self.people[pid]]})
         self.people[pid].update(await request.json())
         return JSONResponse(self.people[pid])
 
@@ -198,6 +202,35 @@ def test_a_bad_item_skips_that_record_only_and_an_item_without_id_is_never_a_rec
     skipped = [s for p in pages for s in p.skipped]
     assert [(s.remote_id, "KeyError" in s.reason) for s in skipped] == [("2", True), (None, False)]
     assert "no usable id" in skipped[1].reason
+
+
+class KnownMembers(PeopleConnector):
+    """A listing that must see given ids: the members another endpoint named."""
+
+    members = frozenset({"1", "2", "3", "9"})
+
+    def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
+        for org in org_ids:
+            yield Listing(f"/orgs/{org}/people", org_id=org, wanted=set(self.members),
+                          by_id=f"/orgs/{org}/people/{{}}",
+                          paginator=PageNumber(lambda body: bool(body["more"]), size=2))
+
+
+def test_a_wanted_record_the_pages_skipped_is_read_by_id_and_only_a_404_says_gone(
+    served_sim: Any,
+) -> None:
+    api = PeopleApi(5)
+    api.unlisted = {"3"}
+    connector = KnownMembers.from_config("people", PeopleConfig(base_url=served_sim(api)))
+    pages = list(connector.list_records(["7"], None))
+    assert sorted(r.remote_id for p in pages for r in p.records) == ["1", "2", "3", "4", "5"]
+    assert api.requests == ["GET /orgs/7/people?page=1&per_page=2",  # 1, 2
+                            "GET /orgs/7/people?page=2&per_page=2",  # 4, 5: the last page
+                            "GET /orgs/7/people/3?", "GET /orgs/7/people/9?"]  # 9: a 404, gone
+    api.requests.clear()
+    connector.members = frozenset({"1", "2"})
+    assert [len(p.records) for p in connector.list_records(["7"], None)] == [2]
+    assert api.requests == ["GET /orgs/7/people?page=1&per_page=2"]  # every one seen: no more pages
 
 
 def test_fields_held_as_typed_children_read_diff_and_match_by_type_and_value() -> None:

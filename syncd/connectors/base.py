@@ -186,8 +186,11 @@ class Listing:
     """Statuses that mean "nothing here" rather than an error (an answer with no body)."""
     wanted: set[str] | None = None
     """Ids still to be read: each page strikes off its items' (:meth:`RestConnector.item_id`) and
-    paging stops once none is left; the caller reads any left over by id (offset paging skips one
-    when another is deleted mid-scan, and a skipped record must never read as deleted)."""
+    paging stops once none is left; any left over are then read one by one from :attr:`by_id`
+    (offset paging skips one when another is deleted mid-scan, and a skipped record must never
+    read as deleted: only a 404 there says it is gone)."""
+    by_id: str = ""
+    """Where one record of :attr:`wanted` is read: a path with ``{}`` for its id."""
     orgs: frozenset[str] | None = None
     """Keep only records of these organizations (an API that lists every parent's at once)."""
     ascending: bool = False
@@ -456,6 +459,9 @@ class RestConnector:
             self._guard(response, listing.what, paginator.advance, response.content, body, raw)
             if listing.wanted is not None and not listing.wanted:
                 break
+        for rid in sorted(listing.wanted or (), key=lambda r: (len(r), r)):
+            yield from self.read(Listing(listing.by_id.format(rid), what=f"{listing.what}: {rid}",
+                                         ok=(404,), orgs=listing.orgs))
 
     def _page(self, raw: Sequence[Any], listing: Listing) -> Page:
         records: list[RemoteRecord] = []

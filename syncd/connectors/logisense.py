@@ -2,16 +2,14 @@
 
 Why it looks the way it does (``shared/systems/logisense.md``, ``DECISIONS.md``):
 
-* v6 contacts carry no update stamp → a full scan compared by hash.  It pages through
-  ``Contact/Paged/Detail`` (the page asked for in a JSON ``Pagination`` *request header*) and
-  keeps the members of the mapped accounts, read from ``Account/{id}/Detail``: one request per
-  account and per page, never one per contact.
-* Email/phone/mobile/fax are *contact points* (:class:`TypedChildren`) whose type ids belong to
-  the contact's ContactType, read from ``ContactPointType/`` (a config override wins).  Each
-  point's ``identity`` stays in the link's ``extra``, so a changed email is an *update* of the
-  same point, sent with the scalar fields in one ``PATCH Contact/{id}``.
-* Create and delete go through ``PATCH Account/{id}``: a new contact arrives with its points
-  nested, so it never exists as an unmatchable name-only orphan.
+* No update stamp → a full scan compared by hash: the members of each mapped account
+  (``Account/{id}/Detail``), then ``Contact/Paged/Detail`` pages (the page asked for in a JSON
+  ``Pagination`` request header) until all were seen; never a request per contact.
+* Email/phone/mobile/fax are contact points (:class:`TypedChildren`) typed per ContactType
+  (``ContactPointType/``, a config override wins).  Their ids stay in the link's ``extra``, so
+  a changed email is an *update* of the same point, in one ``PATCH Contact/{id}``.
+* Create and delete go through ``PATCH Account/{id}``; a new contact arrives with its points
+  nested, never as an unmatchable name-only orphan.
 * ``title`` is the salutation ("Mr."), not a job title (CONTRACT §4).
 """
 
@@ -47,15 +45,13 @@ LIMITS = {  # ASSUMPTION: column lengths the v6 docs do not state; the sandbox e
 CAPABILITIES = Capabilities(
     fields=frozenset({*SCALARS, *POINTS}), incremental=False, timestamps=False, limits=LIMITS
 )
-POINT_WORDS = (("mail", "email"), ("mobile", "mobile"), ("cell", "mobile"), ("fax", "fax"),
-               ("phone", "phone"))
+POINT_WORDS = {"mail": "email", "mobile": "mobile", "cell": "mobile", "fax": "fax", "phone": "phone"}
 """ASSUMPTION: a word in a contact point type's (undocumented) name → its field; first match wins."""
 
 
 def point_kind(type_name: str) -> str | None:
     """Which canonical field a contact point type name means, per :data:`POINT_WORDS`."""
-    name = type_name.strip().lower()
-    return next((kind for word, kind in POINT_WORDS if word in name), None)
+    return next((kind for word, kind in POINT_WORDS.items() if word in type_name.lower()), None)
 
 
 def _words(body: dict[str, Any]) -> str | None:
@@ -135,12 +131,7 @@ class LogisenseConnector(RestConnector):
     # -- reading ------------------------------------------------------------------------
 
     def listings(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Listing]:
-        """Members from each mapped account, then the paged contacts until all were seen.
-
-        Members the pages missed (offset paging skips one when another is deleted mid-scan)
-        are read one by one, so a skipped contact is never taken for a deleted one; a 404
-        means it really is gone.
-        """
+        """Members of each mapped account, then pages until each was seen (:attr:`Listing.wanted`)."""
         self.open()
         self._members = {}
         for org in org_ids:
@@ -155,9 +146,7 @@ class LogisenseConnector(RestConnector):
             pages = HeaderPage(lambda body: int(body["pagedResults"].get("totalCount", 0)),
                                size=self.page_size)
             yield Listing(self.api + "Contact/Paged/Detail", what="contacts", orgs=orgs, wanted=unseen,
-                          paginator=pages)
-        for cid in sorted(unseen, key=int):
-            yield Listing(f"{self.api}Contact/{cid}/Detail", what=f"contact {cid}", ok=(404,), orgs=orgs)
+                          by_id=self.api + "Contact/{}/Detail", paginator=pages)
 
     def items(self, body: Any, listing: Listing) -> Sequence[Any]:
         return list_at(body, "pagedResults", "items") if "pagedResults" in body else [body["instance"]]
