@@ -124,6 +124,7 @@ class LogisenseConnector(RestConnector):
 
     def _points(self, ctype: int) -> TypedChildren:
         """The contact points a contact of this ContactType holds, as typed child records."""
+        self.open()
         assert self.type_ids is not None
         types = {kind: self.type_ids.get((ctype, kind)) for kind in POINTS}
         return TypedChildren(types, type_key="contactPointTypeId")
@@ -152,14 +153,11 @@ class LogisenseConnector(RestConnector):
         return list_at(body, "pagedResults", "items") if "pagedResults" in body else [body["instance"]]
 
     def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
-        return self._record(item, self._members.get(int(item["identity"]), ""))
-
-    def _record(self, c: Mapping[str, Any], org: str) -> RemoteRecord:
-        ctype = int(c.get("contactTypeId") or 0)
-        values, points = self._points(ctype).read(c.get("details", {}).get("contactPoints", []))
-        fields = {**{k: (c.get(v) or "").strip() for k, v in SCALARS.items()}, **values}
-        return RemoteRecord(str(c["identity"]), org, fields,
-                            extra={"contactTypeId": ctype, "points": points})
+        ctype = int(item.get("contactTypeId") or 0)
+        values, points = self._points(ctype).read(item.get("details", {}).get("contactPoints", []))
+        fields = {**{k: (item.get(v) or "").strip() for k, v in SCALARS.items()}, **values}
+        return RemoteRecord(str(item["identity"]), self._members.get(int(item["identity"]), ""),
+                            fields, extra={"contactTypeId": ctype, "points": points})
 
     # -- writing ------------------------------------------------------------------------
 
@@ -182,7 +180,6 @@ class LogisenseConnector(RestConnector):
         return items
 
     def create(self, org_id: str, fields: Fields) -> WriteResult:
-        self.open()
         ctype = self.cfg.contact_type_id
         if ctype is None:
             raise self.reject("create", f"systems.{self.name}.contact_type_id is not set: "
@@ -203,10 +200,9 @@ class LogisenseConnector(RestConnector):
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,
                extra: Mapping[str, Any]) -> WriteResult:
-        self.open()
         if "contactTypeId" not in extra:  # a link without our extra: read the points once
             detail = self.fetch(f"{self.api}Contact/{int(remote_id)}/Detail", f"contact {remote_id}")
-            extra = self._record(detail["instance"], org_id).extra
+            extra = self.record(detail["instance"]).extra
         ctype = int(extra["contactTypeId"])
         points: dict[str, int] = {k: int(v) for k, v in extra.get("points", {}).items()}
         body: dict[str, Any] = {v: changed[k] for k, v in SCALARS.items() if k in changed}
