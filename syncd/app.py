@@ -42,7 +42,7 @@ def ensure_schema(store: Store) -> None:
 
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.store.url)
+    return Store(settings.store.url, keep_runs=settings.store.keep_runs)
 
 
 def ready_store(store: Store) -> None:

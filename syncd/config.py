@@ -72,6 +72,8 @@ class _Strict(BaseModel):
 
 class StoreConfig(_Strict):
     url: str = "sqlite:///syncd.db"
+    keep_runs: Duration = timedelta(days=90)
+    """How long a cycle's run row (``status``, daily budgets) is kept; older ones are dropped."""
 
 
 class SyncConfig(_Strict):

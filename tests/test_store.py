@@ -38,6 +38,9 @@ def test_migration_matches_the_models(store: Store) -> None:
     for name, table in metadata.tables.items():
         migrated = {c["name"] for c in inspector.get_columns(name)}
         assert migrated == {c.name for c in table.columns}, name
+        indexes = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(name)
+                   if not i.get("duplicates_constraint")}  # Postgres lists UNIQUE ones too
+        assert indexes == {(i.name, tuple(c.name for c in i.columns)) for i in table.indexes}, name
 
 
 def test_state_round_trip(store: Store) -> None:
@@ -244,3 +247,15 @@ def test_sqlite_lock_is_held_until_released(tmp_path: Path) -> None:
     store.release()
     assert not store.lock_held()
     store.close()
+
+
+def test_runs_are_kept_for_keep_runs_and_found_by_their_start(store: Store) -> None:
+    store.keep_runs = timedelta(days=30)
+    for days in (0, 20, 40):  # one run each, in the order they happen
+        when = NOW + timedelta(days=days)
+        store.record_run("once", when, when, 0, {"day": days})
+    kept = [r["summary"]["day"] for r in store.runs_since(NOW - timedelta(days=365))]
+    assert kept == [20, 40]  # the first fell out of the 30 days before the newest
+    assert [r["summary"]["day"] for r in store.last_runs(5)] == [40, 20]
+    indexed = {tuple(i["column_names"]) for i in sa.inspect(store.engine).get_indexes("run")}
+    assert ("started_at",) in indexed  # runs_since reads a day of runs, not the whole table

@@ -16,7 +16,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +111,11 @@ def _advisory_key(name: str) -> int:
 class Store:
     """One store (SQLite file or Postgres database)."""
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None,
+                 keep_runs: timedelta = timedelta(days=90)) -> None:
         self.url = url
+        self.keep_runs = keep_runs
+        """Runs started this long before the newest one are dropped when it is recorded."""
         self.is_sqlite = url.startswith("sqlite")
         self.schema = schema
         self._lock_key = 0
@@ -746,7 +749,11 @@ class Store:
     def record_run(
         self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
     ) -> None:
-        """One row per cycle: what `status` shows as the last run (secrets masked)."""
+        """One row per cycle: what `status` shows as the last run (secrets masked).
+
+        Runs older than :attr:`keep_runs` go in the same transaction: a CronJob
+        every five minutes would otherwise add a hundred thousand rows a year.
+        """
         mark = "?" if self.is_sqlite else "%s"
         with self.write() as conn:
             conn.exec_driver_sql(
@@ -755,6 +762,7 @@ class Store:
                 (kind, self._ts(started), self._ts(finished), exit_code,
                  _dumps(redact_value(summary))),
             )
+            conn.execute(sa.delete(R).where(R.c.started_at < started - self.keep_runs))
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
         query = sa.select(R).order_by(R.c.id.desc()).limit(limit)

@@ -156,7 +156,7 @@ class RunRow(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(max_length=20)
-    started_at: datetime = _ts()
+    started_at: datetime = _ts(index=True)
     finished_at: datetime | None = _ts(nullable=True)
     exit_code: int | None = None
     summary_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
