@@ -94,6 +94,10 @@ class Capabilities:
     a space (Lightening's ``name`` = first_name last_name).  Such fields compare joined
     (:func:`settle_joined`), so a split that reads back otherwise is no change, and a
     limit may name the joined field (:func:`check_limits`)."""
+    scoped_listing: bool = False
+    """A scan lists only the mapped organizations' records (Lightening asks by customer), so a
+    linked record missing from it may have moved out of them: the poller reads it by id
+    (``Connector.read_ids``) before anyone concludes it was deleted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +286,10 @@ class Observation:
     """Set when the poller left out records equal to their links (by hash): the linked
     remote ids this read did not list.  ``records`` then holds only what changed, and a
     complete scan's deletions are these ids, not "every link not in ``records``"."""
+    unconfirmed: frozenset[str] = frozenset()
+    """Linked ids missing from a scoped scan that were not read by id this time (more were
+    missing than one cycle confirms): their absence proves nothing yet, but the mass-delete
+    guard counts them with the deletes."""
 
 
 @dataclass(frozen=True, slots=True)

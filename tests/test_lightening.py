@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from syncd.config import LighteningConfig
+from syncd.config import LighteningConfig, MemoryConfig, Settings, SyncConfig
 from syncd.connectors.lightening import (
     CHUNK,
     LighteningConnector,
@@ -25,6 +25,7 @@ from syncd.connectors.lightening import (
     split_name,
 )
 from syncd.connectors.memory import MemoryConnector
+from syncd.engine.cycle import Syncer
 from syncd.engine.plan import plan
 from syncd.engine.writes import derive_writes
 from syncd.errors import AuthError, NotFound, RecordRejected, RetriableError
@@ -44,6 +45,7 @@ from syncd.model import (
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from syncd.sandbox.lightening import SANDBOX_TOKEN, LighteningSim
 from syncd.sandbox.logisense import LogisenseSim
+from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
 
@@ -446,6 +448,45 @@ SECRETS = {
     "SYNCD_SYSTEMS__HARVEST__PASSWORD": SANDBOX_PASSWORD,
     "SYNCD_SYSTEMS__LOGISENSE__PASSWORD": "secret",
 }
+
+
+def lightening_and_memory(url: str, store: Store) -> tuple[Syncer, MemoryConnector]:
+    cfg = LighteningConfig(kind="lightening", base_url=url, token=SANDBOX_TOKEN)
+    mem = MemoryConnector("mem")
+    settings = Settings(systems={"lt": cfg, "mem": MemoryConfig(kind="memory")},
+                        organizations={"acme": {"lt": ORG, "mem": ORG},
+                                       "globex": {"lt": OTHER, "mem": OTHER}},
+                        sync=SyncConfig(max_delete_fraction=1.0))
+    return Syncer(settings, store, {"lt": from_config("lt", cfg), "mem": mem}), mem
+
+
+@pytest.mark.parametrize("cold", [False, True], ids=["daemon", "cronjob"])
+def test_a_contact_moved_to_an_unmapped_customer_is_deleted_nowhere(
+    cold: bool, store: Store, served_sim: Callable[[Any], str],
+) -> None:
+    """The listing asks only the mapped customers: a contact missing from it is read by id
+    before anyone concludes it was deleted."""
+    sim = LighteningSim(customers=[1, 2, 3])
+    url = served_sim(sim)
+    syncer, mem = lightening_and_memory(url, store)
+    ada = sim.admin_create(ORG, PERSON)
+    bob = sim.admin_create(OTHER, {**PERSON, "first_name": "Bob", "email": "bob@example.com"})
+    gone = sim.admin_create(ORG, {**PERSON, "first_name": "Cy", "email": "cy@example.com"})
+    assert syncer.run_once().exit_code == 0 and len(mem.records) == 3
+    sim.admin_update(ada, {"org": "3"})  # moved in Lightening's UI to a customer not mapped
+    sim.admin_update(bob, {"org": ORG})  # and one between two mapped customers
+    sim.admin_delete(gone)
+    sim.counters.clear()
+    if cold:  # a fresh process: state from the store
+        syncer, _ = lightening_and_memory(url, store)
+        syncer.connectors["mem"] = mem
+    report = syncer.run_once()
+    assert report.exit_code == 0, report.errors
+    assert sorted(r.fields["email"] for r in mem.records.values()) == [
+        "ada@example.com", "bob@example.com"]  # Ada left the sync; only Cy was deleted
+    assert {r.fields["email"]: r.org_id for r in mem.records.values()}["bob@example.com"] == ORG
+    assert sim.counters["GET"] == 3  # the listing, then Ada and Cy by id: not one per contact
+    assert syncer.run_once().exit_code == 0 and len(mem.records) == 2
 
 
 def write_config(path: Path, tmp: Path, urls: dict[str, str]) -> None:

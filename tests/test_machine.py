@@ -55,11 +55,12 @@ class SyncMachine(RuleBasedStateMachine):
         movable=st.sets(st.sampled_from(NAMES)),
         first_read_fails=st.sampled_from((None, *NAMES)),
         no_stamps=st.sampled_from((None, *NAMES)),
+        scoped=st.sets(st.sampled_from(NAMES)),
     )
     def setup(
         self, conflict: str, deletes: str, fraction: float, incremental: set[str],
         extra_system: bool, movable: set[str], first_read_fails: str | None,
-        no_stamps: str | None,
+        no_stamps: str | None, scoped: set[str],
     ) -> None:
         store = self.make_store()
         names = NAMES + (("d",) if extra_system else ())
@@ -72,6 +73,8 @@ class SyncMachine(RuleBasedStateMachine):
         )
         for name in movable:
             self.world.systems[name].can_move = True
+        for name in scoped - incremental:  # lists only the mapped organizations (Lightening)
+            self.world.systems[name].scoped = True
         if first_read_fails is not None:
             self.world.systems[first_read_fails].fail_reads = 1
         if no_stamps is not None and no_stamps not in incremental:
@@ -279,6 +282,7 @@ class SyncMachine(RuleBasedStateMachine):
             report = self.cycle_surviving_crashes(force_delete=True)
         assert report.exit_code == 0, report.as_dict()
         self.check_no_lost_update(before)
+        self.check_left_are_deleted_nowhere(before)
         self.check_converged()
         # Quiescence: nothing changed outside, so nothing is written and nothing moves.
         state = world.store.load_state()
@@ -323,6 +327,17 @@ class SyncMachine(RuleBasedStateMachine):
             assert not golden.deleted, (gid, field, values)
             got = normalise(field, golden.fields.get(field, ""))
             assert got in values, (gid, field, got, values)
+
+    def check_left_are_deleted_nowhere(self, before: State) -> None:
+        """A person moved out of every mapped organization stops being synced: not deleted,
+        even by a system that lists only the mapped organizations (a scoped one)."""
+        by_remote = before.by_remote()
+        deleted_by_user = {by_remote.get(key) for key in self.deleted}
+        state = self.world.store.load_state()
+        for system, rid in self.left:
+            gid = by_remote.get((system, rid))
+            if gid is not None and gid not in deleted_by_user and gid in state.goldens:
+                assert not state.goldens[gid].deleted, ("a person who left was deleted", system, rid)
 
     def check_converged(self) -> None:
         world = self.world

@@ -33,6 +33,7 @@ from syncd.errors import (
     BadAnswer,
     ConfigError,
     ConnectorError,
+    NotFound,
     OutcomeUnknown,
     RecordRejected,
 )
@@ -90,6 +91,11 @@ class Connector(Protocol):
         Incremental pages come in ascending ``updated_at`` order so that a
         failure mid-way still leaves a safe watermark.
         """
+        ...
+
+    def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
+        """These records, read one by one under whatever organization holds them now; those
+        gone are left out.  Needed only by a system with ``Capabilities.scoped_listing``."""
         ...
 
     def create(self, org_id: str, fields: Fields) -> WriteResult: ...
@@ -302,6 +308,8 @@ class RestConnector:
     items_key: ClassVar[str | None] = None
     """Where an answer holds its list of records (``"data"``); None: the answer is the list."""
     """The key of an item's id, for :meth:`item_id`."""
+    record_path: ClassVar[str] = ""
+    """Where one record is read by id, ``{}`` for the id (``"/contact/{}"``): :meth:`read_ids`."""
     xml_root: ClassVar[str] = ""
     """The root element of an XML write body; its children come from :attr:`xml_tags`."""
     xml_tags: ClassVar[Mapping[str, str]] = {}
@@ -460,8 +468,21 @@ class RestConnector:
             if listing.wanted is not None and not listing.wanted:
                 break
         for rid in sorted(listing.wanted or (), key=lambda r: (len(r), r)):
-            yield from self.read(Listing(listing.by_id.format(rid), what=f"{listing.what}: {rid}",
-                                         ok=(404,), orgs=listing.orgs))
+            yield from self._read_one(listing.by_id.format(rid), f"{listing.what}: {rid}",
+                                      listing.orgs)
+
+    def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
+        if not self.record_path:
+            raise NotImplementedError(f"{type(self).__name__} reads no record by id")
+        for rid in remote_ids:
+            yield from self._read_one(self.record_path.format(rid), f"record {rid}")
+
+    def _read_one(self, path: str, what: str, orgs: frozenset[str] | None = None) -> Iterator[Page]:
+        """One record at its own path; a 404 (or the API's own "not found") means it is gone."""
+        try:
+            yield from self.read(Listing(path, what=what, ok=(404,), orgs=orgs))
+        except NotFound:
+            return
 
     def _page(self, raw: Sequence[Any], listing: Listing) -> Page:
         records: list[RemoteRecord] = []

@@ -148,8 +148,10 @@ class LighteningConnector(RestConnector):
         limits=LIMITS,
         can_move=True,
         joined={"name": NAME_PARTS},
+        scoped_listing=True,  # a listing names its customers: a contact may move out of them
     )
     items_key = "entities"
+    record_path = "/contact/{}"
     default_headers = {"Accept": "application/json"}
     error_message = staticmethod(error_message)
     validate_response = staticmethod(validate_response)
@@ -167,6 +169,10 @@ class LighteningConnector(RestConnector):
             chunk = ids[start:start + CHUNK]
             yield Listing("/contact", params=[(CUSTOMER_ARRAY, c) for c in chunk],
                           what=f"list contacts of {len(chunk)} customers", orgs=frozenset(chunk))
+
+    def items(self, body: Any, listing: Listing) -> Sequence[Any]:
+        """A listing's ``entities``, or the one ``entity`` of a contact read by id."""
+        return [body["entity"]] if "entity" in body else super().items(body, listing)
 
     def record(self, item: Any, listing: Listing | None = None) -> RemoteRecord:
         first, last = split_name(str(item.get("name") or ""))

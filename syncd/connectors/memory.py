@@ -77,6 +77,9 @@ class InProcess:
     def throttled_count(self) -> int:
         return 0  # an in-process system never throttles
 
+    def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
+        raise NotImplementedError(f"{type(self).__name__} reads no record by id")
+
 
 @dataclass
 class MemoryConnector(InProcess):
@@ -102,6 +105,8 @@ class MemoryConnector(InProcess):
     fail_reads: int = 0
     timestamps: bool = True
     can_move: bool = False
+    scoped: bool = False
+    """List only the organizations asked for (as Lightening does), and read by id."""
     requests: int = 0
     writes: int = 0
     _next_id: int = 1
@@ -126,6 +131,7 @@ class MemoryConnector(InProcess):
             limits=self.limits,
             overlap=timedelta(seconds=1) if self.incremental else timedelta(0),
             can_move=self.can_move,
+            scoped_listing=self.scoped,
         )
 
     # -- the user's side: edits made "in the UI" -------------------------------------------
@@ -182,7 +188,8 @@ class MemoryConnector(InProcess):
     def list_records(self, org_ids: Sequence[str], since: datetime | None) -> Iterator[Page]:
         # Every organization is listed (as Harvest's GET /contacts does): the planner
         # leaves out the unmapped ones, and a contact moved out of scope is seen as moved.
-        del org_ids
+        # A scoped one lists only those asked for, and the poller reads the rest by id.
+        asked = set(org_ids) if self.scoped else None
         with self._lock:
             if self.fail_reads > 0:
                 self.fail_reads -= 1
@@ -197,6 +204,8 @@ class MemoryConnector(InProcess):
                 ]
             else:
                 rows = self._changed_since(since)
+        if asked is not None:
+            rows = [r for r in rows if r.org_id in asked]
         if since is not None:
             rows.sort(key=lambda r: r.updated_at or since)
         if not self.timestamps:
@@ -206,6 +215,17 @@ class MemoryConnector(InProcess):
                 raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
             self.requests += 1
             yield Page(rows[start : start + self.page_size])
+
+    def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
+        """Each record asked for, one request each, wherever it is now; the gone left out."""
+        for rid in remote_ids:
+            with self._lock:
+                self.requests += 1
+                rec = self.records.get(rid)
+                row = None if rec is None else RemoteRecord(rid, rec.org_id, rec.fields,
+                                                            rec.updated_at if self.timestamps else None)
+            if row is not None:
+                yield Page([row])
 
     def _changed_since(self, since: datetime) -> list[RemoteRecord]:
         start = bisect.bisect_left(self._journal, (since, ""))

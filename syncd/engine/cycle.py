@@ -100,6 +100,7 @@ class Syncer:
             connector.watch(self.stop)
         # A read too large to plan at once is kept compressed (see ``_split``).
         self.poller.spill_after = max(1, settings.sync.batch_records // max(1, len(connectors)))
+        self.poller.linked = self._synced_ids
         resume_budgets(store, self.connectors, clock())  # a fresh process: today's spend
 
     def systems(self) -> dict[str, SystemInfo]:
@@ -381,6 +382,11 @@ class Syncer:
         left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
         left |= {r.golden_id for r in rejections}
         return outcome, left
+
+    def _synced_ids(self, system: str) -> set[str]:
+        """One system's linked records still synced (a scoped scan must account for each)."""
+        with self._hash_lock:
+            return self.store.linked_ids(system, excluded=False)
 
     def _hashes(self, system: str) -> dict[str, int]:
         """One system's link hashes, read by one poll thread at a time: an in-memory

@@ -128,6 +128,8 @@ class _Planner:
         self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
+        self.unconfirmed: dict[str, int] = {}
+        """Per system: linked records missing from a scoped scan, not yet read by id."""
         self.result = PlanResult(state=state)
 
     @property
@@ -287,6 +289,8 @@ class _Planner:
         if obs.complete:
             known = self.index.get(obs.system, _NO_IDS)
             missing = known.keys() - seen if obs.unlisted is None else obs.unlisted - seen
+            missing -= obs.unconfirmed  # not read by id yet: moved away, or deleted?
+            self.unconfirmed[obs.system] = len(obs.unconfirmed)
             for remote_id in sorted(missing):
                 gid = known.get(remote_id)
                 if gid is None:
@@ -352,10 +356,13 @@ class _Planner:
             for link in state.links.values():
                 if link.remote_id is not None and not link.excluded:
                     linked[link.system] += 1
+        # Records whose deletion is not confirmed yet count too: a mass delete confirmed a
+        # hundred records a cycle must not slip under the guard a hundred at a time.
         trips = [
-            (system, n, linked[system])
+            (system, total, linked[system])
             for system, n in sorted(counts.items())
-            if n >= MASS_DELETE_MIN and n > self.policy.max_delete_fraction * linked[system]
+            if (total := n + self.unconfirmed.get(system, 0)) >= MASS_DELETE_MIN
+            and total > self.policy.max_delete_fraction * linked[system]
         ]
         if trips:
             raise MassDeleteError(trips, self.policy.max_delete_fraction)

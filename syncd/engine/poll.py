@@ -20,7 +20,8 @@ invariant 3):
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from syncd.connectors.base import Connector
 from syncd.engine.spool import PAGE, Spool
 from syncd.errors import ConnectorError, SystemUnavailable
 from syncd.logs import get_logger
-from syncd.model import Observation, RemoteRecord, Skipped, Watermark, record_hash
+from syncd.model import Observation, Page, RemoteRecord, Skipped, Watermark, record_hash
 
 __all__ = ["Hashes", "Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
 
@@ -41,6 +42,14 @@ next group of a large cycle adds to what the first planned."""
 
 Hashes = Callable[[str], Mapping[str, int]]
 """system → {remote id → its link's ``record_hash``}: what a full scan drops records by."""
+
+Linked = Callable[[str], AbstractSet[str]]
+"""system → the remote ids of its links still synced (not excluded): what a scoped scan
+must account for."""
+
+CONFIRM_MAX = 100
+"""Linked records missing from a scoped scan that one cycle reads by id, at most; the rest
+wait for the next cycles (and the mass-delete guard counts them meanwhile)."""
 
 
 class Interrupted(Exception):
@@ -130,6 +139,9 @@ class Poller:
         self.progress: Progress = lambda system, what, count: None
         self.spill_after: int | None = None
         """Records one system's read keeps as objects; past that, as compressed pages."""
+        self.linked: Linked | None = None
+        """Set by the engine: what a scoped scan (``Capabilities.scoped_listing``) must see."""
+        self.confirm_max = CONFIRM_MAX
         self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> dict[str, ConnectorError]:
@@ -169,31 +181,50 @@ class Poller:
         skipped: list[Skipped] = []
         unread: set[str] = set()
         max_seen: datetime | None = None
+        scoped = full and caps.scoped_listing and self.linked is not None
+        seen: set[str] = set()
+        unconfirmed: list[str] = []
         error = failed_open
+
+        def take(pages: Iterator[Page]) -> None:
+            nonlocal listed, records, max_seen
+            for page in pages:
+                if self.stop.is_set():
+                    raise Interrupted(f"{name}: stopped while reading")
+                listed += len(page.records)
+                if scoped:
+                    seen.update(rec.remote_id for rec in page.records)
+                if known is None or unlisted is None:
+                    records.extend(page.records)
+                else:
+                    for rec in page.records:
+                        unlisted.discard(rec.remote_id)
+                        if (rec.deleted or rec.org_id not in mapped
+                                or known.get(rec.remote_id)
+                                != record_hash(rec.fields, rec.org_id, rec.extra)):
+                            records.append(rec)
+                if (self.spill_after is not None and isinstance(records, list)
+                        and len(records) > self.spill_after):
+                    records = Spool(records, page=min(PAGE, self.spill_after))
+                skipped.extend(page.skipped)
+                unread.update(page.unread_orgs)
+                self.progress(name, "read", len(page.records))
+                stamps = [r.updated_at for r in page.records if r.updated_at is not None]
+                if stamps and (max_seen is None or max(stamps) > max_seen):
+                    max_seen = max(stamps)
+
         if error is None:
             try:
-                for page in connector.list_records(sorted(self.org_ids(name)), since):
-                    if self.stop.is_set():
-                        raise Interrupted(f"{name}: stopped while reading")
-                    listed += len(page.records)
-                    if known is None or unlisted is None:
-                        records.extend(page.records)
-                    else:
-                        for rec in page.records:
-                            unlisted.discard(rec.remote_id)
-                            if (rec.deleted or rec.org_id not in mapped
-                                    or known.get(rec.remote_id)
-                                    != record_hash(rec.fields, rec.org_id, rec.extra)):
-                                records.append(rec)
-                    if (self.spill_after is not None and isinstance(records, list)
-                            and len(records) > self.spill_after):
-                        records = Spool(records, page=min(PAGE, self.spill_after))
-                    skipped.extend(page.skipped)
-                    unread.update(page.unread_orgs)
-                    self.progress(name, "read", len(page.records))
-                    stamps = [r.updated_at for r in page.records if r.updated_at is not None]
-                    if stamps and (max_seen is None or max(stamps) > max_seen):
-                        max_seen = max(stamps)
+                take(connector.list_records(sorted(self.org_ids(name)), since))
+                if scoped and not skipped and self.linked is not None:
+                    # Missing from a scan that asked only the mapped organizations: moved
+                    # out of them, or deleted. Only a read by id tells which.
+                    missing = sorted(self.linked(name) - seen, key=lambda r: (len(r), r))
+                    unconfirmed = missing[self.confirm_max:]
+                    take(connector.read_ids(missing[:self.confirm_max]))
+                    if missing:
+                        log.info("scoped_scan_missing", system=name, missing=len(missing),
+                                 unconfirmed=len(unconfirmed))
             except ConnectorError as exc:
                 error = exc
             except Interrupted:
@@ -215,7 +246,8 @@ class Poller:
             last_error=str(error) if error else None,
         )
         obs = Observation(name, records, complete=complete, observed_at=now,
-                          unread_orgs=frozenset(unread), unlisted=unlisted)
+                          unread_orgs=frozenset(unread), unlisted=unlisted,
+                          unconfirmed=frozenset(unconfirmed))
         return PollResult(name, obs, new_mark, error, full, skipped, listed)
 
     def poll(

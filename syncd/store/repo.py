@@ -483,15 +483,16 @@ class Store:
         return {str(row[0]) for row in
                 self._select_in("SELECT id FROM golden WHERE id IN ({marks})", gids)}
 
-    def linked_ids(self, system: str) -> set[str]:
-        """The remote ids of every link of one system (excluded ones too)."""
+    def linked_ids(self, system: str, *, excluded: bool = True) -> set[str]:
+        """The remote ids of the links of one system (``excluded``: people who left too)."""
         mark = "?" if self.is_sqlite else "%s"
+        synced = "" if excluded else " AND NOT excluded"
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()
             try:
                 cursor.execute(
                     f"SELECT remote_id FROM link WHERE system = {mark} "  # noqa: S608
-                    "AND remote_id IS NOT NULL", (system,),
+                    f"AND remote_id IS NOT NULL{synced}", (system,),
                 )
                 return {str(row[0]) for row in cursor.fetchall()}
             finally:
