@@ -127,6 +127,17 @@ def id_from_location(value: str | None) -> str | None:
     return segments[-1] if segments and segments[-1].isdigit() else None
 
 
+MAX_REDIRECTS = 5
+
+
+def _same_host(origin: httpx.URL, target: httpx.URL) -> bool:
+    """A redirect we may follow: the same host and port, or the same host moved to https."""
+    if target.host != origin.host:
+        return False
+    return (target.scheme, target.port) == (origin.scheme, origin.port) or (
+        target.scheme == "https" and target.port in (None, 443))
+
+
 def _body_text(response: Response, limit: int = 500) -> str:
     text = response.text.strip()
     return text[:limit] if text else response.reason_phrase
@@ -492,8 +503,26 @@ class HttpClient:
                             f"after {resume:%Y-%m-%dT%H:%M:%SZ}", system=self.system)
 
     def _send(self, request: httpx.Request, follow_redirects: bool, label: str) -> Response:
-        """Send and read the answer, refusing one larger than ``max_response_bytes``."""
-        response = self._client.send(request, stream=True, follow_redirects=follow_redirects)
+        """Send and read the answer, refusing one larger than ``max_response_bytes``.
+
+        Redirects are followed (when asked) only on the same host: httpx would
+        follow one anywhere, and a 307/308 re-sends the body — a login form's
+        password — to wherever the ``Location`` points.
+        """
+        response = self._client.send(request, stream=True, follow_redirects=False)
+        hops = 0
+        while follow_redirects and response.next_request is not None:
+            target = response.next_request
+            response.close()
+            if not _same_host(request.url, target.url):
+                raise SystemUnavailable(f"{label}: redirected to another host "
+                                        f"({target.url.scheme}://{target.url.netloc.decode()}): "
+                                        "not followed", system=self.system)
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                raise BadAnswer(f"{label}: more than {MAX_REDIRECTS} redirects",
+                                system=self.system)
+            response = self._client.send(target, stream=True, follow_redirects=False)
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_response_bytes:
