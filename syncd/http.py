@@ -281,6 +281,28 @@ class HeaderToken(BasicAuth):
         return {self.header: self._value}
 
 
+MIN_TOKEN_TTL = timedelta(seconds=1)
+MAX_TOKEN_TTL = timedelta(days=1)
+
+
+def token_ttl(expires_in: Any, default: timedelta) -> timedelta:
+    """How long to keep a token: the answer's ``expires_in``, kept within reason.
+
+    Missing, unreadable, zero or negative: ``default`` — taken as it stands, a
+    token already expired would make every request fetch one of its own until
+    the refresh budget runs out.  Under a second: a second.  Over a day (or past
+    what a timedelta holds): a day; a 401 still fetches a fresh one at once.
+    """
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if not seconds > 0:  # NaN, zero, negative
+        return default
+    return min(max(timedelta(seconds=min(seconds, MAX_TOKEN_TTL.total_seconds())),
+                   MIN_TOKEN_TTL), MAX_TOKEN_TTL)
+
+
 class OAuth2Grant:
     """An OAuth2 token grant (password or refresh token) with an expiry margin.
 
@@ -352,11 +374,8 @@ class OAuth2Grant:
         if resp.status_code != 200 or not isinstance(token, str) or not token:
             raise AuthError(f"{client.system}: login refused: {client.error_message(resp)}",
                             system=client.system)
-        try:
-            ttl = timedelta(seconds=float(body.get("expires_in") or 0)) or self.default_ttl
-        except (TypeError, ValueError):
-            ttl = self.default_ttl
         self.token = token
+        ttl = token_ttl(body.get("expires_in"), self.default_ttl)
         self.renew_at = now + max(ttl - self.margin, ttl / 2)
 
 
