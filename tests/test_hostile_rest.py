@@ -10,6 +10,7 @@ person was created twice or lost.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -372,3 +373,154 @@ def test_a_redirect_to_another_host_never_carries_our_credentials(
     if where != "create":
         assert report.exit_code == 4
         assert (report.systems[pair.kind].error or "").startswith(f"{pair.kind}:")
+
+
+# -- listings that never end -------------------------------------------------------------------
+
+PAGED = ("zoho", "valomnia")
+CAP = 40
+"""Past this many listing requests the proxy answers 500: a runaway scan ends in the test."""
+
+
+def same_items_forever(kind: str) -> tuple[Rewrite, list[int]]:
+    """Every page holds the first page's items, says more follow, and echoes the page asked."""
+    asked: list[int] = []
+    first: dict[str, Any] = {}
+
+    def rewrite(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+        if not listing(kind, request):
+            return None
+        asked.append(1)
+        if len(asked) > CAP:
+            return httpx.Response(500, json={"code": 1000, "message": "stop"})
+        answer = json.loads(response.content)
+        key = "contact_persons" if kind == "zoho" else "data"
+        first.setdefault(key, answer[key])
+        answer[key] = first[key]
+        params = request.url.params
+        if kind == "zoho":
+            answer["page_context"].update(page=int(params["page"]), has_more_page=True)
+        else:
+            offset = int(params["offset"])
+            answer["paging"].update(total=10**6, offset=offset, next=f"?offset={offset + 100}")
+        return httpx.Response(200, json=answer)
+
+    return rewrite, asked
+
+
+@pytest.mark.parametrize("shape", ["same_items"])
+def test_a_listing_that_repeats_its_items_ends_as_an_error(pair: Pair, shape: str) -> None:
+    if pair.kind not in PAGED:
+        pytest.skip("no paging: one answer is the whole listing")
+    pair.sim.admin_create(pair.org, ADA)
+    pair.harvest.admin_create(HARVEST_ORG, GRACE)
+    rewrite, asked = same_items_forever(pair.kind)
+    with capture_logs() as logs:
+        report = pair.cycle(rewrite)
+    assert len(asked) <= 3
+    assert report.exit_code == 4, report.errors
+    error = report.systems[pair.kind].error or ""
+    assert error.startswith(f"{pair.kind}:") and "repeats" in error
+    assert report.systems["harvest"].error is None
+    assert "cycle_finished" in [e["event"] for e in logs]
+    assert emails(pair.sim) == ["ada@acme.example"]  # nothing sent to a system half read
+    # Ada's page was read well before the loop showed: she may go on; Grace stays out.
+    assert "grace@acme.example" in emails(pair.harvest)
+
+
+def test_the_same_contact_on_two_pages_is_one_person(pair: Pair) -> None:
+    if pair.kind not in PAGED:
+        pytest.skip("no paging: one answer is the whole listing")
+    rid = pair.sim.admin_create(pair.org, ADA)
+    key = "contact_persons" if pair.kind == "zoho" else "data"
+    pages: dict[str, Any] = {}
+
+    def rewrite(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+        if not listing(pair.kind, request):
+            return None
+        params = request.url.params
+        number = int(params["page"]) if pair.kind == "zoho" else int(params["offset"]) + 1
+        answer = json.loads(response.content)
+        if number == 1:
+            pages["first"] = answer[key]
+            pair.sim.admin_update(rid, {"phone": "+1 555 0199"})  # edited while we page
+            if pair.kind == "zoho":
+                answer["page_context"]["has_more_page"] = True
+            else:
+                answer["paging"]["total"] = 2
+            return httpx.Response(200, json=answer)
+        if number == 2:  # the server re-sorted: the edited contact comes round again
+            answer[key] = [dict(pages["first"][0], phone="+1 555 0199")]
+            return httpx.Response(200, json=answer)
+        return None
+
+    with capture_logs() as logs:
+        first = pair.cycle(rewrite)
+    assert "cycle_finished" in [e["event"] for e in logs]
+    assert first.exit_code in (0, 1), first.errors
+    assert emails(pair.harvest) == ["ada@acme.example"]
+    again = pair.cycle()
+    assert again.exit_code == 0, again.errors
+    assert emails(pair.harvest) == ["ada@acme.example"]
+    assert emails(pair.sim) == ["ada@acme.example"]
+    (row,) = pair.harvest.admin_dump()
+    assert "555" in row["phone"]
+
+
+# -- Zoho token answers ---------------------------------------------------------------------------
+
+TOKEN_ANSWERS: dict[str, bytes] = {
+    "error_200": b'{"error": "invalid_code"}',
+    "token_number": b'{"access_token": 12345, "expires_in": 3600}',
+    "token_list": b'{"access_token": ["a"], "expires_in": 3600}',
+    "expires_inf": b'{"access_token": "t", "expires_in": 1e400}',
+    "expires_huge": b'{"access_token": "t", "expires_in": "99999999999999999999"}',
+    "expires_nan": b'{"access_token": "t", "expires_in": NaN}',
+    "expires_dict": b'{"access_token": "t", "expires_in": {}}',
+}
+
+
+@pytest.mark.parametrize("answer", sorted(TOKEN_ANSWERS))
+def test_a_strange_token_answer_is_our_error(store: Store, served_sim: Any, answer: str) -> None:
+    sim, harvest = ZohoBooksSim(), HarvestSim(clients=[int(HARVEST_ORG)])
+    pair = Pair("zoho", sim, served_sim(sim), harvest, served_sim(harvest), store)
+    harvest.admin_create(HARVEST_ORG, GRACE)
+    calls: list[str] = []
+
+    def token(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+        if not login("zoho", request):
+            return None
+        calls.append(request.url.path)
+        return httpx.Response(200, content=TOKEN_ANSWERS[answer])
+
+    with capture_logs() as logs:
+        report = pair.cycle(token)
+    assert "cycle_finished" in [e["event"] for e in logs]
+    assert report.systems["harvest"].error is None
+    assert len(calls) <= 2
+    error = report.systems["zoho"].error
+    assert error is None or (error.startswith("zoho:") and "Traceback" not in error), error
+    assert "unexpected error" not in (error or "")
+
+
+@pytest.mark.parametrize("expires_in", [0, 0.001, 1, -5, -3600])
+def test_a_token_that_expires_at_once_is_not_fetched_in_a_loop(
+    store: Store, served_sim: Any, expires_in: float
+) -> None:
+    sim, harvest = ZohoBooksSim(), HarvestSim(clients=[int(HARVEST_ORG)])
+    pair = Pair("zoho", sim, served_sim(sim), harvest, served_sim(harvest), store)
+    for n in range(3):
+        harvest.admin_create(HARVEST_ORG, {**GRACE, "email": f"g{n}@acme.example"})
+    calls: list[str] = []
+
+    def token(request: httpx.Request, response: httpx.Response) -> httpx.Response | None:
+        if not login("zoho", request):
+            return None
+        calls.append(request.url.path)
+        answer = json.loads(response.content)
+        return httpx.Response(200, json={**answer, "expires_in": expires_in})
+
+    report = pair.cycle(token)
+    assert report.systems["harvest"].error is None
+    assert len(calls) <= 3, report.systems["zoho"]
+    assert report.exit_code == 0, report.errors
