@@ -52,6 +52,7 @@ from syncd.errors import (
     SystemUnavailable,
     Throttled,
 )
+from syncd.redact import REDACTOR
 
 __all__ = [
     "Auth",
@@ -374,6 +375,7 @@ class OAuth2Grant:
         if resp.status_code != 200 or not isinstance(token, str) or not token:
             raise AuthError(f"{client.system}: login refused: {client.error_message(resp)}",
                             system=client.system)
+        REDACTOR.remember(token)
         self.token = token
         ttl = token_ttl(body.get("expires_in"), self.default_ttl)
         self.renew_at = now + max(ttl - self.margin, ttl / 2)
@@ -429,6 +431,7 @@ class FormLoginCookie:
         if not token:
             raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
                             f"{client.error_message(resp)}", system=client.system)
+        REDACTOR.remember(token)
         self.token = token
 
 
