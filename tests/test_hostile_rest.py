@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from syncd.config import (
@@ -524,3 +526,69 @@ def test_a_token_that_expires_at_once_is_not_fetched_in_a_loop(
     assert report.systems["harvest"].error is None
     assert len(calls) <= 3, report.systems["zoho"]
     assert report.exit_code == 0, report.errors
+
+
+# -- secrets: a server that echoes our request back in its error -------------------------------
+
+
+def echo_request(status_code: int) -> Rewrite:
+    """An error answer that quotes the whole request: headers, query and body."""
+
+    def rewrite(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        request.read()
+        quoted = {"url": str(request.url), "headers": dict(request.headers),
+                  "body": request.content.decode("utf-8", "replace")}
+        return httpx.Response(status_code, json={"error": json.dumps(quoted), "code": 57,
+                                                 "message": json.dumps(quoted), "result": False})
+
+    return rewrite
+
+
+class Sniffing(Proxy):
+    """The proxy, noting every credential we send: configured ones and those a login hands out."""
+
+    def __init__(self, upstream: str, rewrite: Rewrite | None) -> None:
+        super().__init__(upstream, rewrite)
+        self.sent: set[str] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        for header in ("Authorization", "Cookie"):
+            value = request.headers.get(header, "")
+            if value:
+                self.sent.add(value)
+                self.sent.add(value.split(" ", 1)[-1].split("=", 1)[-1])
+        return super().__call__(request)
+
+
+@pytest.mark.parametrize("where", ["login", "listing", "create"])
+def test_a_server_echoing_our_request_leaks_no_credential(pair: Pair, where: str) -> None:
+    from syncd.logs import redact_secrets
+    from syncd.redact import REDACTOR, use_settings
+
+    if where == "login" and pair.kind == "lightening":
+        pytest.skip("Lightening has no login: its token is static")
+    pair.harvest.admin_create(HARVEST_ORG, ADA)
+    pick = {"login": login, "listing": listing,
+            "create": lambda kind, request: is_create(kind, request)}[where]
+    sniffing = Sniffing(pair.url, on(pick, pair.kind, echo_request(400)))
+    cfg = CONFIGS[pair.kind](f"http://{pair.kind}.test")
+    use_settings(Settings(systems={pair.kind: cfg}, organizations={}))  # what loading does
+    try:
+        with capture_logs(processors=[structlog.processors.format_exc_info,
+                                      redact_secrets]) as logs:
+            report = pair.cycle(proxy=sniffing)
+        texts = {  # what leaves the process: logs, `once --json`, the store
+            "logs": json.dumps(logs, default=str),
+            "report": json.dumps(report.as_dict(), default=str),
+            "runs": json.dumps(pair.store.last_runs(1), default=str),
+            "watermarks": json.dumps({k: v.last_error for k, v in pair.store.watermarks().items()}),
+        }
+    finally:
+        REDACTOR.clear()
+    secrets = {s.get_secret_value() for s in vars(cfg).values() if isinstance(s, SecretStr)}
+    secrets |= {s for s in sniffing.sent if len(s) >= 8}
+    assert secrets
+    assert report.systems[pair.kind].error or report.exit_code != 0  # the fault did bite
+    for where_, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} in {where_}"
