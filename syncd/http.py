@@ -52,6 +52,7 @@ from syncd.errors import (
     SystemUnavailable,
     Throttled,
 )
+from syncd.redact import REDACTOR
 
 __all__ = [
     "Auth",
@@ -126,6 +127,17 @@ def id_from_location(value: str | None) -> str | None:
         return None
     segments = [s for s in urlsplit(value.strip()).path.split("/") if s]
     return segments[-1] if segments and segments[-1].isdigit() else None
+
+
+MAX_REDIRECTS = 5
+
+
+def _same_host(origin: httpx.URL, target: httpx.URL) -> bool:
+    """A redirect we may follow: the same host and port, or the same host moved to https."""
+    if target.host != origin.host:
+        return False
+    return (target.scheme, target.port) == (origin.scheme, origin.port) or (
+        target.scheme == "https" and target.port in (None, 443))
 
 
 def _body_text(response: Response, limit: int = 500) -> str:
@@ -281,6 +293,28 @@ class HeaderToken(BasicAuth):
         return {self.header: self._value}
 
 
+MIN_TOKEN_TTL = timedelta(seconds=1)
+MAX_TOKEN_TTL = timedelta(days=1)
+
+
+def token_ttl(expires_in: Any, default: timedelta) -> timedelta:
+    """How long to keep a token: the answer's ``expires_in``, kept within reason.
+
+    Missing, unreadable, zero or negative: ``default`` — taken as it stands, a
+    token already expired would make every request fetch one of its own until
+    the refresh budget runs out.  Under a second: a second.  Over a day (or past
+    what a timedelta holds): a day; a 401 still fetches a fresh one at once.
+    """
+    try:
+        seconds = float(expires_in)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    if not seconds > 0:  # NaN, zero, negative
+        return default
+    return min(max(timedelta(seconds=min(seconds, MAX_TOKEN_TTL.total_seconds())),
+                   MIN_TOKEN_TTL), MAX_TOKEN_TTL)
+
+
 class OAuth2Grant:
     """An OAuth2 token grant (password or refresh token) with an expiry margin.
 
@@ -352,11 +386,9 @@ class OAuth2Grant:
         if resp.status_code != 200 or not isinstance(token, str) or not token:
             raise AuthError(f"{client.system}: login refused: {client.error_message(resp)}",
                             system=client.system)
-        try:
-            ttl = timedelta(seconds=float(body.get("expires_in") or 0)) or self.default_ttl
-        except (TypeError, ValueError):
-            ttl = self.default_ttl
+        REDACTOR.remember(token)
         self.token = token
+        ttl = token_ttl(body.get("expires_in"), self.default_ttl)
         self.renew_at = now + max(ttl - self.margin, ttl / 2)
 
 
@@ -410,6 +442,7 @@ class FormLoginCookie:
         if not token:
             raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
                             f"{client.error_message(resp)}", system=client.system)
+        REDACTOR.remember(token)
         self.token = token
 
 
@@ -503,8 +536,26 @@ class HttpClient:
                             f"after {resume:%Y-%m-%dT%H:%M:%SZ}", system=self.system)
 
     def _send(self, request: httpx.Request, follow_redirects: bool, label: str) -> Response:
-        """Send and read the answer, refusing one larger than ``max_response_bytes``."""
-        response = self._client.send(request, stream=True, follow_redirects=follow_redirects)
+        """Send and read the answer, refusing one larger than ``max_response_bytes``.
+
+        Redirects are followed (when asked) only on the same host: httpx would
+        follow one anywhere, and a 307/308 re-sends the body — a login form's
+        password — to wherever the ``Location`` points.
+        """
+        response = self._client.send(request, stream=True, follow_redirects=False)
+        hops = 0
+        while follow_redirects and response.next_request is not None:
+            target = response.next_request
+            response.close()
+            if not _same_host(request.url, target.url):
+                raise SystemUnavailable(f"{label}: redirected to another host "
+                                        f"({target.url.scheme}://{target.url.netloc.decode()}): "
+                                        "not followed", system=self.system)
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                raise BadAnswer(f"{label}: more than {MAX_REDIRECTS} redirects",
+                                system=self.system)
+            response = self._client.send(target, stream=True, follow_redirects=False)
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_response_bytes:

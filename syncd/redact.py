@@ -25,6 +25,7 @@ import base64
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import quote, quote_plus
@@ -45,6 +46,9 @@ __all__ = [
 
 MASK = "**********"
 MIN_SECRET_LENGTH = 4
+MIN_HANDED_OUT_LENGTH = 8
+"""A token a server hands out shorter than this is a test's stand-in, not a credential."""
+HANDED_OUT_KEPT = 32
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _PLAIN = (str, int, float, bool, type(None))
 
@@ -94,6 +98,8 @@ class Redactor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pattern: re.Pattern[str] | None = None
+        self._configured: frozenset[str] = frozenset()
+        self._handed_out: deque[str] = deque(maxlen=HANDED_OUT_KEPT)
 
     def set_secrets(
         self, secrets: Iterable[str], *, partners: Mapping[str, Iterable[str]] | None = None
@@ -101,19 +107,42 @@ class Redactor:
         """Mask exactly these secrets from now on (the previous set is forgotten).
 
         ``partners`` maps a secret to the names sent beside it in HTTP Basic.
+        Credentials handed out at run time (:meth:`remember`) stay masked.
         """
         forms: set[str] = set()
         for secret in secrets:
             if len(secret) < MIN_SECRET_LENGTH or not secret.strip(MASK[0]):
                 continue
             forms |= encoded_forms(secret, partners=(partners or {}).get(secret, ()))
+        with self._lock:
+            self._configured = frozenset(forms)
+            self._compile()
+
+    def remember(self, secret: str) -> None:
+        """Mask a credential a system handed out at run time too (an access token, a session id).
+
+        It is no configured secret, yet a server that echoes our request puts it
+        in an error message like any other.  The last :data:`HANDED_OUT_KEPT` are kept.
+        """
+        if len(secret) < MIN_HANDED_OUT_LENGTH or not secret.strip(MASK[0]):
+            return
+        with self._lock:
+            if secret not in self._handed_out:
+                self._handed_out.append(secret)
+                self._compile()
+
+    def _compile(self) -> None:
+        """The one pattern of every form of every secret (called under the lock)."""
+        forms = set(self._configured)
+        for secret in self._handed_out:
+            forms |= encoded_forms(secret)
         # Longest first, so a padded base64 form is masked whole, not its unpadded prefix.
         ordered = sorted(forms, key=lambda f: (-len(f), f))
-        pattern = re.compile("|".join(_pattern_of(f) for f in ordered)) if ordered else None
-        with self._lock:
-            self._pattern = pattern
+        self._pattern = re.compile("|".join(_pattern_of(f) for f in ordered)) if ordered else None
 
     def clear(self) -> None:
+        with self._lock:
+            self._handed_out.clear()
         self.set_secrets(())
 
     @property

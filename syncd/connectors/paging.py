@@ -2,10 +2,11 @@
 
 Each is a small object with the page's request parts (:meth:`Paginator.params`,
 :meth:`Paginator.headers`) and one :meth:`Paginator.advance` called with each
-answer.  The base class owns **loop detection**: a page whose content repeats
-an earlier one (a server that ignores the paging parameter) or a token that
-comes back (a cursor that cycles) is a :class:`~syncd.errors.BadAnswer`, so a
-scan never runs forever and never reports itself complete when it was not.
+answer.  The base class owns **loop detection**: a page whose items repeat an
+earlier page's (a server that ignores the paging parameter, even one that
+echoes the page asked for) or a token that comes back (a cursor that cycles)
+is a :class:`~syncd.errors.BadAnswer`, so a scan never runs forever and never
+reports itself complete when it was not.
 """
 
 from __future__ import annotations
@@ -21,6 +22,19 @@ __all__ = ["HeaderPage", "NoPaging", "OffsetPaging", "PageNumber", "Paginator"]
 
 MAX_PAGES = 100_000
 """Far beyond any real listing; a guard against a server that never says "last page"."""
+
+
+def _items_or(content: bytes, items: Sequence[Any]) -> bytes:
+    """What makes a page itself: its items, not the bytes around them.
+
+    A server that ignores the paging request may still echo the page asked
+    for (``page_context.page``, ``paging.offset``): the bytes differ, the
+    items repeat.  Items that are not JSON data (an XML tree) fall back to the bytes.
+    """
+    try:
+        return json.dumps(list(items), sort_keys=True).encode()
+    except (TypeError, ValueError):
+        return content
 
 
 class Paginator:
@@ -45,7 +59,7 @@ class Paginator:
     def advance(self, content: bytes, body: Any, items: Sequence[Any]) -> None:
         """Move to the next page after one answer, or finish; refuses to loop."""
         self.pages += 1
-        digest = hashlib.blake2b(content, digest_size=16).digest()
+        digest = hashlib.blake2b(_items_or(content, items), digest_size=16).digest()
         if items and digest in self._seen_content:
             raise BadAnswer(f"page {self.token()!r} repeats an earlier page: the server "
                             "ignores the paging request; the scan is not complete")

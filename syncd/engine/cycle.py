@@ -446,6 +446,10 @@ class Syncer:
               observations: Sequence[Observation]) -> dict[str, set[str]]:
         """Systems that may receive no create: read failed this cycle, or never scanned whole.
 
+        A read that skipped records it could not map holds creates too: a skipped
+        record may be the very person (a create whose answer was lost last cycle),
+        and creating it again would make two.
+
         Each maps to the people whose record it returned this cycle (their links prove
         what the system holds, so their updates and deletes may go).
         """
@@ -458,7 +462,7 @@ class Syncer:
                 if stored is None:
                     stored = self.store.watermarks()
                 mark = stored.get(name)
-            failed = any(p.system == name and p.error is not None for p in polls)
+            failed = any(p.system == name and (p.error is not None or p.skipped) for p in polls)
             if failed or mark is None or mark.last_full_scan_at is None:
                 ids = result.state.index().get(name, {})
                 seen = next((o for o in observations if o.system == name), None)
