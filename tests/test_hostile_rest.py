@@ -148,6 +148,12 @@ class Pair:
                 c.close()
 
 
+def kinds_and(*where: str) -> list[tuple[str, str]]:
+    """(kind, where) for each system that has it: Lightening has no login (its token is static)."""
+    return [(kind, w) for kind in sorted(KINDS) for w in where
+            if not (w == "login" and kind == "lightening")]
+
+
 @pytest.fixture(params=sorted(KINDS))
 def pair(request: pytest.FixtureRequest, store: Store, served_sim: Any) -> Iterator[Pair]:
     kind = KINDS[request.param]
@@ -306,11 +312,9 @@ def on(pick: Callable[[str, httpx.Request], bool], kind: str, rewrite: Rewrite) 
     return only
 
 
-@pytest.mark.parametrize("where", ["listing", "login"])
+@pytest.mark.parametrize(("pair", "where"), kinds_and("listing", "login"), indirect=["pair"])
 @pytest.mark.parametrize("fault", sorted(BAD_BODIES))
 def test_a_malformed_answer_fails_that_system_only(pair: Pair, fault: str, where: str) -> None:
-    if where == "login" and pair.kind == "lightening":
-        pytest.skip("Lightening has no login: its token is static")
     existing = pair.sim.admin_create(pair.org, ADA)
     assert existing
     pair.harvest.admin_create(HARVEST_ORG, GRACE)
@@ -357,12 +361,11 @@ def redirect(code: int) -> Rewrite:
 
 
 @pytest.mark.parametrize("code", [302, 307, 308])
-@pytest.mark.parametrize("where", ["login", "listing", "create"])
+@pytest.mark.parametrize(("pair", "where"), kinds_and("login", "listing", "create"),
+                         indirect=["pair"])
 def test_a_redirect_to_another_host_never_carries_our_credentials(
     pair: Pair, where: str, code: int
 ) -> None:
-    if where == "login" and pair.kind == "lightening":
-        pytest.skip("Lightening has no login: its token is static")
     pair.harvest.admin_create(HARVEST_ORG, ADA)
     pick = {"login": login, "listing": listing,
             "create": lambda kind, request: is_create(kind, request)}[where]
@@ -410,10 +413,8 @@ def same_items_forever(kind: str) -> tuple[Rewrite, list[int]]:
     return rewrite, asked
 
 
-@pytest.mark.parametrize("shape", ["same_items"])
-def test_a_listing_that_repeats_its_items_ends_as_an_error(pair: Pair, shape: str) -> None:
-    if pair.kind not in PAGED:
-        pytest.skip("no paging: one answer is the whole listing")
+@pytest.mark.parametrize("pair", sorted(PAGED), indirect=True)  # the others have no paging
+def test_a_listing_that_repeats_its_items_ends_as_an_error(pair: Pair) -> None:
     pair.sim.admin_create(pair.org, ADA)
     pair.harvest.admin_create(HARVEST_ORG, GRACE)
     rewrite, asked = same_items_forever(pair.kind)
@@ -430,9 +431,8 @@ def test_a_listing_that_repeats_its_items_ends_as_an_error(pair: Pair, shape: st
     assert "grace@acme.example" in emails(pair.harvest)
 
 
+@pytest.mark.parametrize("pair", sorted(PAGED), indirect=True)
 def test_the_same_contact_on_two_pages_is_one_person(pair: Pair) -> None:
-    if pair.kind not in PAGED:
-        pytest.skip("no paging: one answer is the whole listing")
     rid = pair.sim.admin_create(pair.org, ADA)
     key = "contact_persons" if pair.kind == "zoho" else "data"
     pages: dict[str, Any] = {}
@@ -560,13 +560,12 @@ class Sniffing(Proxy):
         return super().__call__(request)
 
 
-@pytest.mark.parametrize("where", ["login", "listing", "create"])
+@pytest.mark.parametrize(("pair", "where"), kinds_and("login", "listing", "create"),
+                         indirect=["pair"])
 def test_a_server_echoing_our_request_leaks_no_credential(pair: Pair, where: str) -> None:
     from syncd.logs import redact_secrets
     from syncd.redact import REDACTOR, use_settings
 
-    if where == "login" and pair.kind == "lightening":
-        pytest.skip("Lightening has no login: its token is static")
     pair.harvest.admin_create(HARVEST_ORG, ADA)
     pick = {"login": login, "listing": listing,
             "create": lambda kind, request: is_create(kind, request)}[where]
