@@ -232,6 +232,11 @@ class SyncMachine(RuleBasedStateMachine):
     def fail_read(self, system: str) -> None:
         self.world.systems[system].fail_reads = 1
 
+    @rule(system=st.sampled_from(NAMES), pick=st.integers(0, 50))
+    def garble_read(self, system: str, pick: int) -> None:
+        """The next listing answers one record (a new one, maybe) in a shape nobody can read."""
+        self.world.systems[system].garble = pick
+
     @rule(system=st.sampled_from(NAMES), n=st.integers(0, 3))
     def crash_during_push(self, system: str, n: int) -> None:
         """The next sync dies after ``n`` more writes to ``system``, before bookkeeping."""
@@ -266,7 +271,8 @@ class SyncMachine(RuleBasedStateMachine):
             for system, n in gone.items()
         )
         writes_before = world.writes()
-        reads_fail = any(conn.fail_reads for conn in world.systems.values())
+        reads_fail = any(conn.fail_reads or conn.garble is not None
+                         for conn in world.systems.values())
         report = self.cycle_surviving_crashes()
         # The mass-delete guard: it trips exactly when a system lost too much (a failed
         # read may put it off to the next cycle, which the loop below forces).
@@ -277,7 +283,7 @@ class SyncMachine(RuleBasedStateMachine):
             assert world.store.load_state() == before
             report = self.cycle_surviving_crashes(force_delete=True)
         for _ in range(6):
-            if not any(s.failed or s.error for s in report.systems.values()):
+            if not any(s.failed or s.error or s.rejected for s in report.systems.values()):
                 break
             report = self.cycle_surviving_crashes(force_delete=True)
         assert report.exit_code == 0, report.as_dict()

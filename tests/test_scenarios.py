@@ -296,3 +296,23 @@ def test_a_standing_rejection_is_not_stored_again_each_cycle(store: Store) -> No
     assert report.exit_code == 1 and len(report.rejections) == 1  # still reported
     (again,) = world.store.failures(quarantined=True)
     assert again.updated_at == first.updated_at  # but not rewritten
+
+
+@pytest.mark.parametrize("fresh_process", [False, True])
+def test_a_person_who_leaves_while_deleted_elsewhere_settles_in_one_cycle(
+    store: Store, fresh_process: bool,
+) -> None:
+    """Deleted in ``a`` and moved out of every mapped organization in ``b`` in the same
+    round: the person leaves the sync, and the cycle after writes nothing and changes
+    nothing (found by the state machine, in a fresh process per cycle)."""
+    world = make_world(store, ("a", "b", "c"), sync={"max_delete_fraction": 1.0})
+    seed(world, ADA, BOB)
+    world.systems["a"].remove(world.find("a", "ada@example.com")[0])
+    world.systems["b"].move(world.find("b", "ada@example.com")[0], "nowhere")
+    world.cycle()
+    assert world.find("c", "ada@example.com")  # left: deleted nowhere else
+    settled = store.load_state()
+    if fresh_process:
+        world.syncer = None
+    assert world.cycle().writes == 0
+    assert store.load_state() == settled

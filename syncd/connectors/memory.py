@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from syncd.config import MemoryConfig
-from syncd.connectors.base import Capabilities, FieldLimit, Page, RemoteRecord, WriteResult
+from syncd.connectors.base import (
+    Capabilities,
+    FieldLimit,
+    Page,
+    RemoteRecord,
+    Skipped,
+    WriteResult,
+)
 from syncd.contact import FIELDS, Fields, clean
 from syncd.errors import NotFound, RecordRejected, RetriableError
 
@@ -103,6 +110,9 @@ class MemoryConnector(InProcess):
     can_delete: bool = True
     fail_after_apply: int = 0
     fail_reads: int = 0
+    garble: int | None = None
+    """The next listing answers the record at this position (modulo their number) in a shape
+    that cannot be read: it is skipped, named, and the scan is not complete."""
     timestamps: bool = True
     can_move: bool = False
     scoped: bool = False
@@ -210,11 +220,16 @@ class MemoryConnector(InProcess):
             rows.sort(key=lambda r: r.updated_at or since)
         if not self.timestamps:
             rows = [replace(r, updated_at=None) for r in rows]
+        garbled: list[Skipped] = []
+        if self.garble is not None and rows:
+            bad = rows.pop(self.garble % len(rows))
+            garbled.append(Skipped(bad.remote_id, "ValueError: injected: an unreadable item"))
+            self.garble = None
         for pages, start in enumerate(range(0, max(len(rows), 1), self.page_size)):
             if self.fail_pages_after is not None and pages >= self.fail_pages_after:
                 raise RetriableError(f"{self.name}: listing failed on page {pages + 1}")
             self.requests += 1
-            yield Page(rows[start : start + self.page_size])
+            yield Page(rows[start : start + self.page_size], garbled if pages == 0 else ())
 
     def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
         """Each record asked for, one request each, wherever it is now; the gone left out."""

@@ -128,6 +128,8 @@ class _Planner:
         self._matcher: Matcher | None = None
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
+        self.left: set[str] = set()
+        """People who left every mapped organization this cycle (:meth:`leave`)."""
         self.unconfirmed: dict[str, int] = {}
         """Per system: linked records missing from a scoped scan, not yet read by id."""
         self.result = PlanResult(state=state)
@@ -332,6 +334,7 @@ class _Planner:
         excluded, keeping its remote id, so nothing reads it as new or as deleted; a
         system that holds no record of the person gets an excluded placeholder, so no
         create is derived for it (a move elsewhere may have left it waiting for one)."""
+        self.left.add(gid)
         for system in sorted(self.systems):
             link = self.links.get((gid, system))
             if link is None:
@@ -455,14 +458,18 @@ class _Planner:
             golden = self.goldens[gid]
             systems = self.deletes[gid]
             modified = gid in self.proposals
+            left = gid in self.left  # deleted here, gone from every mapped organization there
             for system in systems:
                 key = (gid, system)
-                if self.policy.deletes is DeletePolicy.IGNORE and not golden.deleted:
+                if left or (self.policy.deletes is DeletePolicy.IGNORE and not golden.deleted):
+                    # No longer synced: an excluded placeholder, as :meth:`leave` makes.
                     link = self.links[key]
                     self.drop_link(key)
                     self.set_link(replace(link, remote_id=None, excluded=True, fields={}))
                 else:
                     self.drop_link(key)
+            if left:
+                continue  # a person who left is deleted nowhere
             if self.policy.deletes is DeletePolicy.PROPAGATE and not modified and not golden.deleted:
                 self.set_golden(replace(golden, deleted=True))
 
