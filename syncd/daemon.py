@@ -26,7 +26,7 @@ from syncd.app import syncer
 from syncd.config import Settings
 from syncd.engine.cycle import Syncer
 from syncd.engine.report import CycleReport
-from syncd.errors import StoreLockedError
+from syncd.errors import StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
 from syncd.metrics import Metrics, MetricsServer
 
@@ -114,6 +114,11 @@ def run_daemon(
                         log.error("store_lock_lost", system=system)
                         lock_lost.set()
                         s.stop.set()
+                        return
+                    except StoreUnavailable as exc:  # the next tick connects again
+                        log.error("store_unavailable", system=system, error=str(exc))
+                        backoff.record(system, False, settings.system_interval(system),
+                                       datetime.now(UTC))
                         return
                     metrics.observe(report, kind, s.store.watermarks())
                 ok = report.systems[system].error is None and report.exit_code != 3

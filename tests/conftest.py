@@ -45,6 +45,7 @@ def pg_schema(pg_available: bool) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
     yield name
+    engine.dispose()  # a fresh connection: a test may have cut every session
     with engine.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
     engine.dispose()

@@ -318,3 +318,43 @@ billing = "77"
     assert proc.returncode == 3, err[-2000:]
     assert "Traceback" not in err
     assert "lost the instance lock" in err.strip().splitlines()[-1]
+
+
+def test_a_daemon_whose_store_connections_are_cut_logs_one_line_and_goes_on(
+    tmp_path: Path, pg_schema: str, harvest: tuple[HarvestSim, ServerHandle],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Postgres drops the pool's sessions (a restart, a proxy) but not the lock's: the next
+    cycle says so in one event, and the one after syncs again."""
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_URL
+    from tests.test_store import _lock_pids
+
+    sim, handle = harvest
+    url = f"{PG_URL}?options=-csearch_path%3D{pg_schema}&application_name={pg_schema}"
+    Store(url).upgrade()
+    monkeypatch.setenv("SYNCD_STORE__URL", url)
+    sim.admin_create(CLIENT, {"first_name": "Ada", "last_name": "L", "email": "ada@acme.example"})
+    proc = start(["--config", str(config(tmp_path, handle.url, interval="1s")), "run"])
+    crm = tmp_path / "crm.json"
+    watcher = Store(url)
+    try:
+        wait_for(lambda: proc.poll() is not None or (crm.exists() and "ada@" in crm.read_text()))
+        (lock,) = _lock_pids(watcher)
+        with watcher.engine.connect() as conn:
+            cut = conn.execute(sa.text(  # the daemon's sessions but the lock's, and no other
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = :app AND pid NOT IN (:lock, pg_backend_pid())"),
+                {"app": pg_schema, "lock": lock}).scalar()
+        assert cut
+        sim.admin_create(CLIENT, {"first_name": "Bob", "last_name": "B", "email": "bob@acme.example"})
+        wait_for(lambda: proc.poll() is not None or "bob@" in crm.read_text())
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        watcher.close()
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    assert '"event": "store_unavailable"' in err and "terminat" in err

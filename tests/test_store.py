@@ -259,3 +259,47 @@ def test_runs_are_kept_for_keep_runs_and_found_by_their_start(store: Store) -> N
     assert [r["summary"]["day"] for r in store.last_runs(5)] == [40, 20]
     indexed = {tuple(i["column_names"]) for i in sa.inspect(store.engine).get_indexes("run")}
     assert ("started_at",) in indexed  # runs_since reads a day of runs, not the whole table
+
+
+def test_a_store_connection_cut_mid_cycle_is_one_error_and_the_next_cycle_runs(
+    pg_schema: str,
+) -> None:
+    """Postgres restarts (or a proxy drops us) while a cycle reads: exit 4 with the driver's
+    words and no password, not a traceback that reads as "records failed" (exit 1)."""
+    from syncd.connectors.memory import MemoryConnector
+    from syncd.errors import StoreUnavailable
+    from tests.conftest import PG_URL
+    from tests.world import make_world
+
+    admin = sa.create_engine(PG_URL)
+
+    class CutsTheStore(MemoryConnector):
+        cut = True
+
+        def list_records(self, org_ids: Any, since: Any) -> Any:
+            if self.cut:
+                self.cut = False
+                with admin.begin() as conn:  # every session of the store, and no other
+                    conn.execute(sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE application_name = :app"), {"app": pg_schema})
+            return super().list_records(org_ids, since)
+
+    store = Store(f"{PG_URL}?application_name={pg_schema}", schema=pg_schema)
+    store.upgrade()
+    world = make_world(store)
+    world.systems["a"].add("org-a", {"first_name": "Ada", "last_name": "L", "email": "a@x.io"})
+    world.cycle()
+    cutter = CutsTheStore("a")
+    cutter.records = world.systems["a"].records
+    world.systems["a"] = cutter
+    world.syncer = None
+    cutter.add("org-a", {"first_name": "Bob", "last_name": "B", "email": "b@x.io"})
+    with pytest.raises(StoreUnavailable) as err:
+        world.cycle()
+    assert err.value.exit_code == 4 and "terminat" in str(err.value)
+    assert "\n" not in str(err.value) and "SELECT" not in str(err.value)
+    assert world.cycle().exit_code == 0  # the pool connects again
+    assert len(world.systems["b"].records) == 2
+    store.close()
+    admin.dispose()

@@ -27,7 +27,7 @@ from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
 from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
-from syncd.errors import MassDeleteError, StoreLockedError
+from syncd.errors import MassDeleteError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
 from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.people import People
@@ -150,8 +150,27 @@ class Syncer:
         ``full``: systems to read whole (empty set = all) ignoring watermarks;
         ``since``: read incremental systems from this moment (backfill);
         ``only``: poll just these systems (the daemon's per-system jobs) —
-        the derived writes still go to every system.
+        the derived writes still go to every system.  A store lost under the
+        cycle is :class:`~syncd.errors.StoreUnavailable` (exit 4).
         """
+        try:
+            with self.store.lost_as("failed during the cycle"):
+                return self._run_once(dry_run=dry_run, force_delete=force_delete, full=full,
+                                      since=since, only=only, kind=kind)
+        except StoreUnavailable:
+            self._cache = None  # what the cycle held in memory may not have been stored
+            raise
+
+    def _run_once(
+        self,
+        *,
+        dry_run: bool,
+        force_delete: bool,
+        full: set[str] | None,
+        since: datetime | None,
+        only: set[str] | None,
+        kind: str,
+    ) -> CycleReport:
         now = self.clock()
         report = CycleReport(started_at=now, dry_run=dry_run)
         started = time.monotonic()

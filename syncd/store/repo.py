@@ -104,6 +104,18 @@ def _problem(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
 
 
+def _lost_connection_errors() -> tuple[type[BaseException], ...]:
+    """What a store that went away mid-work raises: through SQLAlchemy, and from the raw
+    driver cursors the hot paths use.  Programming errors (a bad query, a broken
+    constraint) are not among them: those are bugs, and keep their traceback."""
+    import sqlite3
+
+    import psycopg
+
+    return (sa.exc.OperationalError, sa.exc.InterfaceError, sqlite3.OperationalError,
+            psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -156,6 +168,16 @@ class Store:
         try:
             yield
         except (sa.exc.DBAPIError, OSError) as exc:
+            raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
+
+    @contextmanager
+    def lost_as(self, what: str) -> Iterator[None]:
+        """A store that failed under a cycle (Postgres restarted, the disk full, a file
+        locked too long) becomes one ``StoreUnavailable`` line: exit 4, like a system that
+        cannot be reached.  Whatever the cycle committed stays; the rest is redone."""
+        try:
+            yield
+        except _lost_connection_errors() as exc:
             raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
 
     def check_usable(self) -> None:
