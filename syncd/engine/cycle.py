@@ -154,7 +154,7 @@ class Syncer:
         cycle is :class:`~syncd.errors.StoreUnavailable` (exit 4).
         """
         try:
-            with self.store.lost_as("failed during the cycle"):
+            with self.store.unusable_as("failed during the cycle", mid_work=True):
                 return self._run_once(dry_run=dry_run, force_delete=force_delete, full=full,
                                       since=since, only=only, kind=kind)
         except StoreUnavailable:

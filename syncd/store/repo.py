@@ -159,25 +159,18 @@ class Store:
         return str(path) if path is not None else _safe_url(self.url)
 
     @contextmanager
-    def unusable_as(self, what: str) -> Iterator[None]:
+    def unusable_as(self, what: str, *, mid_work: bool = False) -> Iterator[None]:
         """Turn a database or OS error into one ``StoreUnavailable`` line (exit 4).
 
-        Used around start-up steps only, where any such error means the store
-        itself is out of reach, not a bug in a query.
+        Around start-up steps any such error means the store itself is out of
+        reach, not a bug in a query.  ``mid_work`` (a cycle): only a store that went
+        away (Postgres restarted, the disk full, a file locked too long) is caught;
+        whatever the cycle committed stays, the rest is redone.
         """
+        caught = _lost_connection_errors() if mid_work else (sa.exc.DBAPIError, OSError)
         try:
             yield
-        except (sa.exc.DBAPIError, OSError) as exc:
-            raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
-
-    @contextmanager
-    def lost_as(self, what: str) -> Iterator[None]:
-        """A store that failed under a cycle (Postgres restarted, the disk full, a file
-        locked too long) becomes one ``StoreUnavailable`` line: exit 4, like a system that
-        cannot be reached.  Whatever the cycle committed stays; the rest is redone."""
-        try:
-            yield
-        except _lost_connection_errors() as exc:
+        except caught as exc:
             raise StoreUnavailable(f"store {self.where} {what}: {_problem(exc)}") from None
 
     def check_usable(self) -> None:
