@@ -78,6 +78,15 @@ def quarantine(tmp: Path, gid: str, error: str = "HTTP 422 phone: not a valid nu
                                            "h", True, None, datetime.now(UTC)))
 
 
+def conflict(tmp: Path, gid: str, field: str, won: str, lost: str) -> None:
+    """A conflict logged for the person: crm's ``won`` over billing's ``lost``."""
+    store = Store(f"sqlite:///{tmp / 'syncd.db'}")
+    now = datetime.now(UTC)
+    with store.write() as conn:
+        store.save_conflicts(conn, [Conflict(gid, field, (("crm", won, now), ("billing", lost, now)),
+                                             "crm", won, "newest")], now)
+
+
 def check_named(doc: dict[str, Any], tmp: Path) -> None:
     assert doc["person"] == person_id(tmp, "ada@acme.example") and doc["name"] == "Ada Lovelace"
     assert doc["email"] == "ada@acme.example"
@@ -142,12 +151,7 @@ def test_show_prints_golden_systems_pending_failures_and_conflicts(tmp_path: Pat
     crm(tmp_path).edit("1001", phone="+1 555 9999")
     assert main(["--config", str(cfg), "--log-level", "warning", "once", "--dry-run"]) == 0
     quarantine(tmp_path, gid)
-    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
-    with store.write() as conn:
-        store.save_conflicts(conn, [Conflict(
-            gid, "job_title", (("crm", "Countess", datetime.now(UTC)),
-                               ("billing", "Analyst", datetime.now(UTC))),
-            "crm", "Countess", "newest")], datetime.now(UTC))
+    conflict(tmp_path, gid, "job_title", "Countess", "Analyst")
     shown = syncd("--config", str(cfg), "show", "ada@acme.example")
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
@@ -230,12 +234,7 @@ def test_status_and_conflicts_name_people_and_fit_80_columns(tmp_path: Path) -> 
     assert main(["--config", str(cfg), "--log-level", "warning", "once"]) == 0
     gid = person_id(tmp_path, "ada@acme.example")
     quarantine(tmp_path, gid)
-    store = Store(f"sqlite:///{tmp_path / 'syncd.db'}")
-    with store.write() as conn:
-        store.save_conflicts(conn, [Conflict(
-            gid, "phone", (("crm", "+1 555 0100", datetime.now(UTC)),
-                           ("billing", "+1 555 0199", datetime.now(UTC))),
-            "crm", "+1 555 0100", "newest")], datetime.now(UTC))
+    conflict(tmp_path, gid, "phone", "+1 555 0100", "+1 555 0199")
     status = syncd("--config", str(cfg), "status")
     assert status.returncode == 0, status.stderr
     assert_fits(status.stdout)
