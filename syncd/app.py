@@ -42,7 +42,8 @@ def ensure_schema(store: Store) -> None:
 
 
 def open_store(settings: Settings) -> Store:
-    return Store(settings.store.url, keep_runs=settings.store.keep_runs)
+    return Store(settings.store.url, keep_runs=settings.store.keep_runs,
+                 keep_history=settings.store.keep_history)
 
 
 def ready_store(store: Store) -> None:

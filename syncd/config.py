@@ -74,6 +74,9 @@ class StoreConfig(_Strict):
     url: str = "sqlite:///syncd.db"
     keep_runs: Duration = timedelta(days=90)
     """How long a cycle's run row (``status``, daily budgets) is kept; older ones are dropped."""
+    keep_history: Duration = timedelta(days=365)
+    """How long each change to a golden record is kept (``syncd history``, ``undo``); a run
+    is kept as long as a change of its is.  ``0s`` keeps no history at all."""
 
 
 class SyncConfig(_Strict):

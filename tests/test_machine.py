@@ -21,7 +21,7 @@ from typing import Any
 import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from syncd.connectors.memory import SimulatedCrash
 from syncd.contact import normalise, project
@@ -29,6 +29,7 @@ from syncd.engine.cycle import CycleReport
 from syncd.engine.plan import MASS_DELETE_MIN
 from syncd.model import State
 from syncd.store import Store
+from tests.history import replay_history
 from tests.world import World, make_world
 
 NAMES = ("a", "b", "c")
@@ -298,6 +299,13 @@ class SyncMachine(RuleBasedStateMachine):
         self.edits.clear()
         self.deleted.clear()
         self.left.clear()
+
+    @invariant()
+    def history_replays_to_the_golden_records(self) -> None:
+        """Written with the change, never apart: replaying every kept change from an empty
+        record gives each golden record's fields, organization and deleted flag."""
+        if hasattr(self, "world"):
+            replay_history(self.world.store)
 
     def cycle_surviving_crashes(self, **options: Any) -> CycleReport:
         """A cycle; if the process "dies" mid-push, a fresh process runs the next one."""

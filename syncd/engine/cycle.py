@@ -29,8 +29,18 @@ from syncd.engine.report import CycleReport, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
-from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
+from syncd.model import (
+    Failure,
+    Golden,
+    Observation,
+    Policy,
+    Rejection,
+    State,
+    SystemInfo,
+    Write,
+)
 from syncd.people import People
+from syncd.store import history
 from syncd.store.repo import Store
 
 __all__ = [
@@ -88,6 +98,8 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
+        self._run: tuple[str, datetime, int | None] = ("once", clock(), None)
+        """This cycle's kind, start and run id (opened by its first change, see ``_commit``)."""
         self._hash_lock = threading.Lock()
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
@@ -172,6 +184,7 @@ class Syncer:
         kind: str,
     ) -> CycleReport:
         now = self.clock()
+        self._run = (kind, now, None)
         report = CycleReport(started_at=now, dry_run=dry_run)
         started = time.monotonic()
         before = {name: (c.request_count(), c.throttled_count())
@@ -247,7 +260,7 @@ class Syncer:
         # partial scope, all of it stays unsettled (a whole one is distrusted in _settle).
         owed = scope if hold and scope is not None else set()
         outcome, left = self._push(report, result, writes, rejections, polls, now,
-                                   people, first=True, owed=owed)
+                                   people, first=True, owed=owed, before=state.goldens)
         self._settle(scope, left, bool(hold), marker)
         if hold or (cached is None and scope is not None):
             # Held writes are pending, but derived only from a full state; a partial
@@ -330,7 +343,8 @@ class Syncer:
                 continue
             # The watermarks go with the last group: one stopped before reads it all again.
             left |= self._push(report, result, writes, rejections, polls, now, people,
-                               first=number == 0, marks=number == len(groups) - 1)[1]
+                               first=number == 0, marks=number == len(groups) - 1,
+                               before=state.goldens)[1]
         report.people = People(named)
         if not dry_run:
             self._settle(None, left, held, marker)
@@ -370,10 +384,12 @@ class Syncer:
         first: bool,
         marks: bool = True,
         owed: set[str] | None = None,
+        before: Mapping[str, Golden] | None = None,
     ) -> tuple[PushOutcome, set[str]]:
         """Commit a plan (with ``polls``' watermarks if ``marks``), then push what is due;
         the outcome and the people still owed a write.  ``owed``: more people to keep
-        unsettled (stored before the push, with those the writes are for)."""
+        unsettled (stored before the push, with those the writes are for); ``before``:
+        the golden records the plan started from (what the history diffs against)."""
         if self.store.locking and not self.store.lock_held():
             # Its connection died (a failover, a network cut): another instance may be
             # writing already, so this one commits and pushes nothing more.
@@ -387,7 +403,7 @@ class Syncer:
         )
         self._commit(result, polls if marks else [], rejections, failures, now,
                      {w.golden_id for w in writes} | {r.golden_id for r in rejections}
-                     | (owed or set()))
+                     | (owed or set()), before or {})
         read = {p.system for p in polls if p.error is None}
         due = self._due(writes, failures, now, read)
         for name in self.connectors:
@@ -540,7 +556,10 @@ class Syncer:
         failures: Mapping[tuple[str, str], Failure],
         now: datetime,
         owed: set[str],
+        before: Mapping[str, Golden],
     ) -> None:
+        changes = (history.diff_goldens(before, result.goldens_changed, result.sources)
+                   if result.goldens_changed and history.enabled(self.store) else [])
         with self.store.write() as conn:
             # Before any push: a crash after this leaves these people unsettled.
             self.store.add_unsettled(conn, owed)
@@ -551,6 +570,13 @@ class Syncer:
                 removed=result.links_removed,
                 now=now,
             )
+            if changes:
+                # In the same transaction as the golden records: never one without the other.
+                kind, started, run_id = self._run
+                if run_id is None:
+                    run_id = history.start_run(self.store, conn, kind, started)
+                    self._run = (kind, started, run_id)
+                history.save_history(self.store, conn, run_id, changes, now)
             self.store.save_conflicts(conn, result.conflicts, now)
             self.store.save_watermarks(conn, [p.watermark for p in polls])
             # A failed create whose record the poll found and matched is done: its
@@ -624,8 +650,9 @@ class Syncer:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},
                        "errors": report.errors[:20], "conflicts": report.conflicts,
                        "capped_until": caps(self.connectors, report.finished_at)}
+            history.prune_history(self.store, report.finished_at)
             self.store.record_run(kind, report.started_at, report.finished_at, report.exit_code,
-                                  summary)
+                                  summary, run_id=self._run[2])
             # Our own run row moved the revision: keep the cache valid unless someone
             # else wrote meanwhile.
             if self.store.foreign_write or self.store.known_revision is None:

@@ -29,6 +29,7 @@ from syncd.logs import get_logger
 from syncd.model import Conflict, Failure, Golden, Link, LinkKey, State, Watermark, record_hash
 from syncd.redact import redact, redact_value
 from syncd.store.tables import (
+    ChangeRow,
     ConflictRow,
     FailureRow,
     GoldenRow,
@@ -51,6 +52,7 @@ C = ConflictRow.__table__  # type: ignore[attr-defined]
 R = RunRow.__table__  # type: ignore[attr-defined]
 V = RevisionRow.__table__  # type: ignore[attr-defined]
 U = UnsettledRow.__table__  # type: ignore[attr-defined]
+H = ChangeRow.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 500
 _MARK = "#"
@@ -124,10 +126,13 @@ class Store:
     """One store (SQLite file or Postgres database)."""
 
     def __init__(self, url: str, *, schema: str | None = None,
-                 keep_runs: timedelta = timedelta(days=90)) -> None:
+                 keep_runs: timedelta = timedelta(days=90),
+                 keep_history: timedelta = timedelta(days=365)) -> None:
         self.url = url
         self.keep_runs = keep_runs
         """Runs started this long before the newest one are dropped when it is recorded."""
+        self.keep_history = keep_history
+        """How long changes are kept (``syncd.store.history``); zero: none are written."""
         self.is_sqlite = url.startswith("sqlite")
         self.schema = schema
         self._lock_key = 0
@@ -763,22 +768,35 @@ class Store:
         return {system: read_utc(at) for system, at in rows}
 
     def record_run(
-        self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any
+        self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any,
+        *, run_id: int | None = None,
     ) -> None:
         """One row per cycle: what `status` shows as the last run (secrets masked).
 
+        ``run_id``: the row the cycle's first committed change opened (see
+        ``syncd.store.history.start_run``), finished here instead of a new one.
         Runs older than :attr:`keep_runs` go in the same transaction: a CronJob
-        every five minutes would otherwise add a hundred thousand rows a year.
+        every five minutes would otherwise add a hundred thousand rows a year;
+        a run some kept change still names stays, so ``undo --run`` reaches it.
         """
         mark = "?" if self.is_sqlite else "%s"
         with self.write() as conn:
-            conn.exec_driver_sql(
-                "INSERT INTO run (kind, started_at, finished_at, exit_code, summary_json) "  # noqa: S608
-                f"VALUES ({', '.join([mark] * 5)})",
-                (kind, self._ts(started), self._ts(finished), exit_code,
-                 _dumps(redact_value(summary))),
-            )
-            conn.execute(sa.delete(R).where(R.c.started_at < started - self.keep_runs))
+            values = (self._ts(finished), exit_code, _dumps(redact_value(summary)))
+            if run_id is None:
+                conn.exec_driver_sql(
+                    "INSERT INTO run (kind, started_at, finished_at, exit_code, summary_json) "  # noqa: S608
+                    f"VALUES ({', '.join([mark] * 5)})",
+                    (kind, self._ts(started), *values),
+                )
+            else:
+                conn.exec_driver_sql(
+                    f"UPDATE run SET finished_at = {mark}, exit_code = {mark}, "  # noqa: S608
+                    f"summary_json = {mark} WHERE id = {mark}", (*values, run_id),
+                )
+            conn.execute(sa.delete(R).where(
+                R.c.started_at < started - self.keep_runs,
+                ~sa.exists().where(H.c.run_id == R.c.id),
+            ))
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
         query = sa.select(R).order_by(R.c.id.desc()).limit(limit)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "ChangeRow",
     "ConflictRow",
     "FailureRow",
     "GoldenRow",
@@ -160,6 +161,28 @@ class RunRow(SQLModel, table=True):
     finished_at: datetime | None = _ts(nullable=True)
     exit_code: int | None = None
     summary_json: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+
+
+class ChangeRow(SQLModel, table=True):
+    """One field of one golden record changed (CONTRACT §5), written with the change.
+
+    ``run_id`` names the run that committed it; no foreign key, because runs are
+    pruned on their own schedule (only those no change points to, see ``record_run``).
+    """
+
+    __tablename__ = "history"
+    # Ids only ever increase, even once the newest rows were pruned (SQLite reuses otherwise).
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(index=True)
+    run_id: int = Field(index=True)
+    golden_id: str = Field(max_length=64, index=True)
+    field: str = Field(max_length=50)
+    old: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    new: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    source: str = Field(max_length=100)
+    conflict: bool = False
 
 
 metadata = SQLModel.metadata
