@@ -145,7 +145,7 @@ def save_history(store: Store, conn: Connection, run_id: int, changes: Sequence[
     if not changes:
         return
     mark = "?" if store.is_sqlite else "%s"
-    stamp = store._ts(at)  # noqa: SLF001 - the store's own driver form of a datetime
+    stamp = store._ts(at)  # the store's own driver form of a datetime
     conn.exec_driver_sql(
         "INSERT INTO history (at, run_id, golden_id, field, old, new, source, conflict) "  # noqa: S608
         f"VALUES ({', '.join([mark] * 8)})",
@@ -202,7 +202,7 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     listed = store.last_runs(limit)
     ids = [r["id"] for r in listed]
     with store.engine.connect() as conn:
-        counts = dict(conn.execute(
+        counts: dict[int, int] = dict(conn.execute(
             sa.select(H.c.run_id, sa.func.count()).where(H.c.run_id.in_(ids))
             .group_by(H.c.run_id)).all()) if ids else {}
     found = []
