@@ -29,6 +29,7 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
 from syncd.people import People, Person, describe_write, format_changes
 from syncd.redact import redact, redact_value
+from syncd.store.history import person_changes
 
 __all__ = ["main"]
 
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="one person: every system's copy, pending writes, failures")
     show.add_argument("query", help="email, name, system:remote-id or person id")
     show.add_argument("--json", action="store_true")
+
+    _history_parsers(sub)
 
     db = sub.add_parser("db", help="store maintenance")
     db.add_argument("action", choices=["upgrade"])
@@ -382,6 +385,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
         seen = store.link_times(who.id)
         failures = [f for f in store.failures() if f.golden_id == who.id]
         conflicts = _conflict_rows(store.conflicts(limit=1000, golden_id=who.id), people)
+        recent = [c.as_dict() for c in person_changes(store, who.id, limit=_SHOW_CHANGES)]
     connectors = build_connectors(settings)
     try:
         writes, rejections = derive_writes(
@@ -418,11 +422,13 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
                       "next_retry_at": f.next_retry_at.isoformat() if f.next_retry_at else None,
                       "since": f.updated_at.isoformat()} for f in failures],
         "conflicts": conflicts,
+        "history": recent,
     }
     if args.json:
         _emit(doc)
         return 0
     _print_person(doc)
+    _print_changes(f"last {len(recent)} changes (newest first; all: syncd history)", recent)
     return 0
 
 
@@ -469,6 +475,117 @@ def _print_person(doc: dict[str, Any]) -> None:
         _say("conflicts: none logged")
 
 
+# -- history, runs and undo (CONTRACT §5) ---------------------------------------------------
+
+_SHOW_CHANGES = 5
+"""How many of a person's changes ``show`` lists."""
+
+
+def _history_parsers(sub: Any) -> None:
+    hist = sub.add_parser("history", help="one person's changes, newest first")
+    hist.add_argument("query", help="email, person id or system:remote-id")
+    hist.add_argument("--json", action="store_true")
+    hist.add_argument("--limit", type=int, default=None)
+
+    runs = sub.add_parser("runs", help="recent runs, newest first")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--limit", type=int, default=20)
+
+    undo = sub.add_parser("undo", help="set changed fields back (the next cycle pushes them)")
+    undo.add_argument("changes", nargs="*", type=int, metavar="CHANGE_ID")
+    undo.add_argument("--run", type=int, default=None, metavar="RUN_ID",
+                      help="every change of this run, newest first")
+    undo.add_argument("--dry-run", action="store_true", help="show the writes it would cause")
+    undo.add_argument("--force", action="store_true", help="undo superseded changes too")
+    undo.add_argument("--json", action="store_true")
+
+
+def _print_changes(title: str, changes: list[dict[str, Any]]) -> None:
+    if not changes:
+        _say("changes: none kept")
+        return
+    _table(title, ("change", "when (UTC)", "field: old → new", "source"),
+           [[f"{c['id']}\nrun {c['run']}", _when(c["at"]).replace(" ", "\n"),
+             format_changes({c["field"]: {"old": c["old"] or None, "new": c["new"] or None}})[0],
+             c["source"] + (" (conflict)" if c["conflict"] else "")]
+            for c in changes], lines=True)
+
+
+def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import migrated_store
+
+    with migrated_store(settings) as store:
+        state = store.load_state()
+        who = _one_person(People(state), args.query)
+        changes = [c.as_dict() for c in person_changes(store, who.id, args.limit)]
+    golden = state.goldens.get(who.id)
+    doc = {**who.as_dict(), "label": who.label(), "organization": golden.org if golden else None,
+           "deleted": who.deleted, "changes": changes}
+    if args.json:
+        _emit(doc)
+        return 0
+    gone = " [red](deleted)[/]" if who.deleted else ""
+    _say(f"[bold]{escape(who.label())}[/]{gone}")
+    _print_changes(f"{len(changes)} changes (newest first)", changes)
+    return 0
+
+
+def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import migrated_store
+    from syncd.store.history import runs
+
+    with migrated_store(settings) as store:
+        listed = runs(store, args.limit)
+    if args.json:
+        _emit({"runs": listed})
+        return 0
+    _table(f"{len(listed)} runs (newest first)",
+           ("run", "kind", "started (UTC)\nfinished", "exit", "changes",
+            "per system: created/updated/deleted/failed"),
+           [[str(r["id"]), r["kind"], f"{_when(r['started'])}\n{_when(r['finished'])}",
+             "-" if r["exit_code"] is None else str(r["exit_code"]), str(r["changes"]),
+             "\n".join(f"{n} " + "/".join(str(c[k]) for k in ("created", "updated", "deleted",
+                                                                "failed"))
+                       for n, c in r["systems"].items()) or "-"]
+            for r in listed], lines=True)
+    return 0
+
+
+def cmd_undo(settings: Settings, args: argparse.Namespace) -> int:
+    from syncd.app import build_connectors, migrated_store
+    from syncd.engine.cycle import system_infos
+    from syncd.engine.undo import undo
+
+    if bool(args.changes) == (args.run is not None):
+        raise ConfigError("undo: give change ids (see `syncd history`) or --run RUN_ID, not both")
+    connectors = build_connectors(settings) if args.dry_run else {}
+    try:
+        with migrated_store(settings) as store:
+            result = undo(store, ids=args.changes, run=args.run, force=args.force,
+                          dry_run=args.dry_run, now=datetime.now(UTC),
+                          systems=system_infos(settings, connectors).values())
+    finally:
+        for c in connectors.values():
+            c.close()
+    if args.json:
+        _emit(result.as_dict())
+        return result.exit_code
+    doc = result.as_dict()
+    verb = "would undo" if args.dry_run else "undid"
+    _say(f"{verb} {len(result.undone)} changes"
+         + (f" as changes {', '.join(map(str, result.changes))} (run {result.run}); "
+            "the next cycle sends them" if result.changes else ""))
+    for r in result.refused:
+        _say(f"[yellow]refused[/] change {r.id}: {escape(r.reason)}")
+    if args.dry_run:
+        for p in doc["planned"]:
+            target = f"{p['system']}/{p['remote_id']}" if p["remote_id"] else p["system"]
+            _say(f"  {p['action']} {target} for {escape(p['label'])}")
+            for line in format_changes(p["changes"]):
+                _say(f"    {escape(line)}")
+    return result.exit_code
+
+
 def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import open_store
 
@@ -509,6 +626,9 @@ COMMANDS = {
     "conflicts": cmd_conflicts,
     "quarantine": cmd_quarantine,
     "show": cmd_show,
+    "history": cmd_history,
+    "runs": cmd_runs,
+    "undo": cmd_undo,
     "db": cmd_db,
 }
 
