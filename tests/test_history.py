@@ -1,0 +1,225 @@
+"""The change history and undo over memory systems and a real store (SQLite and Postgres).
+
+What each change names (source, conflict, run), that it is written with the
+golden record, how long it is kept, and that a store made before the history
+existed upgrades in place.  The end-to-end acceptance over the sandbox's HTTP
+is in ``tests/test_undo.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from syncd.engine.undo import undo
+from syncd.errors import ConfigError
+from syncd.model import Golden
+from syncd.store import Store
+from syncd.store import history as hist
+from syncd.store.migrate import upgrade
+from syncd.store.repo import H, R
+from tests.history import replay_history
+from tests.world import World, make_world
+
+ADA = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"}
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return make_world(store, ("a", "b", "c"), sync={"priority": ["c", "b", "a"],
+                                                    "conflict": "priority"})
+
+
+def ada(world: World) -> str:
+    world.systems["a"].add("org-a", ADA)
+    world.cycle()
+    return next(iter(world.store.load_state().goldens))
+
+
+def changes(store: Store, gid: str) -> list[hist.Change]:
+    return hist.person_changes(store, gid)
+
+
+def test_a_new_person_is_one_change_per_non_empty_field(world: World) -> None:
+    gid = ada(world)
+    found = {c.field: c for c in changes(world.store, gid)}
+    assert set(found) == {"first_name", "last_name", "email", "organization"}
+    assert all(c.old == "" and c.source == "a" and not c.conflict for c in found.values())
+    assert found["organization"].new == "acme" and found["email"].new == "ada@example.com"
+    runs = hist.runs(world.store)
+    assert [r["changes"] for r in runs] == [4] and found["email"].run == runs[0]["id"]
+    replay_history(world.store)
+
+
+def test_an_edit_names_its_system_and_a_conflict_its_winner(world: World) -> None:
+    gid = ada(world)
+    rid_b, _ = world.find("b", "ada@example.com")
+    world.systems["b"].edit(rid_b, job_title="Analyst")
+    world.cycle()
+    latest = changes(world.store, gid)[0]
+    assert (latest.field, latest.old, latest.new, latest.source, latest.conflict) == (
+        "job_title", "", "Analyst", "b", False)
+    # Two systems change the field differently: priority (c first) wins, a conflict.
+    world.systems["a"].edit(world.find("a", "ada@example.com")[0], job_title="Clerk")
+    world.systems["c"].edit(world.find("c", "ada@example.com")[0], job_title="CFO")
+    world.cycle()
+    latest = changes(world.store, gid)[0]
+    assert (latest.old, latest.new, latest.source, latest.conflict) == ("Analyst", "CFO", "c", True)
+    assert world.store.conflicts(golden_id=gid)[0]["winner"] == "c"
+
+
+def test_a_change_made_alike_in_several_systems_names_the_first_by_priority(
+    world: World,
+) -> None:
+    gid = ada(world)
+    for name in ("a", "b"):
+        world.systems[name].edit(world.find(name, "ada@example.com")[0], last_name="Byron")
+    world.cycle()
+    latest = changes(world.store, gid)[0]
+    assert (latest.field, latest.new, latest.source, latest.conflict) == (
+        "last_name", "Byron", "b", False)
+
+
+def test_a_delete_is_field_deleted_and_its_undo_creates_the_person_again(world: World) -> None:
+    gid = ada(world)
+    world.systems["b"].add("org-b", {**ADA, "email": "bob@example.com", "first_name": "Bob"})
+    world.cycle()
+    world.systems["b"].remove(world.find("b", "ada@example.com")[0])
+    world.cycle(force_delete=True)
+    latest = changes(world.store, gid)[0]
+    assert (latest.field, latest.old, latest.new, latest.source) == ("deleted", "false", "true", "b")
+    for name in world.systems:
+        with pytest.raises(KeyError):
+            world.find(name, "ada@example.com")
+    done = undo(world.store, ids=[latest.id], now=world.clock.now)
+    assert done.undone == [latest.id] and len(done.changes) == 1 and done.exit_code == 0
+    world.syncer = None  # a new process, as `syncd once` after `syncd undo`
+    report = world.cycle()
+    assert {n: s.created for n, s in report.systems.items()} == {"a": 1, "b": 1, "c": 1}
+    restored = changes(world.store, gid)[0]
+    assert (restored.field, restored.old, restored.new, restored.source) == (
+        "deleted", "true", "false", "operator")
+    assert [r["kind"] for r in hist.runs(world.store)][:2] == ["once", "undo"]
+    replay_history(world.store)
+
+
+def test_undo_refuses_a_superseded_change_unless_forced(world: World) -> None:
+    gid = ada(world)
+    rid = world.find("a", "ada@example.com")[0]
+    for title in ("Analyst", "CFO"):
+        world.systems["a"].edit(rid, job_title=title)
+        world.cycle()
+    second, first = changes(world.store, gid)[:2]
+    refused = undo(world.store, ids=[first.id], now=world.clock.now)
+    assert refused.exit_code == 3 and refused.undone == [] and refused.changes == []
+    assert f"superseded by change {second.id}" in refused.refused[0].reason
+    assert world.store.load_state().goldens[gid].fields["job_title"] == "CFO"
+    forced = undo(world.store, ids=[first.id], force=True, now=world.clock.now)
+    assert forced.exit_code == 0 and forced.undone == [first.id]
+    assert world.store.load_state().goldens[gid].fields["job_title"] == ""
+    world.cycle()
+    assert all(world.find(n, "ada@example.com")[1].get("job_title", "") == "" for n in "abc")
+
+
+def test_a_dry_run_undo_shows_its_writes_and_changes_nothing(world: World) -> None:
+    gid = ada(world)
+    world.systems["a"].edit(world.find("a", "ada@example.com")[0], job_title="Analyst")
+    world.cycle()
+    latest = changes(world.store, gid)[0]
+    before = world.store.revision()
+    plan = undo(world.store, ids=[latest.id], dry_run=True, now=world.clock.now,
+                systems=world.syncer.systems().values() if world.syncer else ())
+    assert world.store.revision() == before
+    doc = plan.as_dict()
+    assert {(p["system"], p["action"]) for p in doc["planned"]} == {
+        ("a", "update"), ("b", "update"), ("c", "update")}
+    assert all(p["changes"] == {"job_title": {"old": "Analyst", "new": None}}
+               for p in doc["planned"])
+
+
+def test_unknown_changes_and_runs_are_usage_errors_naming_them(world: World) -> None:
+    ada(world)
+    with pytest.raises(ConfigError, match="no change 999, 998 is kept"):
+        undo(world.store, ids=[999, 998, 1], now=world.clock.now)
+    with pytest.raises(ConfigError, match="no run 77"):
+        undo(world.store, run=77, now=world.clock.now)
+
+
+def test_no_history_is_kept_with_keep_history_zero(store: Store) -> None:
+    store.keep_history = timedelta(0)
+    world = make_world(store, ("a", "b"))
+    ada(world)
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(H)).scalar_one() == 0
+
+
+def test_old_changes_are_pruned_and_their_runs_only_then(world: World) -> None:
+    store = world.store
+    store.keep_history = timedelta(days=30)
+    store.keep_runs = timedelta(days=1)
+    gid = ada(world)
+    first_run = changes(store, gid)[0].run
+    world.clock.advance(days=10)
+    world.cycle()  # quiet: a run without changes
+    world.clock.advance(days=10)
+    world.cycle()
+    kept = {r["id"] for r in hist.runs(store, 50)}
+    assert first_run in kept, "a run history points to outlives keep_runs"
+    assert len(kept) == 2, "a run without changes is pruned by keep_runs"
+    with store.write() as conn:  # more rows than one batch prunes
+        hist.save_history(store, conn, first_run, [
+            hist.FieldChange(gid, "job_title", "", f"v{i}", "a") for i in range(2500)
+        ], world.clock.now - timedelta(days=15))
+    world.clock.advance(days=21)
+    world.cycle()
+    assert changes(store, gid) == []
+    assert first_run not in {r["id"] for r in hist.runs(store, 50)}
+
+
+def test_diff_of_goldens() -> None:
+    old = Golden("g", "acme", {"first_name": "Ada", "email": "a@x.io"})
+    new = Golden("g", "globex", {"first_name": "Ada", "email": "b@x.io"}, deleted=True)
+    found = hist.diff_goldens({"g": old}, {"g": new}, {"g": {"email": ("b", True)}})
+    assert [(c.field, c.old, c.new, c.source, c.conflict) for c in found] == [
+        ("email", "a@x.io", "b@x.io", "b", True),
+        ("organization", "acme", "globex", "b", True),  # no own source: the person's first
+        ("deleted", "false", "true", "b", True),
+    ]
+
+
+def test_a_store_of_the_previous_revision_upgrades_in_place(
+    store_url: tuple[str, str | None],
+) -> None:
+    url, schema = store_url
+    store = Store(url, schema=schema)
+    try:
+        upgrade(store.engine, "0003")
+        with store.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO golden (id, org, fields_json, deleted, updated_at) "
+                "VALUES ('g1', 'acme', :f, false, :t)"), {"f": json.dumps(ADA), "t": NOW})
+            conn.execute(sa.text(
+                "INSERT INTO run (kind, started_at, finished_at, exit_code, summary_json) "
+                "VALUES ('once', :t, :t, 0, '{}')"), {"t": NOW})
+        store.upgrade()
+        assert store.load_state().goldens["g1"].fields == ADA
+        assert [r["kind"] for r in hist.runs(store)] == ["once"]
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(H)).scalar_one() == 0
+        # History starts with the next change, whose old value is what the person held.
+        with store.write() as conn:
+            run = hist.start_run(store, conn, "once", NOW)
+            hist.save_history(store, conn, run, hist.diff_goldens(
+                {"g1": Golden("g1", "acme", ADA)},
+                {"g1": Golden("g1", "acme", {**ADA, "job_title": "CFO"})},
+                {"g1": {"job_title": ("a", False)}}), NOW)
+        (change,) = hist.person_changes(store, "g1")
+        assert (change.field, change.old, change.new, change.run) == ("job_title", "", "CFO", run)
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(R)).scalar_one() == 2
+    finally:
+        store.close()
