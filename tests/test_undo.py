@@ -217,7 +217,7 @@ def test_an_undone_delete_creates_the_person_again_everywhere(
 def test_unknown_people_changes_and_runs_exit_2_naming_them(
     box: tuple[Sandbox, Path], capsys: pytest.CaptureFixture[str],
 ) -> None:
-    sandbox, config = box
+    _, config = box
     once(config, capsys)
     for args in (["history", "nobody@nowhere.example"], ["history", "harvest:424242"],
                  ["undo", "987654"], ["undo", "--run", "4242"]):
