@@ -4,12 +4,15 @@ Runs through the real store (an SQLite file), both systems in full-scan mode,
 so a no-op cycle does the same work as a full comparison.  Timings are
 in-process, data generation excluded, median of ``--repeat`` runs::
 
-    python benchmarks/engine.py [-n 10000] [--repeat 3] [--vs-vdirsyncer]
+    python benchmarks/engine.py [-n 10000] [--repeat 3] [--history-cost] [--vs-vdirsyncer]
 
 prints ``initial_s=``, ``store_floor_s=`` (``store_floor.py`` in the same run) and
 ``initial_vs_floor=``, ``noop_s=`` (a long-lived process: the daemon), ``noop_cold_s=``
 (a fresh process reading its state from the store: the CronJob), ``noop_incremental_s=``
 (both systems incremental), ``incremental_share=`` and ``peak_rss_mb=``; with
+``--history-cost`` it also times the initial cycle with the change history off
+(``store.keep_history = "0s"``), interleaved with the runs above, and prints
+``initial_no_history_s=`` and ``history_overhead=``; with
 ``--vs-vdirsyncer`` it also installs vdirsyncer into a
 temporary venv, runs its ``sync()`` between two ``MemoryStorage`` objects with a
 ``SqliteStatus`` file on the same N contacts (as vCards), and prints
@@ -64,9 +67,10 @@ class _Clock:
         return self.now
 
 
-def one_run(n: int, workdir: Path, incremental: bool) -> tuple[float, float, float]:
+def one_run(n: int, workdir: Path, incremental: bool,
+            history: bool = True) -> tuple[float, float, float]:
     db = workdir / f"syncd-{time.monotonic_ns()}.db"
-    store = Store(f"sqlite:///{db}")
+    store = Store(f"sqlite:///{db}", keep_history=timedelta(days=365 if history else 0))
     store.upgrade()
     a = MemoryConnector("a", incremental=incremental, page_size=1000)
     b = MemoryConnector("b", incremental=incremental, page_size=1000)
@@ -119,10 +123,19 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--vs-vdirsyncer", action="store_true")
+    parser.add_argument("--history-cost", action="store_true",
+                        help="also time the initial cycle with the change history off")
     args = parser.parse_args()
     configure_logging("error", json=True)
+    bare: list[tuple[float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
-        full = [one_run(args.n, Path(tmp), incremental=False) for _ in range(args.repeat)]
+        full = []
+        if args.history_cost:  # warm up first: the first run of a process is slower
+            one_run(min(args.n, 1000), Path(tmp), incremental=False)
+        for _ in range(args.repeat):  # interleaved: a slow moment of the machine hits both
+            full.append(one_run(args.n, Path(tmp), incremental=False))
+            if args.history_cost:
+                bare.append(one_run(args.n, Path(tmp), incremental=False, history=False))
         inc = [one_run(args.n, Path(tmp), incremental=True) for _ in range(args.repeat)]
         floor = statistics.median(store_floor.one_run(args.n, Path(tmp) / f"floor-{k}.db")
                                   for k in range(args.repeat))
@@ -138,6 +151,10 @@ def main() -> None:
     print(f"noop_cold_s={noop_cold:.3f}")
     print(f"noop_incremental_s={noop_inc:.4f}")
     print(f"incremental_share={noop_inc / noop:.3%}")
+    if bare:
+        initial_bare = statistics.median(t[0] for t in bare)
+        print(f"initial_no_history_s={initial_bare:.3f}")
+        print(f"history_overhead={initial / initial_bare - 1:.1%}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
     if args.vs_vdirsyncer:
         vd = vdirsyncer_times(args.n, args.repeat)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from syncd.contact import FIELDS
@@ -16,8 +18,9 @@ def replay_history(store: Store) -> None:
     record's current fields, organization and ``deleted`` flag; every change names a run."""
     replayed: dict[str, dict[str, str]] = {}
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(H.c.golden_id, H.c.field, H.c.old, H.c.new)
-                            .order_by(H.c.id)).all()
+        rows = [(gid, name, old, new) for gid, packed in conn.execute(
+                    sa.select(H.c.golden_id, H.c.changes_json).order_by(H.c.id))
+                for name, old, new, _source, _conflict in json.loads(packed)]
         runs = {int(r) for (r,) in conn.execute(sa.text("SELECT id FROM run"))}
         named = {int(r) for (r,) in conn.execute(sa.select(H.c.run_id).distinct())}
     assert named <= runs, ("changes naming a run that is not stored", sorted(named - runs))

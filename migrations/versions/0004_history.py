@@ -1,4 +1,4 @@
-"""The change history: one row per field of a golden record changed.
+"""The change history: the changes of each commit to each golden record.
 
 Existing golden records get no rows: their history starts with their next
 change (whose ``old`` is still the value they held before it).
@@ -26,14 +26,10 @@ def upgrade() -> None:
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.Column("golden_id", sa.String(64), nullable=False),
-        sa.Column("field", sa.String(50), nullable=False),
-        sa.Column("old", sa.Text(), nullable=False),
-        sa.Column("new", sa.Text(), nullable=False),
-        sa.Column("source", sa.String(100), nullable=False),
-        sa.Column("conflict", sa.Boolean(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("changes_json", sa.Text(), nullable=False),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_history_at", "history", ["at"])
     op.create_index("ix_history_run_id", "history", ["run_id"])
     op.create_index("ix_history_golden_id", "history", ["golden_id"])
 

@@ -558,7 +558,7 @@ class Syncer:
         owed: set[str],
         before: Mapping[str, Golden],
     ) -> None:
-        changes = (history.diff_goldens(before, result.goldens_changed, result.sources)
+        changes = (history.packed_changes(before, result.goldens_changed, result.sources)
                    if result.goldens_changed and history.enabled(self.store) else [])
         with self.store.write() as conn:
             # Before any push: a crash after this leaves these people unsettled.

@@ -151,7 +151,7 @@ def _commit(store: Store, result: UndoResult, new: list[FieldChange],
         run_id = history.start_run(store, conn, "undo", now)
         if changed:
             store.save_changes(conn, goldens=changed, links={}, removed=[], now=now)
-            history.save_history(store, conn, run_id, new, now)
+            history.save_history(store, conn, run_id, history.pack(new), now)
             # The next cycle derives their writes even in a process that plans only
             # for the people it knows to be owed some.
             store.add_unsettled(conn, changed)

@@ -1,10 +1,11 @@
 """The change history (CONTRACT §5): every change to a golden record, one row per field.
 
-Rows are written by :func:`save_history` in the caller's transaction, the one
+Changes are written by :func:`save_history` in the caller's transaction, the one
 that commits the golden records they describe: after a crash there is no golden
-change without its row and no row without its change.  Replaying a person's
-rows in id order from an empty record gives its current fields, organization
-and ``deleted`` flag (``tests/test_machine.py`` checks exactly that).
+change without its change rows and none of those without its change.  Replaying a
+person's changes in id order from an empty record gives its current fields,
+organization and ``deleted`` flag (``tests/test_machine.py`` checks exactly that).
+Each stored row holds one commit's changes to one person (see ``ChangeRow``).
 
 A run row is opened by the first commit of a cycle that changes someone
 (:func:`start_run`), so every row names a run that exists; ``Store.record_run``
@@ -13,6 +14,7 @@ finishes it, and prunes only runs no kept change points to.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,12 +32,16 @@ __all__ = [
     "DELETED",
     "OPERATOR",
     "ORGANIZATION",
+    "PER_ROW",
     "Change",
     "FieldChange",
+    "Packed",
     "changes_by_id",
     "diff_goldens",
     "enabled",
     "later_change",
+    "pack",
+    "packed_changes",
     "person_changes",
     "prune_history",
     "run_changes",
@@ -96,6 +102,67 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+Packed = tuple[str, int, str]
+"""One stored row's worth: (person, how many changes, their JSON list)."""
+
+_NO_SOURCES: Mapping[str, tuple[str, bool]] = {}
+_EXTRA: list[str] = []
+
+
+def _person_diff(old: Golden | None, new: Golden,
+                 taken: Mapping[str, tuple[str, bool]]) -> list[list[Any]]:
+    """``[field, old, new, source, conflict]`` for each field that differs (see below)."""
+    fallback = taken.get("*") or next(iter(taken.values()), ("unknown", False))
+    found: list[list[Any]] = []
+    new_fields = new.fields
+    if old is None:  # the common case of a first sync: every non-empty field, from ""
+        source, conflict = fallback
+        for name in FIELDS:
+            value = new_fields.get(name)
+            if value:
+                own = taken.get(name)
+                found.append([name, "", value, *(own if own else (source, conflict))])
+        extra = sorted(set(new_fields) - set(FIELDS)) if len(new_fields) > len(FIELDS) else _EXTRA
+        for name in extra:
+            if new_fields[name]:
+                found.append([name, "", new_fields[name], *taken.get(name, fallback)])
+        if new.org:
+            found.append([ORGANIZATION, "", new.org, *taken.get(ORGANIZATION, fallback)])
+        return found
+    old_fields = old.fields
+    for name in [*FIELDS, *sorted((set(new_fields) | set(old_fields)) - set(FIELDS))]:
+        was, now = old_fields.get(name, "") or "", new_fields.get(name, "") or ""
+        if was != now:
+            found.append([name, was, now, *taken.get(name, fallback)])
+    if old.org != new.org:
+        found.append([ORGANIZATION, old.org, new.org, *taken.get(ORGANIZATION, fallback)])
+    if old.deleted != new.deleted:
+        found.append([DELETED, _flag(old.deleted), _flag(new.deleted),
+                      *taken.get(DELETED, fallback)])
+    return found
+
+
+def packed_changes(
+    before: Mapping[str, Golden],
+    after: Mapping[str, Golden],
+    sources: Mapping[str, Mapping[str, tuple[str, bool]]],
+) -> list[Packed]:
+    """What :func:`diff_goldens` finds, packed for :func:`save_history` as it is found.
+
+    The cycle's path: each person's changes are encoded at once, so a first sync of
+    10 000 people holds 10 000 strings, not 60 000 objects for the collector to walk.
+    """
+    rows: list[Packed] = []
+    encode = _ENCODER.encode
+    for gid, new in after.items():
+        found = _person_diff(before.get(gid), new, sources.get(gid, _NO_SOURCES))
+        if found:
+            for change in found:
+                change[4] = int(change[4])
+            rows.append((gid, len(found), encode(found)))
+    return rows
+
+
 def diff_goldens(
     before: Mapping[str, Golden],
     after: Mapping[str, Golden],
@@ -105,29 +172,27 @@ def diff_goldens(
 
     ``sources``: per person, field → (system, conflict) as the planner took it;
     ``*`` stands for every field of a person first seen this cycle.  A new
-    person is one change per non-empty field (``old`` ""), organization included.
+    person is one change per non-empty field (``old`` ""), organization included;
+    a delete is ``deleted`` from "false" to "true".
     """
-    found: list[FieldChange] = []
-    for gid, new in after.items():
-        old = before.get(gid)
-        taken = sources.get(gid, {})
-        fallback = taken.get("*") or next(iter(taken.values()), ("unknown", False))
-        old_fields = old.fields if old is not None else {}
-        names = list(FIELDS) + sorted((set(new.fields) | set(old_fields)) - set(FIELDS))
-        for name in names:
-            was, now = old_fields.get(name, "") or "", new.fields.get(name, "") or ""
-            if was != now:
-                source, conflict = taken.get(name, fallback)
-                found.append(FieldChange(gid, name, was, now, source, conflict))
-        was_org = old.org if old is not None else ""
-        if was_org != new.org:
-            source, conflict = taken.get(ORGANIZATION, fallback)
-            found.append(FieldChange(gid, ORGANIZATION, was_org, new.org, source, conflict))
-        if old is not None and old.deleted != new.deleted:
-            source, conflict = taken.get(DELETED, fallback)
-            found.append(FieldChange(gid, DELETED, _flag(old.deleted), _flag(new.deleted),
-                                     source, conflict))
-    return found
+    return [FieldChange(gid, name, was, now, source, bool(conflict))
+            for gid, new in after.items()
+            for name, was, now, source, conflict in _person_diff(
+                before.get(gid), new, sources.get(gid, _NO_SOURCES))]
+
+
+def pack(changes: Sequence[FieldChange]) -> list[Packed]:
+    """Changes (each person's consecutive) as :func:`save_history` takes them."""
+    rows: list[Packed] = []
+    for change in changes:
+        item = [change.field, change.old, change.new, change.source, int(change.conflict)]
+        if rows and rows[-1][0] == change.person:
+            person, _count, text = rows[-1]
+            items = [*json.loads(text), item]
+            rows[-1] = (person, len(items), _ENCODER.encode(items))
+        else:
+            rows.append((change.person, 1, _ENCODER.encode([item])))
+    return rows
 
 
 def start_run(store: Store, conn: Connection, kind: str, started: datetime) -> int:
@@ -139,44 +204,58 @@ def start_run(store: Store, conn: Connection, kind: str, started: datetime) -> i
     return int(key[0])
 
 
-def save_history(store: Store, conn: Connection, run_id: int, changes: Sequence[FieldChange],
+PER_ROW = 100
+"""Change ``i`` of stored row ``r`` has the id ``r * PER_ROW + i`` (a record has fewer fields)."""
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def save_history(store: Store, conn: Connection, run_id: int, rows: Sequence[Packed],
                  at: datetime) -> None:
-    """Write the changes in the caller's transaction: one bulk INSERT through the driver."""
-    if not changes:
+    """Write changes in the caller's transaction: one row per person, one bulk INSERT."""
+    if not rows:
         return
+    if any(count >= PER_ROW for _, count, _ in rows):
+        raise ValueError(f"more than {PER_ROW - 1} changes to one person in one commit")
     mark = "?" if store.is_sqlite else "%s"
     stamp = store._ts(at)  # the store's own driver form of a datetime
     conn.exec_driver_sql(
-        "INSERT INTO history (at, run_id, golden_id, field, old, new, source, conflict) "  # noqa: S608
-        f"VALUES ({', '.join([mark] * 8)})",
-        [(stamp, run_id, c.person, c.field, c.old, c.new, c.source, c.conflict) for c in changes],
+        "INSERT INTO history (at, run_id, golden_id, count, changes_json) "  # noqa: S608
+        f"VALUES ({', '.join([mark] * 5)})",
+        [(stamp, run_id, gid, count, text) for gid, count, text in rows],
     )
 
 
-def _change(row: Any) -> Change:
+def _changes(row: Any) -> list[Change]:
+    """A stored row's changes, in the order they were made."""
     at = read_utc(row.at)
     assert at is not None
-    return Change(int(row.id), at, int(row.run_id), row.golden_id, row.field, row.old, row.new,
-                  row.source, bool(row.conflict))
+    return [Change(int(row.id) * PER_ROW + i, at, int(row.run_id), row.golden_id, name, old, new,
+                   source, bool(conflict))
+            for i, (name, old, new, source, conflict) in enumerate(json.loads(row.changes_json))]
 
 
 def _select(store: Store, query: sa.Select[Any]) -> list[Change]:
+    """The changes of the rows ``query`` selects, newest first."""
     with store.engine.connect() as conn:
-        return [_change(row) for row in conn.execute(query)]
+        found = [c for row in conn.execute(query) for c in _changes(row)]
+    return sorted(found, key=lambda c: c.id, reverse=True)
 
 
 def person_changes(store: Store, gid: str, limit: int | None = None) -> list[Change]:
     """One person's changes, newest first."""
-    query = sa.select(H).where(H.c.golden_id == gid).order_by(H.c.id.desc())
-    return _select(store, query if limit is None else query.limit(limit))
+    found = _select(store, sa.select(H).where(H.c.golden_id == gid))
+    return found if limit is None else found[:limit]
 
 
 def changes_by_id(store: Store, ids: Iterable[int]) -> dict[int, Change]:
-    wanted = sorted(set(ids))
+    wanted = set(ids)
+    rows = sorted({i // PER_ROW for i in wanted})
     found: dict[int, Change] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        found.update((c.id, c) for c in _select(store, sa.select(H).where(H.c.id.in_(chunk))))
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        found.update((c.id, c) for c in _select(store, sa.select(H).where(H.c.id.in_(chunk)))
+                     if c.id in wanted)
     return found
 
 
@@ -185,16 +264,16 @@ def run_changes(store: Store, run_id: int) -> list[Change] | None:
     with store.engine.connect() as conn:
         if conn.execute(sa.select(R.c.id).where(R.c.id == run_id)).first() is None:
             return None
-    return _select(store, sa.select(H).where(H.c.run_id == run_id).order_by(H.c.id.desc()))
+    return _select(store, sa.select(H).where(H.c.run_id == run_id))
 
 
 def later_change(store: Store, change: Change, ignore: Iterable[int] = ()) -> Change | None:
     """The first later change of the same person's same field (one that supersedes it)."""
-    query = (sa.select(H).where(H.c.golden_id == change.person, H.c.field == change.field,
-                                H.c.id > change.id)
-             .order_by(H.c.id))
     skip = set(ignore)
-    return next((c for c in _select(store, query) if c.id not in skip), None)
+    later = [c for c in _select(store, sa.select(H).where(
+        H.c.golden_id == change.person, H.c.id >= change.id // PER_ROW))
+        if c.field == change.field and c.id > change.id and c.id not in skip]
+    return min(later, key=lambda c: c.id) if later else None
 
 
 def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
@@ -203,7 +282,7 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     ids = [r["id"] for r in listed]
     with store.engine.connect() as conn:
         counts: dict[int, int] = dict(conn.execute(
-            sa.select(H.c.run_id, sa.func.count()).where(H.c.run_id.in_(ids))
+            sa.select(H.c.run_id, sa.func.sum(H.c.count)).where(H.c.run_id.in_(ids))
             .group_by(H.c.run_id)).all()) if ids else {}
     found = []
     for r in listed:
@@ -224,22 +303,31 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
 def prune_history(store: Store, now: datetime) -> int:
     """Drop changes older than ``store.keep_history``, a small batch per transaction.
 
-    Each batch is its own short write, so a cycle never holds the store for a
-    year of history at once; at most ``_PRUNE_BATCHES`` per call, the rest next time.
+    Rows are taken oldest first by id (the order they were written in, so no
+    index on their time is kept up on every insert); each batch is its own
+    short write, and at most ``_PRUNE_BATCHES`` go per call, the rest next time.
     """
     if not enabled(store):
         return 0
     cutoff = now - store.keep_history
+    with store.engine.connect() as conn:  # usually nothing is due: one look-up says so
+        first = conn.execute(sa.select(H.c.at).order_by(H.c.id).limit(1)).first()
+    if first is None or first[0] >= cutoff:
+        return 0
     pruned = 0
     for _ in range(_PRUNE_BATCHES):
         with store.engine.connect() as conn:
-            ids = [int(i) for (i,) in conn.execute(
-                sa.select(H.c.id).where(H.c.at < cutoff).order_by(H.c.id).limit(_PRUNE_BATCH))]
-        if not ids:
-            break
-        with store.write() as conn:
-            conn.execute(sa.delete(H).where(H.c.id.in_(ids)))
-        pruned += len(ids)
+            oldest = conn.execute(
+                sa.select(H.c.id, H.c.at).order_by(H.c.id).limit(_PRUNE_BATCH)).all()
+        ids = []
+        for row_id, at in oldest:
+            if at >= cutoff:
+                break
+            ids.append(int(row_id))
+        if ids:
+            with store.write() as conn:
+                conn.execute(sa.delete(H).where(H.c.id.in_(ids)))
+            pruned += len(ids)
         if len(ids) < _PRUNE_BATCH:
             break
     return pruned
