@@ -98,7 +98,8 @@ class Syncer:
         self.connectors = dict(connectors)
         self.clock = clock
         self._cache: tuple[int, State, set[str]] | None = None
-        self._run: tuple[str, datetime, int | None] = ("once", clock(), None)
+        self._run: tuple[str, datetime, int | None] = ("once", datetime.min.replace(tzinfo=UTC),
+                                                       None)
         """This cycle's kind, start and run id (opened by its first change, see ``_commit``)."""
         self._hash_lock = threading.Lock()
         self.stop = threading.Event()
