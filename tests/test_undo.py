@@ -8,6 +8,7 @@ only through ``syncd`` commands, checking what every system holds afterwards.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from syncd.cli import main
 from syncd.sandbox.serve import Sandbox, build_sandbox, write_config
 from tests.e2e import REPO
+from tests.test_operator import assert_fits
 
 SYSTEMS = {"lightening", "harvest", "zoho_books", "logisense", "valomnia"}
 
@@ -42,6 +44,15 @@ def syncd(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple
     code = main(["--config", str(config), "--log-level", "error", *args])
     out = capsys.readouterr().out
     return code, json.loads(out) if "--json" in args else out
+
+
+def at_80(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command line at 80 columns, as on an operator's terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "--log-level", "error", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
 
 
 def refused(config: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -127,6 +138,16 @@ def test_an_edit_shows_in_history_and_its_undo_reaches_all_five_systems(
     assert [r["kind"] for r in runs["runs"]] == ["once", "undo"]
     assert runs["runs"][1]["changes"] == 1 and runs["runs"][0]["changes"] == 0
     assert once(config, capsys)["systems"]["harvest"]["updated"] == 0  # settled, quiet
+    code, shown = syncd(config, capsys, "show", f"harvest:{rid}", "--json")
+    assert code == 0 and [c["id"] for c in shown["history"]][:2] == [new_id, change["id"]]
+    assert len(shown["history"]) == 5
+    # What an operator reads at 80 columns: nothing cut, ids and values whole.
+    for args in (["runs"], ["history", ada], ["show", ada]):
+        done = at_80(config, *args)
+        assert done.returncode == 0, done.stderr
+        assert_fits(done.stdout)
+        assert str(new_id) in done.stdout or args == ["runs"]
+        assert "Byron → Lovelace" in done.stdout or args == ["runs"]
 
 
 def test_a_bad_run_of_ten_edits_is_reverted_by_undo_run(
