@@ -225,3 +225,15 @@ def test_a_store_of_the_previous_revision_upgrades_in_place(
             assert conn.execute(sa.select(sa.func.count()).select_from(R)).scalar_one() == 2
     finally:
         store.close()
+
+
+def test_a_first_seen_person_is_packed_as_the_general_diff_packs_it() -> None:
+    """The first sync's fast path writes the very JSON the general path writes."""
+    odd = {"first_name": 'Zoë "Z"', "last_name": "O\\'Brien\\\\", "email": "z@x.io",
+           "phone": "", "job_title": "naïve\nline\ttab \u2028", "department": "日本"}
+    after = {"g": Golden("g", "acme", odd), "h": Golden("h", "", {"email": "h@x.io"})}
+    sources = {"g": {"*": ("zoho", False)}, "h": {"*": ("a", True)}}
+    assert hist.packed_changes({}, after, sources) == hist.pack(
+        hist.diff_goldens({}, after, sources))
+    g_row = hist.packed_changes({}, after, sources)[0]
+    assert g_row[1] == 6 and json.loads(g_row[2])[0] == ["first_name", "", 'Zoë "Z"', "zoho", 0]

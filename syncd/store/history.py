@@ -155,12 +155,33 @@ def packed_changes(
     rows: list[Packed] = []
     encode = _ENCODER.encode
     for gid, new in after.items():
-        found = _person_diff(before.get(gid), new, sources.get(gid, _NO_SOURCES))
+        old = before.get(gid)
+        taken = sources.get(gid, _NO_SOURCES)
+        if old is None and len(taken) == 1 and "*" in taken and new.fields.keys() <= _FIELD_SET:
+            rows.append((gid, *_new_person(new, *taken["*"])))
+            continue
+        found = _person_diff(old, new, taken)
         if found:
             for change in found:
                 change[4] = int(change[4])
             rows.append((gid, len(found), encode(found)))
     return rows
+
+
+_QUOTE = json.encoder.encode_basestring  # a JSON string, as _ENCODER writes it (C)
+_HEADS = {name: f"[{_QUOTE(name)},\"\"," for name in (*FIELDS, ORGANIZATION)}
+_FIELD_SET = frozenset(FIELDS)
+
+
+def _new_person(new: Golden, source: str, conflict: bool) -> tuple[int, str]:
+    """A first-seen person's changes as :func:`_person_diff` and ``_ENCODER`` would give
+    them, written straight as JSON: the bulk of a first sync, so the one hot path."""
+    tail = f",{_QUOTE(source)},{int(conflict)}]"
+    fields = new.fields
+    parts = [_HEADS[name] + _QUOTE(value) + tail for name in FIELDS if (value := fields.get(name))]
+    if new.org:
+        parts.append(_HEADS[ORGANIZATION] + _QUOTE(new.org) + tail)
+    return len(parts), "[" + ",".join(parts) + "]"
 
 
 def diff_goldens(
