@@ -511,8 +511,15 @@ def _print_changes(title: str, changes: list[dict[str, Any]]) -> None:
             for c in changes], lines=True)
 
 
+def _limit(args: argparse.Namespace) -> None:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit: give a number of at least 1, not {args.limit}")
+
+
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
+
+    _limit(args)
 
     with migrated_store(settings) as store:
         state = store.load_state()
@@ -534,6 +541,7 @@ def cmd_runs(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
     from syncd.store.history import runs
 
+    _limit(args)
     with migrated_store(settings) as store:
         listed = runs(store, args.limit)
     if args.json:

@@ -237,3 +237,27 @@ def test_a_first_seen_person_is_packed_as_the_general_diff_packs_it() -> None:
         hist.diff_goldens({}, after, sources))
     g_row = hist.packed_changes({}, after, sources)[0]
     assert g_row[1] == 6 and json.loads(g_row[2])[0] == ["first_name", "", 'Zoë "Z"', "zoho", 0]
+
+
+def test_undoing_a_run_that_created_people_deletes_them_everywhere(world: World) -> None:
+    ada(world)
+    bob = {"first_name": "Bob", "last_name": "Babbage", "email": "bob@example.com"}
+    carol = {**bob, "first_name": "Carol", "email": "carol@example.com"}
+    for person in (bob, carol):  # a bad import into b
+        world.systems["b"].add("org-b", person)
+    world.cycle()
+    run = hist.runs(world.store)[0]
+    assert run["changes"] == 8
+    done = undo(world.store, run=run["id"], now=world.clock.now)
+    assert done.exit_code == 0 and done.refused == [] and len(done.undone) == 8
+    new = hist.changes_by_id(world.store, done.changes)
+    assert sorted((c.field, c.old, c.new, c.source) for c in new.values()) == [
+        ("deleted", "false", "true", "operator")] * 2
+    report = world.cycle()
+    assert {n: s.deleted for n, s in report.systems.items()} == {"a": 2, "b": 2, "c": 2}
+    for name in world.systems:
+        assert [p["email"] for p in world.people(name)] == ["ada@example.com"]
+    state = world.store.load_state()
+    kept = [g for g in state.goldens.values() if g.fields["email"] == "bob@example.com"]
+    assert len(kept) == 1 and kept[0].deleted and kept[0].fields["last_name"] == "Babbage"
+    replay_history(world.store)

@@ -8,7 +8,9 @@ link) as for any change — an update in each system, a create where an undone
 delete had deleted.
 
 A change that a later change of the same field superseded is refused unless
-forced: undoing it would silently throw the later value away.  Changes undone
+forced: undoing it would silently throw the later value away.  Undoing a
+person's creation (its first ``organization``) deletes the person: setting each
+first value back to "" would blank a record in every system instead.  Changes undone
 in the same request do not count as superseding each other (``undo --run`` of
 a run that changed a field twice).
 """
@@ -25,7 +27,7 @@ from syncd.errors import ConfigError
 from syncd.model import Golden, State, SystemInfo, Write
 from syncd.people import People, describe_write
 from syncd.store import history
-from syncd.store.history import DELETED, OPERATOR, ORGANIZATION, Change, FieldChange
+from syncd.store.history import DELETED, OPERATOR, ORGANIZATION, PER_ROW, Change, FieldChange
 from syncd.store.repo import Store
 
 __all__ = ["Refused", "UndoResult", "undo"]
@@ -113,6 +115,8 @@ def undo(
     state = store.load_people({c.person for c in wanted}, [], counts=False)
     goldens: dict[str, Golden] = dict(state.goldens)
     asked = {c.id for c in wanted}
+    # The stored rows (commits) of the creations this undo takes back.
+    created = {c.id // PER_ROW for c in wanted if c.field == ORGANIZATION and not c.old}
     new: list[FieldChange] = []
     for change in wanted:
         golden = goldens.get(change.person)
@@ -123,16 +127,22 @@ def undo(
         elif later is not None and not force:
             reason = (f"superseded by change {later.id} (run {later.run}, {later.source}: "
                       f"{later.field} {later.old!r} → {later.new!r}); --force undoes it anyway")
-        elif change.field == ORGANIZATION and not change.old:
-            reason = "the person's first organization: there is none to go back to"
         if reason is not None or golden is None:
             result.refused.append(Refused(change.id, reason or ""))
             continue
         result.undone.append(change.id)
-        was = _current(golden, change.field)
-        if was != change.old:
-            new.append(FieldChange(change.person, change.field, was, change.old, OPERATOR))
-            goldens[change.person] = _set(golden, change.field, change.old)
+        if change.field == ORGANIZATION and not change.old:
+            # Taking back a person's creation (a bad import) deletes the person; its
+            # first values stay, so that it is still found and a restore brings it back whole.
+            name, value = DELETED, "true"
+        elif not change.old and change.id // PER_ROW in created:
+            continue  # a first value of a person whose creation this undo takes back
+        else:
+            name, value = change.field, change.old
+        was = _current(golden, name)
+        if was != value:
+            new.append(FieldChange(change.person, name, was, value, OPERATOR))
+            goldens[change.person] = golden = _set(golden, name, value)
     changed = {c.person: goldens[c.person] for c in new}
     after = State(goldens={**state.goldens, **changed}, links=state.links)
     result.people = People(after)
