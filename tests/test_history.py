@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from syncd.connectors.memory import SimulatedCrash
 from syncd.engine.undo import undo
 from syncd.errors import ConfigError
 from syncd.model import Golden
@@ -261,3 +262,21 @@ def test_undoing_a_run_that_created_people_deletes_them_everywhere(world: World)
     kept = [g for g in state.goldens.values() if g.fields["email"] == "bob@example.com"]
     assert len(kept) == 1 and kept[0].deleted and kept[0].fields["last_name"] == "Babbage"
     replay_history(world.store)
+
+
+def test_a_run_that_died_after_committing_keeps_its_changes_and_shows_unfinished(
+    world: World,
+) -> None:
+    world.systems["a"].add("org-a", ADA)
+    world.systems["b"].crash_after_writes = 0  # the process dies at its first write
+    with pytest.raises(SimulatedCrash):
+        world.cycle()
+    (died,) = hist.runs(world.store)
+    assert died["finished"] is None and died["exit_code"] is None and died["changes"] == 4
+    replay_history(world.store)
+    world.syncer = None  # a new process
+    world.cycle()
+    latest = hist.runs(world.store)
+    assert [r["id"] for r in latest][1] == died["id"] and latest[0]["finished"] is not None
+    assert latest[0]["changes"] == 0  # the person was committed once, by the run that died
+    assert all(world.find(n, "ada@example.com") for n in "abc")
