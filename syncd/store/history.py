@@ -1,4 +1,4 @@
-"""The change history (CONTRACT §5): every change to a golden record, one row per field.
+"""The change history (CONTRACT §5): every change to a golden record, one change per field.
 
 Changes are written by :func:`save_history` in the caller's transaction, the one
 that commits the golden records they describe: after a crash there is no golden
