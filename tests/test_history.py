@@ -176,6 +176,9 @@ def test_old_changes_are_pruned_and_their_runs_only_then(world: World) -> None:
             hist.FieldChange(f"p{i}", "job_title", "", f"v{i}", "a") for i in range(2500)
         ]), world.clock.now - timedelta(days=15))
     world.clock.advance(days=21)
+    written = store.revision()
+    assert hist.prune_history(store, world.clock.now) == 2501  # Ada's first row and 2500 more
+    assert store.revision() == written + 3, "a thousand rows per write transaction"
     world.cycle()
     assert changes(store, gid) == []
     with store.engine.connect() as conn:
