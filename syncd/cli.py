@@ -29,7 +29,6 @@ from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
 from syncd.people import People, Person, describe_write, format_changes
 from syncd.redact import redact, redact_value
-from syncd.store.history import person_changes
 
 __all__ = ["main"]
 
@@ -369,6 +368,7 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     """One person as every system holds them, and what is still to happen to them."""
     from syncd.app import build_connectors, migrated_store
     from syncd.engine.cycle import system_infos
+    from syncd.store.history import person_changes
 
     with migrated_store(settings) as store:
         state = store.load_state()
@@ -518,6 +518,7 @@ def _limit(args: argparse.Namespace) -> None:
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
+    from syncd.store.history import person_changes
 
     _limit(args)
 
