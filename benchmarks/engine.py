@@ -12,7 +12,8 @@ prints ``initial_s=``, ``store_floor_s=`` (``store_floor.py`` in the same run) a
 (both systems incremental), ``incremental_share=`` and ``peak_rss_mb=``; with
 ``--history-cost`` it also times the initial cycle with the change history off
 (``store.keep_history = "0s"``), interleaved with the runs above, and prints
-``initial_no_history_s=`` and ``history_overhead=``; with
+``initial_no_history_s=`` and ``history_overhead=`` (and the same in process CPU
+time, ``*_cpu_s=`` and ``history_overhead_cpu=``, steadier on a shared machine); with
 ``--vs-vdirsyncer`` it also installs vdirsyncer into a
 temporary venv, runs its ``sync()`` between two ``MemoryStorage`` objects with a
 ``SqliteStatus`` file on the same N contacts (as vCards), and prints
@@ -68,7 +69,7 @@ class _Clock:
 
 
 def one_run(n: int, workdir: Path, incremental: bool,
-            history: bool = True) -> tuple[float, float, float]:
+            history: bool = True) -> tuple[float, float, float, float]:
     db = workdir / f"syncd-{time.monotonic_ns()}.db"
     store = Store(f"sqlite:///{db}", keep_history=timedelta(days=365 if history else 0))
     store.upgrade()
@@ -82,7 +83,9 @@ def one_run(n: int, workdir: Path, incremental: bool,
         organizations={"acme": {"a": "1", "b": "1"}},
     )
     syncer = Syncer(settings, store, {"a": a, "b": b}, clock=_Clock())
+    cpu = time.process_time()
     initial = _timed(syncer.run_once)
+    initial_cpu = time.process_time() - cpu  # what a machine shared with others inflates less
     assert len(b.records) == n, f"initial cycle left b with {len(b.records)} of {n}"
     noop = _timed(syncer.run_once)
     # A fresh Syncer has no state in memory: the CronJob case, state read from the store.
@@ -91,7 +94,7 @@ def one_run(n: int, workdir: Path, incremental: bool,
     noop_cold = _timed(cold.run_once)
     assert b.writes == n and a.writes == 0, "a no-op cycle wrote"
     store.close()
-    return initial, noop, noop_cold
+    return initial, noop, noop_cold, initial_cpu
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -127,7 +130,7 @@ def main() -> None:
                         help="also time the initial cycle with the change history off")
     args = parser.parse_args()
     configure_logging("error", json=True)
-    bare: list[tuple[float, float, float]] = []
+    bare: list[tuple[float, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         full = []
         if args.history_cost:  # warm up first: the first run of a process is slower
@@ -155,6 +158,10 @@ def main() -> None:
         initial_bare = statistics.median(t[0] for t in bare)
         print(f"initial_no_history_s={initial_bare:.3f}")
         print(f"history_overhead={initial / initial_bare - 1:.1%}")
+        cpu, cpu_bare = (statistics.median(t[3] for t in runs) for runs in (full, bare))
+        print(f"initial_cpu_s={cpu:.3f}")
+        print(f"initial_no_history_cpu_s={cpu_bare:.3f}")
+        print(f"history_overhead_cpu={cpu / cpu_bare - 1:.1%}")
     print(f"peak_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
     if args.vs_vdirsyncer:
         vd = vdirsyncer_times(args.n, args.repeat)

@@ -85,10 +85,11 @@ class PlanResult:
     read: dict[str, int] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     """Records refused as they were read (no usable remote id): never linked."""
-    sources: dict[str, dict[str, tuple[str, bool]]] = field(default_factory=dict)
+    sources: dict[str, Mapping[str, tuple[str, bool]]] = field(default_factory=dict)
     """Per changed person: field (or ``organization``, ``deleted``) → (the system whose
     value was taken, whether a policy chose it over another value): the history's source.
-    ``*`` names the system a new person was first seen in, for every field it brought."""
+    ``*`` names the system a new person was first seen in, for every field it brought
+    (one mapping per system, shared: a first sync makes no object per person)."""
 
     def touched(self) -> set[str]:
         """People whose golden record or links this plan changed."""
@@ -210,6 +211,7 @@ class _Planner:
         info = self.systems[obs.system]
         fields = sorted(info.capabilities.fields)
         system_index = self.index.get
+        origin = {"*": (obs.system, False)}
         seen: set[str] = set()
         for rec in obs.records:
             if not rec.remote_id.strip():
@@ -279,7 +281,7 @@ class _Planner:
                     gid = golden_id_for(obs.system, gid)
                 golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
                 self.set_golden(golden)
-                self.result.sources[gid] = {"*": (obs.system, False)}
+                self.result.sources[gid] = origin
                 self.matcher.add_keys(gid, keys, values)
             self.set_link(
                 Link(
@@ -458,11 +460,11 @@ class _Planner:
             if values != golden.fields or org != golden.org or golden.deleted:
                 # A change to a deleted person brings it back: modify beats delete.
                 self.set_golden(replace(golden, fields=values, org=org, deleted=False))
-                mine = self.result.sources.setdefault(gid, {})
-                mine.update(taken)
+                mine = {**self.result.sources.get(gid, {}), **taken}
                 if taken:  # brought back: by the first system (by priority) that changed it
                     mine["deleted"] = (min((s for s, _ in taken.values()), key=self.policy.rank),
                                        False)
+                self.result.sources[gid] = mine
 
     # -- step 4: deletes --------------------------------------------------------------------
 
@@ -485,8 +487,8 @@ class _Planner:
                 continue  # a person who left is deleted nowhere
             if self.policy.deletes is DeletePolicy.PROPAGATE and not modified and not golden.deleted:
                 self.set_golden(replace(golden, deleted=True))
-                self.result.sources.setdefault(gid, {})["deleted"] = (
-                    min(systems, key=self.policy.rank), False)
+                self.result.sources[gid] = {**self.result.sources.get(gid, {}),
+                                            "deleted": (min(systems, key=self.policy.rank), False)}
 
     def finish(self) -> PlanResult:
         self.result.state = State(goldens=self.goldens, links=self.links, remote_index=self.index)
