@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 
 from syncd.connectors.memory import SimulatedCrash
 from syncd.engine.undo import undo
 from syncd.errors import ConfigError
-from syncd.model import Golden
+from syncd.model import Golden, State
 from syncd.store import Store
 from syncd.store import history as hist
 from syncd.store.migrate import upgrade
@@ -283,3 +285,57 @@ def test_a_run_that_died_after_committing_keeps_its_changes_and_shows_unfinished
     assert [r["id"] for r in latest][1] == died["id"] and latest[0]["finished"] is not None
     assert latest[0]["changes"] == 0  # the person was committed once, by the run that died
     assert all(world.find(n, "ada@example.com") for n in "abc")
+
+
+class _Racy(Store):
+    """A store whose next read of people lets another process undo first: the undo
+    lands between the cycle's reading of the state and its commit."""
+
+    meanwhile: Any = None
+
+    def load_state(self) -> State:
+        state = super().load_state()
+        self._then()
+        return state
+
+    def load_people(self, *args: Any, **kwargs: Any) -> State:
+        state = super().load_people(*args, **kwargs)
+        self._then()
+        return state
+
+    def _then(self) -> None:
+        action, self.meanwhile = self.meanwhile, None
+        if action is not None:
+            action()
+
+
+def test_an_undo_committed_while_a_cycle_planned_is_not_overwritten(
+    store_url: tuple[str, str | None], debug_logs: None,
+) -> None:
+    url, schema = store_url
+    racy = _Racy(url, schema=schema)
+    racy.upgrade()
+    operator = Store(url, schema=schema)  # another process: `syncd undo`
+    try:
+        world = make_world(racy, ("a", "b"))
+        gid = ada(world)
+        world.systems["a"].edit(world.find("a", "ada@example.com")[0], job_title="CEO")
+        world.cycle()
+        hired = changes(racy, gid)[0]
+        assert (hired.field, hired.new) == ("job_title", "CEO")
+        world.systems["b"].edit(world.find("b", "ada@example.com")[0], last_name="Byron")
+        racy.meanwhile = lambda: undo(operator, ids=[hired.id], now=world.clock.now)
+        world.syncer = None  # a fresh process, which reads the state from the store
+        with capture_logs() as logs:
+            report = world.cycle()
+        assert report.exit_code == 0
+        assert [e["attempt"] for e in logs if e["event"] == "cycle_replanned"] == [1]
+        golden = racy.load_state().goldens[gid]
+        assert (golden.fields["job_title"], golden.fields["last_name"]) == ("", "Byron")
+        for name in ("a", "b"):
+            fields = world.find(name, "ada@example.com")[1]
+            assert (fields.get("job_title", ""), fields["last_name"]) == ("", "Byron")
+        replay_history(racy)
+    finally:
+        operator.close()
+        racy.close()

@@ -49,6 +49,16 @@ __all__ = [
 ]
 
 log = get_logger("syncd.cycle")
+_REPLANS = 3
+"""Plans of one cycle thrown away because golden records changed under them, at most."""
+
+
+class _Raced(Exception):
+    """Golden records this plan changes were changed by someone else since it read them."""
+
+    def __init__(self, people: list[str]) -> None:
+        super().__init__(f"{len(people)} people changed meanwhile")
+        self.people = people
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
@@ -101,6 +111,9 @@ class Syncer:
         self._run: tuple[str, datetime, int | None] = ("once", datetime.min.replace(tzinfo=UTC),
                                                        None)
         """This cycle's kind, start and run id (opened by its first change, see ``_commit``)."""
+        self._basis: int | None = None
+        """The store revision the state being planned was read at (None: not known)."""
+        self._replanning = False
         self._hash_lock = threading.Lock()
         self.stop = threading.Event()
         """Set from a signal handler: reading stops, pushing stops after the write in hand."""
@@ -167,12 +180,25 @@ class Syncer:
         cycle is :class:`~syncd.errors.StoreUnavailable` (exit 4).
         """
         try:
-            with self.store.unusable_as("failed during the cycle", mid_work=True):
-                return self._run_once(dry_run=dry_run, force_delete=force_delete, full=full,
-                                      since=since, only=only, kind=kind)
+            for attempt in range(1, _REPLANS + 1):
+                self._replanning = attempt > 1
+                try:
+                    with self.store.unusable_as("failed during the cycle", mid_work=True):
+                        return self._run_once(dry_run=dry_run, force_delete=force_delete,
+                                              full=full, since=since, only=only, kind=kind)
+                except _Raced as exc:
+                    # Nothing of that plan was committed: read and plan again.
+                    self._cache = None
+                    log.warning("cycle_replanned", people=exc.people[:10], attempt=attempt)
+            raise StoreUnavailable(
+                f"store {self.store.where}: golden records changed under the cycle "
+                f"{_REPLANS} times in a row (another process writing); nothing was committed"
+            )
         except StoreUnavailable:
             self._cache = None  # what the cycle held in memory may not have been stored
             raise
+        finally:
+            self._replanning = False
 
     def _run_once(
         self,
@@ -185,7 +211,8 @@ class Syncer:
         kind: str,
     ) -> CycleReport:
         now = self.clock()
-        self._run = (kind, now, None)
+        if not self._replanning or self._run[0] != kind:
+            self._run = (kind, now, None)
         report = CycleReport(started_at=now, dry_run=dry_run)
         started = time.monotonic()
         before = {name: (c.request_count(), c.throttled_count())
@@ -194,6 +221,7 @@ class Syncer:
             report.systems[name] = SystemReport()
         marker = setup_marker(self.systems())
         cached = self._state()
+        self._basis = self._cache[0] if cached is not None and self._cache is not None else None
         unsettled = self.store.unsettled(marker) if cached is None else None
         self.store.foreign_write = False
         try:
@@ -229,6 +257,7 @@ class Syncer:
         else:
             if setup_marker(systems) != marker:
                 unsettled = None  # opening a connector changed what it can do
+            self._basis = self.store.revision()
             loaded, scope = self._load(observations, systems, unsettled)
             if loaded is None:
                 groups = self._split(observations, systems)
@@ -238,6 +267,7 @@ class Syncer:
                         dry_run=dry_run, force_delete=force_delete, now=now,
                         finish=lambda: self._finish(report, started, before, kind),
                     )
+                self._basis = self.store.revision()
                 loaded = self.store.load_state()
             state = loaded
         marker = setup_marker(systems)
@@ -322,6 +352,7 @@ class Syncer:
                 report.errors.append(f"stopped after {number} of {len(groups)} groups of people")
                 report.exit_code = 130
                 return finish()
+            self._basis = self.store.revision()
             state = self.store.load_people(group.people, systems, counts=False)
             try:
                 result = plan(state, group.observations, systems, policy)
@@ -562,6 +593,14 @@ class Syncer:
         changes = (history.packed_changes(before, result.goldens_changed, result.sources)
                    if result.goldens_changed and history.enabled(self.store) else [])
         with self.store.write() as conn:
+            if result.goldens_changed and (self._basis is None
+                                           or self.store.writing != self._basis + 1):
+                # Someone wrote since this plan's state was read (an operator's undo):
+                # committing over a person it changed would throw that change away.
+                stored = history.stored_goldens(self.store, conn, result.goldens_changed)
+                raced = sorted(g for g in result.goldens_changed if stored.get(g) != before.get(g))
+                if raced:
+                    raise _Raced(raced)
             # Before any push: a crash after this leaves these people unsettled.
             self.store.add_unsettled(conn, owed)
             self.store.save_changes(

@@ -17,7 +17,7 @@ a run that changed a field twice).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -109,7 +109,31 @@ def undo(
     now: datetime,
     systems: Iterable[SystemInfo] | None = None,
 ) -> UndoResult:
-    """Undo changes by id, or every change of one run; see the module docstring."""
+    """Undo changes by id, or every change of one run; see the module docstring.
+
+    Decided and written inside one write transaction: a cycle committing at the
+    same moment waits for it (or it for the cycle), and then sees it.
+    """
+    if dry_run:
+        return _decide(store, ids, run, force, systems, dry_run=True)[0]
+    with store.write() as conn:
+        result, new, changed = _decide(store, ids, run, force, systems, dry_run=False)
+        result.run = history.start_run(store, conn, "undo", now)
+        if changed:
+            store.save_changes(conn, goldens=changed, links={}, removed=[], now=now)
+            history.save_history(store, conn, result.run, history.pack(new), now)
+            # The next cycle derives their writes even in a process that plans only
+            # for the people it knows to be owed some.
+            store.add_unsettled(conn, changed)
+    _finish(store, result, now)
+    return result
+
+
+def _decide(
+    store: Store, ids: Sequence[int], run: int | None, force: bool,
+    systems: Iterable[SystemInfo] | None, *, dry_run: bool,
+) -> tuple[UndoResult, list[FieldChange], dict[str, Golden]]:
+    """What the undo does: the result so far, the new changes and the golden records."""
     wanted = _wanted(store, ids, run)
     result = UndoResult(dry_run=dry_run, forced=force)
     state = store.load_people({c.person for c in wanted}, [], counts=False)
@@ -146,28 +170,16 @@ def undo(
     changed = {c.person: goldens[c.person] for c in new}
     after = State(goldens={**state.goldens, **changed}, links=state.links)
     result.people = People(after)
-    if dry_run:
-        if systems is not None and changed:
-            result.planned = derive_writes(after, systems, only=sorted(changed))[0]
-        return result
-    _commit(store, result, new, changed, now)
-    return result
+    if dry_run and systems is not None and changed:
+        result.planned = derive_writes(after, systems, only=sorted(changed))[0]
+    return result, new, changed
 
 
-def _commit(store: Store, result: UndoResult, new: list[FieldChange],
-            changed: Mapping[str, Golden], now: datetime) -> None:
-    """The new changes, their golden records and the run, in one transaction."""
-    with store.write() as conn:
-        run_id = history.start_run(store, conn, "undo", now)
-        if changed:
-            store.save_changes(conn, goldens=changed, links={}, removed=[], now=now)
-            history.save_history(store, conn, run_id, history.pack(new), now)
-            # The next cycle derives their writes even in a process that plans only
-            # for the people it knows to be owed some.
-            store.add_unsettled(conn, changed)
-    result.run = run_id
-    found = [c for c in history.run_changes(store, run_id) or [] if c.source == OPERATOR]
-    result.changes = sorted(c.id for c in found)
+def _finish(store: Store, result: UndoResult, now: datetime) -> None:
+    """The new changes' ids into the result, and the run row finished."""
+    assert result.run is not None
+    run_id = result.run
+    result.changes = sorted(c.id for c in history.run_changes(store, run_id) or [])
     store.record_run("undo", now, now, result.exit_code,
                      {"systems": {}, "errors": [f"change {r.id}: {r.reason}"
                                                 for r in result.refused][:20],

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from syncd.contact import FIELDS
 from syncd.model import Golden
-from syncd.store.repo import H, R, Store
+from syncd.store.repo import G, H, R, Store
 from syncd.store.tables import read_utc
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "runs",
     "save_history",
     "start_run",
+    "stored_goldens",
 ]
 
 ORGANIZATION = "organization"
@@ -214,6 +215,18 @@ def pack(changes: Sequence[FieldChange]) -> list[Packed]:
         else:
             rows.append((change.person, 1, _ENCODER.encode([item])))
     return rows
+
+
+def stored_goldens(store: Store, conn: Connection, gids: Iterable[str]) -> dict[str, Golden]:
+    """The golden records of these people as the caller's transaction sees them."""
+    wanted = sorted(set(gids))
+    found: dict[str, Golden] = {}
+    for start in range(0, len(wanted), 500):
+        rows = conn.execute(sa.select(G.c.id, G.c.org, G.c.fields_json, G.c.deleted)
+                            .where(G.c.id.in_(wanted[start : start + 500])))
+        found.update((gid, Golden(gid, org, json.loads(fields), bool(deleted)))
+                     for gid, org, fields, deleted in rows)
+    return found
 
 
 def start_run(store: Store, conn: Connection, kind: str, started: datetime) -> int:

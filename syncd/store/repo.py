@@ -151,6 +151,8 @@ class Store:
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.known_revision: int | None = None
+        self.writing: int | None = None
+        """Inside :meth:`write`: the revision the open transaction will commit."""
         self.foreign_write = False
         self._lock_conn: Connection | None = None
         self._file_lock: FileLock | None = None
@@ -344,11 +346,19 @@ class Store:
         Every write bumps the store revision.  A revision that moved by more
         than our own writes means another process wrote (an operator's
         ``quarantine drop``, say): :attr:`foreign_write` tells the cache.
+        The bump comes first: from then on the transaction holds the revision
+        row (Postgres) or the write lock (SQLite), so write transactions of
+        different processes never overlap, and :attr:`writing` (the revision
+        this one commits) tells the writer whether anyone wrote since it read.
         """
         with self._write_lock, self.engine.begin() as conn:
-            yield conn
             conn.exec_driver_sql("UPDATE store_revision SET value = value + 1 WHERE id = 1")
             new = int(conn.exec_driver_sql(_REVISION).scalar_one())
+            self.writing = new
+            try:
+                yield conn
+            finally:
+                self.writing = None
             if self.known_revision is not None and new != self.known_revision + 1:
                 self.foreign_write = True
             self.known_revision = new
