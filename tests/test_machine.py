@@ -458,3 +458,33 @@ TestPostgresSyncMachine.settings = _settings("SYNCD_PG_MACHINE_EXAMPLES", 40, 15
 def _needs_postgres(request: pytest.FixtureRequest) -> None:
     if "Postgres" in request.node.nodeid:
         request.getfixturevalue("pg_available")
+
+
+def test_a_record_moved_out_of_scope_then_deleted_leaves_no_link_to_a_gone_record() -> None:
+    """Found by the machine with more examples than CI draws: in an incremental system a
+    contact moved to an unmapped organization and deleted before the next poll comes back
+    as a tombstone under that organization. It was ignored, so the link kept pointing at a
+    record the system no longer holds. The person left the sync: deleted nowhere."""
+    m = SyncMachine()
+    try:
+        m.setup(extra_system=False, movable=set(), first_read_fails=None, no_stamps=None,
+                conflict="newest", deletes="propagate", fraction=0.2,
+                incremental={"a", "b", "c"}, scoped=set())
+        for _ in range(9):
+            m.sync()
+        m.create_name_only(system="a")
+        m.sync()
+        m.break_writes(how="fail", n=1, system="a")
+        m.break_writes(how="fail", n=1, system="a")
+        m.move(pick=0, system="c", to="unmapped")
+        m.create_sharing(holders=["both", "both", "both"], kind="email")
+        m.create_sharing(holders=["both", "both", "both"], kind="email")
+        m.delete(pick=0, system="c")
+        m.sync()  # checks convergence: every live link points at a record its system holds
+        state = m.world.store.load_state()
+        solo = next(g for g in state.goldens.values() if g.fields["first_name"] == "Solo0")
+        assert not solo.deleted
+        assert all(state.links[(solo.id, s)].excluded for s in NAMES)
+        assert "1" in m.world.systems["a"].records and "1" in m.world.systems["b"].records
+    finally:
+        m.teardown()

@@ -221,9 +221,11 @@ class _Planner:
             # Looked up afresh each time: a link made above may have copied the index.
             gid = system_index(obs.system, _NO_IDS).get(rec.remote_id)
             if org is None:
-                if gid is not None and not rec.deleted:
+                if gid is not None:
                     # Moved out of every mapped organization: no longer synced, and
-                    # not gone either — nothing is deleted anywhere.
+                    # not gone either — nothing is deleted anywhere.  A tombstone under
+                    # an unmapped organization is the same person: it left, then was
+                    # deleted where syncd no longer follows it.
                     seen.add(rec.remote_id)
                     self.leave(gid)
                 continue
