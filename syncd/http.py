@@ -61,6 +61,7 @@ __all__ = [
     "HeaderToken",
     "HttpClient",
     "HttpStats",
+    "Login",
     "MockTransport",
     "OAuth2Grant",
     "RateLimiter",
@@ -92,7 +93,9 @@ class Auth(Protocol):
 
     def headers(self, client: HttpClient) -> Mapping[str, str]: ...
 
-    def refresh(self, client: HttpClient) -> None: ...
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
+        """A request sent with ``used`` was refused: make sure the next headers are fresh."""
+        ...
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -278,7 +281,7 @@ class BasicAuth:
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         return {"Authorization": self._value}
 
-    def refresh(self, client: HttpClient) -> None:
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
         return None
 
 
@@ -291,6 +294,70 @@ class HeaderToken(BasicAuth):
 
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         return {self.header: self._value}
+
+
+class Login:
+    """Base of the strategies whose credential a login request hands out.
+
+    * **One expiry costs one login.**  A request answered 401 logs in again only if
+      the credential it sent is still the current one; the requests that sent the
+      same credential meanwhile wait on the lock while that login runs, then resend
+      with the new credential instead of logging in for themselves.
+    * **A login is resent like a read.**  It changes nothing a sync could duplicate:
+      a 5xx, a timeout, a cut connection or a ``Retry-After`` is retried with the
+      client's backoff and ``max_retries``; only then is the system given up for
+      the cycle (:class:`SystemUnavailable`, exit 4).  A refusal (400-403) is final.
+
+    A subclass says how to log in (:meth:`_login`, through :meth:`_send_login`),
+    whether the credential it holds is still good (:meth:`_valid`) and which
+    headers carry it (:meth:`_current`).
+    """
+
+    refreshable = True
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.logins = 0
+        """Login requests sent (every attempt), for tests and status."""
+        self._lock = threading.Lock()
+
+    def _valid(self) -> bool:
+        return self.token is not None
+
+    def _current(self) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    def _login(self, client: HttpClient) -> None:
+        raise NotImplementedError
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        with self._lock:
+            if not self._valid():
+                self._login(client)
+            return self._current()
+
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
+        with self._lock:
+            if self._valid() and dict(self._current()) != dict(used):
+                return  # another request logged in since this one was sent
+            self._login(client)
+
+    def _send_login(self, client: HttpClient, method: str, url: str, *, what: str,
+                    before_each: Callable[[], None] | None = None, **options: Any) -> Response:
+        """The login request itself: unauthenticated, resent as a read is."""
+
+        def attempt() -> None:
+            if before_each is not None:
+                before_each()  # may refuse to send (a spent budget): the old token stays
+            self.token = None
+            self.logins += 1
+
+        try:
+            return client.request(method, url, authenticate=False, idempotent=True, what=what,
+                                  validate=_token_rules, before_send=attempt, **options)
+        except RetriableError as exc:
+            raise SystemUnavailable(f"{exc}; {what} given up after {client.max_retries + 1} "
+                                    "attempts", system=client.system) from None
 
 
 MIN_TOKEN_TTL = timedelta(seconds=1)
@@ -315,7 +382,7 @@ def token_ttl(expires_in: Any, default: timedelta) -> timedelta:
                    MIN_TOKEN_TTL), MAX_TOKEN_TTL)
 
 
-class OAuth2Grant:
+class OAuth2Grant(Login):
     """An OAuth2 token grant (password or refresh token) with an expiry margin.
 
     The token lives until shortly before it expires; it is fetched again then,
@@ -336,6 +403,7 @@ class OAuth2Grant:
         refresh_window: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.url = url
         self.form = form
         self.scheme = scheme
@@ -344,27 +412,21 @@ class OAuth2Grant:
         self.max_refreshes = max_refreshes
         self.refresh_window = refresh_window
         self.clock = clock
-        self.refreshable = True
-        self.token: str | None = None
         self.renew_at = datetime.min.replace(tzinfo=UTC)
         self.fetched: deque[datetime] = deque()
-        self._lock = threading.Lock()
 
     def ready(self) -> bool:
         """A token that the next request may use without fetching another first."""
+        return self._valid()
+
+    def _valid(self) -> bool:
         return self.token is not None and self.clock() < self.renew_at
 
-    def headers(self, client: HttpClient) -> Mapping[str, str]:
-        with self._lock:
-            if self.token is None or self.clock() >= self.renew_at:
-                self._fetch(client)
-            return {"Authorization": f"{self.scheme} {self.token}"}
+    def _current(self) -> Mapping[str, str]:
+        return {"Authorization": f"{self.scheme} {self.token}"}
 
-    def refresh(self, client: HttpClient) -> None:
-        with self._lock:
-            self._fetch(client)
-
-    def _fetch(self, client: HttpClient) -> None:
+    def _spend(self, client: HttpClient) -> None:
+        """Count one token request against the budget, or refuse to send it."""
         now = self.clock()
         while self.fetched and now - self.fetched[0] >= self.refresh_window:
             self.fetched.popleft()
@@ -376,11 +438,12 @@ class OAuth2Grant:
                 system=client.system,
             )
         self.fetched.append(now)
-        self.token = None
-        resp = client.request(
-            "POST", self.url, data=dict(self.form()), authenticate=False, what="token",
-            headers={"Accept": "application/json"}, validate=_token_rules,
-        )
+
+    def _login(self, client: HttpClient) -> None:
+        now = self.clock()
+        resp = self._send_login(client, "POST", self.url, what="token",
+                                before_each=lambda: self._spend(client),
+                                data=dict(self.form()), headers={"Accept": "application/json"})
         body = client.json(resp, "token")
         token = body.get("access_token") if isinstance(body, dict) else None
         if resp.status_code != 200 or not isinstance(token, str) or not token:
@@ -401,7 +464,7 @@ def _token_rules(response: Response, message: str) -> None:
     default_rules(response, message)
 
 
-class FormLoginCookie:
+class FormLoginCookie(Login):
     """A form login whose answer yields a session token, sent back as a cookie.
 
     ``token_from`` reads the token from the login answer (a ``Set-Cookie``, a
@@ -416,28 +479,18 @@ class FormLoginCookie:
         *,
         cookie: str = "JSESSIONID",
     ) -> None:
+        super().__init__()
         self.path = path
         self.form = form
         self.token_from = token_from
         self.cookie = cookie
-        self.refreshable = True
-        self.token: str | None = None
-        self._lock = threading.Lock()
 
-    def headers(self, client: HttpClient) -> Mapping[str, str]:
-        with self._lock:
-            if self.token is None:
-                self._login(client)
-            return {"Cookie": f"{self.cookie}={self.token}"}
-
-    def refresh(self, client: HttpClient) -> None:
-        with self._lock:
-            self._login(client)
+    def _current(self) -> Mapping[str, str]:
+        return {"Cookie": f"{self.cookie}={self.token}"}
 
     def _login(self, client: HttpClient) -> None:
-        self.token = None
-        resp = client.request("POST", self.path, data=dict(self.form()), authenticate=False,
-                              follow_redirects=True, what="login", validate=_token_rules)
+        resp = self._send_login(client, "POST", self.path, what="login",
+                                data=dict(self.form()), follow_redirects=True)
         token = self.token_from(resp) if resp.status_code == 200 else None
         if not token:
             raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
@@ -590,6 +643,7 @@ class HttpClient:
         idempotent: bool | None = None,
         validate: Validate | None = None,
         what: str = "",
+        before_send: Callable[[], None] | None = None,
     ) -> Response:
         """Send one request and return its answer once the response rules accept it.
 
@@ -597,6 +651,7 @@ class HttpClient:
         expects a 404).  ``idempotent`` defaults to the method's own nature: a
         POST or PATCH whose outcome is unknown raises :class:`OutcomeUnknown`
         and is not resent.  ``what`` names the record for messages.
+        ``before_send`` runs before every attempt (a login budget counts each).
         """
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
         idempotent = method in IDEMPOTENT if idempotent is None else idempotent
@@ -610,8 +665,12 @@ class HttpClient:
                 self._throttle(label, blocked)
             self.limiter.acquire(self._wait)
             req_headers = dict(headers or {})
+            used: Mapping[str, str] = {}
             if authenticate and self.auth is not None:
-                req_headers.update(self.auth.headers(self))
+                used = self.auth.headers(self)
+                req_headers.update(used)
+            if before_send is not None:
+                before_send()
             self.stats.sent(method)
             request = self._client.build_request(method, url, params=params, json=json,
                                                  data=data, content=content, headers=req_headers)
@@ -642,7 +701,7 @@ class HttpClient:
                             or not self.auth.refreshable):
                         raise AuthError(f"{label}: {exc}", system=self.system) from None
                     relogged = True
-                    self.auth.refresh(self)
+                    self.auth.refresh(self, used)
                     continue
                 except RateLimited as exc:
                     # A throttle answer means "not applied": wait it out and resend.
