@@ -44,6 +44,7 @@ from syncd.errors import (
     AuthError,
     BadAnswer,
     ConfigError,
+    NotApplied,
     NotFound,
     OutcomeUnknown,
     RateLimited,
@@ -714,6 +715,10 @@ class HttpClient:
                         self.stats.retried()
                         continue
                     raise error from None
+                except NotApplied as exc:
+                    # The vendor says nothing happened: a resend cannot duplicate, even a create.
+                    error = NotApplied(f"{label}: {exc}", system=self.system,
+                                       retry_after=exc.retry_after)
                 except RetriableError as exc:
                     if not idempotent:
                         raise OutcomeUnknown(f"{label}: {exc}; outcome unknown, not resent",
