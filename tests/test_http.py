@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from syncd.config import LogisenseConfig, ValomniaConfig, ZohoBooksConfig
@@ -103,6 +104,21 @@ def test_a_login_answered_500_is_resent_like_a_read(auth: Any) -> None:
     assert http.request("GET", "/contacts").json() == {"ok": True}
     assert server.logins == 3 and auth.logins == 3
     assert http.stats.retries == 2
+
+
+def test_a_login_that_timed_out_or_was_cut_is_resent(auth: Any) -> None:
+    server = Server()
+    cuts = [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("cut")]
+
+    def flaky(request: Request) -> Response:
+        if request.url.path in ("/login", "/token") and cuts:
+            raise cuts.pop(0)
+        return server(request)
+
+    http = HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(flaky),
+                      sleep=lambda s: None)
+    assert http.request("GET", "/contacts").json() == {"ok": True}
+    assert auth.logins == 3 and server.logins == 1
 
 
 def test_a_login_that_keeps_failing_gives_the_system_up_after_max_retries(auth: Any) -> None:
