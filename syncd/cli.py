@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--write-config", default=None)
 
     sub.add_parser("demo", help="run a few cycles against the in-process sandbox")
+
+    web = sub.add_parser("web", help="serve the operator's console (needs SYNCD_WEB__TOKEN)")
+    web.add_argument("--host", default=None, help="address to bind (default [web] host, 127.0.0.1)")
+    web.add_argument("--port", type=int, default=None, help="port (default [web] port, 8787)")
     return parser
 
 
@@ -383,7 +387,22 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.daemon import run_daemon
 
-    return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    if not settings.web.enabled:
+        return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    from syncd.web import Console
+
+    console = Console(settings).start()  # no token or a port in use: exit 2 before any cycle
+    try:
+        return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    finally:
+        console.stop()
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    """The operator's console in the foreground (CONTRACT §7)."""
+    from syncd.web import serve
+
+    return serve(settings, host=args.host, port=args.port)
 
 
 def cmd_sandbox(settings: Settings | None, args: argparse.Namespace) -> int:
@@ -407,6 +426,7 @@ COMMANDS = {
     "quarantine": cmd_quarantine,
     "show": cmd_show,
     "db": cmd_db,
+    "web": cmd_web,
 }
 
 

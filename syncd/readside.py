@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from syncd.config import Settings
@@ -159,6 +159,14 @@ def _budget(connector: Any) -> dict[str, Any] | None:
 _THROTTLE_WORDS = re.compile(r"HTTP 429|rate.?limit|throttl|Retry-After", re.IGNORECASE)
 
 
+def _span(every: timedelta) -> str:
+    """``5m``, ``6h``, ``1d 2h``: an interval as the configuration writes it."""
+    s = int(every.total_seconds())
+    parts = [f"{n}{u}" for n, u in ((s // 86400, "d"), (s % 86400 // 3600, "h"),
+                                     (s % 3600 // 60, "m"), (s % 60, "s")) if n]
+    return " ".join(parts) or "0s"
+
+
 def health(settings: Settings, name: str, row: Mapping[str, Any],
            recent: Sequence[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
     """How fresh a system is, as the sync-health pages of other tools show it.
@@ -177,7 +185,7 @@ def health(settings: Settings, name: str, row: Mapping[str, Any],
     budget = row.get("budget") or {}
     last_ok = datetime.fromisoformat(row["last_success"]) if row.get("last_success") else None
     last_poll = datetime.fromisoformat(row["last_poll"]) if row.get("last_poll") else None
-    state, resumes, detail = "ok", None, f"polled within its interval ({interval})"
+    state, resumes, detail = "ok", None, f"polled within its interval ({_span(interval)})"
     capped = budget.get("capped_until")
     if not cfg.enabled:
         state, detail = "off", "disabled in the configuration"
@@ -193,7 +201,7 @@ def health(settings: Settings, name: str, row: Mapping[str, Any],
     elif last_ok is None:
         state, detail = "delayed", "never polled successfully"
     elif now - last_ok > 2 * interval:
-        state, detail = "delayed", f"not polled within twice its interval ({interval})"
+        state, detail = "delayed", f"not polled within twice its interval ({_span(interval)})"
     return {"state": state, "state_detail": detail, "resumes_at": resumes,
             "interval_s": int(interval.total_seconds()),
             "age_s": int((now - last_ok).total_seconds()) if last_ok else None,

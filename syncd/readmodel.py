@@ -1,0 +1,172 @@
+"""The console's view of the store: the read side's documents, kept per store revision.
+
+Loading 100 000 people and deriving what every system owes takes seconds; a
+page must answer in milliseconds.  The store counts its write transactions
+(``store_revision``), so one cheap query says whether the last snapshot still
+holds: the costly part is rebuilt only after something was written (a cycle,
+an operator's action), and everything small (watermarks, failures, runs) is
+read fresh for every page.
+
+Search runs over an index of every person's name, email, phones and remote ids
+built with the snapshot, so ``/people?q=`` needs no SQL ``LIKE`` (and no index
+migration): a scan of 100 000 short strings in memory is a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from syncd import readside
+from syncd.config import Settings
+from syncd.connectors.base import Connector
+from syncd.people import Person
+from syncd.readside import Snapshot
+from syncd.store.repo import Store
+from syncd.store.views import drop_failures, retry_failures
+
+__all__ = ["Directory", "ReadModel"]
+
+_PHONE_FIELDS = ("phone", "mobile", "fax")
+_NOT_DIGITS = re.compile(r"\D")
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Everyone, as search text: ``(person id, name + email, phone digits)``, in id order."""
+
+    ids: Sequence[str]
+    words: Sequence[str]
+    digits: Sequence[str]
+    remote: Mapping[str, Mapping[str, str]]
+    """system → remote id → person id."""
+
+    @classmethod
+    def of(cls, snap: Snapshot) -> Directory:
+        ids, words, digits = [], [], []
+        for p in snap.people:
+            golden = snap.state.goldens.get(p.id)
+            fields = golden.fields if golden else {}
+            ids.append(p.id)
+            words.append(f"{p.name}\n{p.email}".casefold())
+            digits.append(" ".join(_NOT_DIGITS.sub("", fields.get(f, "")) for f in _PHONE_FIELDS))
+        return cls(ids, words, digits, snap.state.index())
+
+    def find(self, query: str, limit: int = 50) -> tuple[list[str], int]:
+        """The people ``query`` may mean, and how many there are in all (``limit`` listed).
+
+        A person id (or a prefix of 6+ characters), ``system:remote id`` or a bare
+        remote id match exactly; otherwise a part of a name or email, or (for a
+        query of 4+ digits) a part of a phone number.
+        """
+        text = query.strip()
+        if not text:
+            return [], 0
+        exact: list[str] = []
+        system, sep, rid = text.partition(":")
+        if sep and system.strip() in self.remote:
+            gid = self.remote[system.strip()].get(rid.strip())
+            exact = [gid] if gid else []
+        else:
+            exact = [by[text] for by in self.remote.values() if text in by]
+            if len(text) >= 6 and re.fullmatch(r"[0-9a-fA-F]+", text):
+                low = text.lower()
+                exact += [gid for gid in self.ids if gid.startswith(low)]
+        hits = list(dict.fromkeys(exact))
+        seen = set(hits)
+        low = text.casefold()
+        wanted = _NOT_DIGITS.sub("", text)
+        phone = len(wanted) >= 4 and not re.search(r"[^\d\s+().-]", text)
+        total = len(hits)
+        for i, words in enumerate(self.words):
+            if low in words or (phone and wanted in self.digits[i]):
+                gid = self.ids[i]
+                if gid in seen:
+                    continue
+                total += 1
+                if len(hits) < limit:
+                    hits.append(gid)
+        return hits[:limit], total
+
+
+class ReadModel:
+    """What the console shows and does, through the read side and the store's own actions."""
+
+    def __init__(self, settings: Settings, store: Store, connectors: Mapping[str, Connector],
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.connectors = connectors
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        self._cached: tuple[int, Snapshot, Directory] | None = None
+
+    def _current(self) -> tuple[Snapshot, Directory]:
+        revision = self.store.revision()
+        with self._lock:
+            if self._cached is None or self._cached[0] != revision:
+                snap = readside.snapshot(self.settings, self.store.load_state(), self.connectors)
+                snap.people(next(iter(snap.state.goldens), ""))  # build the id index now
+                self._cached = (revision, snap, Directory.of(snap))
+            return self._cached[1], self._cached[2]
+
+    def snapshot(self) -> Snapshot:
+        return self._current()[0]
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return readside.status(self.settings, self.store, self.connectors, self.snapshot(),
+                               now=self.clock(), with_health=True)
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        return readside.runs(self.store, limit)
+
+    def errors(self, golden_id: str | None = None) -> list[dict[str, Any]]:
+        return readside.quarantine_rows(self.store, self.snapshot().people, golden_id=golden_id)
+
+    def conflicts(self, limit: int = 200) -> list[dict[str, Any]]:
+        return readside.conflict_rows(self.store.conflicts(limit=limit), self.snapshot().people)
+
+    def card(self, who: Person) -> dict[str, Any]:
+        """A person's fields as every JSON answer carries them (CONTRACT §5)."""
+        golden = self.snapshot().state.goldens.get(who.id)
+        return {**who.as_dict(), "label": who.label(), "organization": golden.org if golden else None,
+                "deleted": who.deleted}
+
+    def search(self, query: str, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+        snap, directory = self._current()
+        gids, total = directory.find(query, limit)
+        return [self.card(snap.people(gid)) for gid in gids], total
+
+    def known(self, gid: str) -> bool:
+        state = self.snapshot().state
+        return gid in state.goldens
+
+    def person(self, gid: str) -> dict[str, Any] | None:
+        """``show --json`` for one person, or None for an id the store does not know."""
+        snap = self.snapshot()
+        if gid not in snap.state.goldens:
+            return None
+        doc = readside.person(self.settings, self.store, self.connectors, snap.state, snap.people,
+                              gid)
+        doc["organization"] = snap.state.goldens[gid].org
+        return doc
+
+    def history(self, gid: str) -> list[dict[str, Any]] | None:
+        return readside.history(self.store, gid)
+
+    # -- acting (the store only; the next cycle pushes) ---------------------------------------
+
+    def retry(self, ids: Sequence[int]) -> list[int]:
+        return retry_failures(self.store, ids)
+
+    def drop(self, ids: Sequence[int]) -> list[int]:
+        return drop_failures(self.store, ids)
+
+    def undo(self, *, changes: Sequence[int] = (), run: int | None = None) -> dict[str, Any]:
+        return readside.undo(self.store, changes=changes, run=run)
