@@ -24,6 +24,7 @@ from typing import Any
 from syncd import readside
 from syncd.config import Settings
 from syncd.connectors.base import Connector
+from syncd.logs import get_logger
 from syncd.people import Person
 from syncd.readside import Snapshot
 from syncd.store.repo import Store
@@ -31,6 +32,7 @@ from syncd.store.views import drop_failures, retry_failures
 
 __all__ = ["Directory", "ReadModel"]
 
+log = get_logger("syncd.readmodel")
 _PHONE_FIELDS = ("phone", "mobile", "fax")
 _NOT_DIGITS = re.compile(r"\D")
 
@@ -97,22 +99,58 @@ class ReadModel:
     """What the console shows and does, through the read side and the store's own actions."""
 
     def __init__(self, settings: Settings, store: Store, connectors: Mapping[str, Connector],
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, *, background: bool = True) -> None:
         self.settings = settings
         self.store = store
         self.connectors = connectors
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.background = background
+        """Rebuild after a write in the background (the console); False: every read waits."""
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._building: threading.Thread | None = None
         self._cached: tuple[int, Snapshot, Directory] | None = None
 
     def _current(self) -> tuple[Snapshot, Directory]:
+        """The snapshot of the store's revision; while a newer one is built, the last one.
+
+        Only the very first page waits for a build.  After a write (a cycle, an
+        operator's action) the build runs in the background and pages go on
+        answering from the previous snapshot meanwhile: at 100 000 people a build
+        takes seconds.  What an action changes at once (the failures, the runs) is
+        read fresh on every page anyway.
+        """
         revision = self.store.revision()
         with self._lock:
-            if self._cached is None or self._cached[0] != revision:
-                snap = readside.snapshot(self.settings, self.store.load_state(), self.connectors)
-                snap.people(next(iter(snap.state.goldens), ""))  # build the id index now
-                self._cached = (revision, snap, Directory.of(snap))
-            return self._cached[1], self._cached[2]
+            cached = self._cached
+            if cached is not None and cached[0] == revision:
+                return cached[1], cached[2]
+            if cached is not None and self.background:
+                if self._building is None or not self._building.is_alive():
+                    self._building = threading.Thread(target=self._rebuild, args=(revision,),
+                                                      name="syncd-readmodel", daemon=True)
+                    self._building.start()
+                return cached[1], cached[2]
+        built = self._build(revision)
+        return built[1], built[2]
+
+    def _build(self, revision: int) -> tuple[int, Snapshot, Directory]:
+        with self._build_lock:
+            cached = self._cached
+            if cached is not None and cached[0] >= revision:
+                return cached
+            snap = readside.snapshot(self.settings, self.store.load_state(), self.connectors)
+            snap.people(next(iter(snap.state.goldens), ""))  # build the id index now
+            built = (revision, snap, Directory.of(snap))
+            with self._lock:
+                self._cached = built
+            return built
+
+    def _rebuild(self, revision: int) -> None:
+        try:
+            self._build(revision)
+        except Exception as exc:  # the next page tries again; this one keeps the last snapshot
+            log.error("readmodel_rebuild_failed", error=str(exc))
 
     def snapshot(self) -> Snapshot:
         return self._current()[0]
