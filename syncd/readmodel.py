@@ -28,7 +28,7 @@ from syncd.logs import get_logger
 from syncd.people import Person
 from syncd.readside import Snapshot
 from syncd.store.repo import Store
-from syncd.store.views import drop_failures, retry_failures
+from syncd.store.views import drop_failures, retry_failures, use_conflict_value
 
 __all__ = ["Directory", "ReadModel"]
 
@@ -205,6 +205,10 @@ class ReadModel:
 
     def drop(self, ids: Sequence[int]) -> list[int]:
         return drop_failures(self.store, ids)
+
+    def use_value(self, conflict_id: int, system: str) -> dict[str, str] | None:
+        """"Use this value instead": an operator change of the golden field (CONTRACT §7)."""
+        return use_conflict_value(self.store, conflict_id, system)
 
     def undo(self, *, changes: Sequence[int] = (), run: int | None = None) -> dict[str, Any]:
         return readside.undo(self.store, changes=changes, run=run)

@@ -438,3 +438,25 @@ def test_run_serves_the_console_on_loopback_when_enabled(tmp_path: Path) -> None
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert TOKEN not in out + err
+
+
+def test_use_this_value_instead_is_written_everywhere_by_the_next_cycle(any_site: Site) -> None:
+    site = any_site
+    with site.client() as c:
+        csrf = login(c)
+        page = c.get("/conflicts").text
+        (conflict,) = c.get("/api/conflicts").json()["conflicts"]
+        assert f'action="/conflicts/{conflict["id"]}/use"' in page
+        assert c.post(f"/conflicts/{conflict['id']}/use",
+                      data={"system": "billing"}).status_code == 403  # no CSRF token
+        answer = c.post(f"/conflicts/{conflict['id']}/use",
+                        data={"csrf": csrf, "system": "billing", "back": "/conflicts"})
+        assert answer.status_code == 303
+        assert "the next cycle writes it everywhere" in c.get(answer.headers["location"]).text
+        assert c.post(f"/api/conflicts/{conflict['id']}/use", json={"system": "nope"},
+                      headers={"X-CSRF-Token": csrf}).status_code == 404
+    assert site.store.load_state().goldens[site.ada].fields["phone"] == "+1 555 0199"
+    assert site.store.conflicts()[0]["resolved"] is True
+    assert main(["--config", str(site.cfg), "--log-level", "warning", "once"]) in (0, 1)
+    phones = {r.fields["email"]: r.fields.get("phone") for r in crm(site.cfg.parent).records.values()}
+    assert phones["ada@acme.example"] == "+1 555 0199"

@@ -7,6 +7,7 @@ class: every function here takes a ``Store`` and touches only its tables.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -14,10 +15,12 @@ import sqlalchemy as sa
 
 from syncd.model import Failure
 from syncd.store.admin import drop_quarantined
-from syncd.store.repo import C, F, Store
+from syncd.store.repo import C, F, G, Store, _dumps
 from syncd.store.tables import read_utc
 
-__all__ = ["drop_failures", "failures_by_id", "open_conflicts", "retry_failures"]
+__all__ = [
+    "drop_failures", "failures_by_id", "open_conflicts", "retry_failures", "use_conflict_value",
+]
 
 
 def failures_by_id(store: Store, *, quarantined: bool | None = None) -> dict[int, Failure]:
@@ -72,3 +75,29 @@ def open_conflicts(store: Store) -> int:
         return int(conn.execute(
             sa.select(sa.func.count()).select_from(C).where(C.c.resolved.is_(False))
         ).scalar_one())
+
+
+def use_conflict_value(store: Store, conflict_id: int, system: str) -> dict[str, str] | None:
+    """An operator's "use this value instead": the golden field takes the value ``system``
+    had in the conflict, the conflict is marked resolved, and the person is marked
+    unsettled so that the next cycle pushes the value to every system.
+
+    None when there is no such conflict, no such candidate, or the person is gone.
+    """
+    with store.write() as conn:
+        row = conn.execute(sa.select(C).where(C.c.id == conflict_id)).first()
+        if row is None:
+            return None
+        chosen = next((c for c in json.loads(row.candidates_json) if c.get("system") == system),
+                      None)
+        golden = conn.execute(sa.select(G).where(G.c.id == row.golden_id)).first()
+        if chosen is None or golden is None or golden.deleted:
+            return None
+        fields = json.loads(golden.fields_json)
+        fields[row.field] = str(chosen.get("value") or "")
+        conn.execute(sa.update(G).where(G.c.id == row.golden_id).values(
+            fields_json=_dumps(fields), updated_at=datetime.now(UTC)))
+        conn.execute(sa.update(C).where(C.c.id == conflict_id).values(resolved=True))
+        store.add_unsettled(conn, [row.golden_id])
+    return {"person": row.golden_id, "field": row.field, "value": fields[row.field],
+            "source": "operator"}

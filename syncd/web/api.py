@@ -86,6 +86,20 @@ def api_routes(model: ReadModel, authed: Wrap) -> list[Route]:
             return _json({"error": f"no quarantined write has id {raw}", key: []}, 404)
         return _json({key: done})
 
+    async def use_value(request: Request, session: Session) -> Response:
+        raw = request.path_params["id"]
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        system = body.get("system") if isinstance(body, dict) else None
+        if not raw.isdigit() or not isinstance(system, str):
+            return _json({"error": 'POST /api/conflicts/ID/use with {"system": NAME}'}, 400)
+        done = await run_in_threadpool(model.use_value, int(raw), system)
+        if done is None:
+            return _json({"error": f"conflict {raw} has no value from {system!r}"}, 404)
+        return _json(done)
+
     async def undo(request: Request, session: Session) -> Response:
         try:
             body = json.loads(await request.body() or b"{}")
@@ -111,5 +125,6 @@ def api_routes(model: ReadModel, authed: Wrap) -> list[Route]:
         Route("/api/errors", authed(errors)),
         Route("/api/conflicts", authed(conflicts)),
         Route("/api/errors/{id}/{verb}", authed(error_action, post=True), methods=["POST"]),
+        Route("/api/conflicts/{id}/use", authed(use_value, post=True), methods=["POST"]),
         Route("/api/undo", authed(undo, post=True), methods=["POST"]),
     ]

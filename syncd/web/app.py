@@ -223,7 +223,8 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
 
     async def conflicts_page(request: Request, session: Session) -> Response:
         rows = await run_in_threadpool(model.conflicts)
-        return page("conflicts.html", request, session, title="Conflicts", conflicts=rows)
+        return page("conflicts.html", request, session, title="Conflicts", conflicts=rows,
+                    flash=request.query_params.get("done"))
 
     async def people_page(request: Request, session: Session) -> Response:
         q = request.query_params.get("q", "")
@@ -291,6 +292,18 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
         back = _local(_first(form, "back"), "/errors")
         return RedirectResponse(f"{back}?done={quote(f'{len(done)} {what}')}", status_code=303)
 
+    async def use_value(request: Request, session: Session) -> Response:
+        form = await form_of(request)
+        raw = request.path_params["id"]
+        done = await run_in_threadpool(model.use_value, int(raw), _first(form, "system") or "") \
+            if raw.isdigit() else None
+        if done is None:
+            return page("message.html", request, session, 404, title="Not found",
+                        message="No such conflict or value.", back="/conflicts")
+        back = _local(_first(form, "back"), "/conflicts")
+        note = f"{done['field']} is now {done['value']!r}; the next cycle writes it everywhere"
+        return RedirectResponse(f"{back}?done={quote(note)}", status_code=303)
+
     async def undo_form(request: Request, session: Session) -> Response:
         form = await form_of(request)
         try:
@@ -314,6 +327,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
               methods=["POST"]),
         Route("/errors/{target}/{verb:str}", authed(error_action, post=True), methods=["POST"]),
         Route("/conflicts", authed(conflicts_page)),
+        Route("/conflicts/{id}/use", authed(use_value, post=True), methods=["POST"]),
         Route("/people", authed(people_page)),
         Route("/people/{id}", authed(person_page)),
         Route("/undo", authed(undo_form, post=True), methods=["POST"]),
