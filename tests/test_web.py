@@ -412,6 +412,17 @@ def test_the_console_binds_loopback_unless_told_otherwise(tmp_path: Path,
         taken.sock.close()
 
 
+def test_run_with_the_console_enabled_and_no_token_exits_2_before_any_cycle(tmp_path: Path) -> None:
+    import os
+
+    cfg = write_config(tmp_path, "\n[web]\nenabled = true\nport = 0\n")
+    result = subprocess.run([sys.executable, "-m", "syncd", "--config", str(cfg), "run"],
+                            capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "SYNCD_WEB__TOKEN"})
+    assert result.returncode == 2 and "web.token" in result.stderr
+    assert not (tmp_path / "syncd.db").exists()  # stopped before the daemon opened the store
+
+
 def test_run_serves_the_console_on_loopback_when_enabled(tmp_path: Path) -> None:
     import os
 
@@ -452,7 +463,8 @@ def test_use_this_value_instead_is_written_everywhere_by_the_next_cycle(any_site
         answer = c.post(f"/conflicts/{conflict['id']}/use",
                         data={"csrf": csrf, "system": "billing", "back": "/conflicts"})
         assert answer.status_code == 303
-        assert "the next cycle writes it everywhere" in c.get(answer.headers["location"]).text
+        assert "the next cycle writes the value everywhere" in c.get(answer.headers["location"]).text
+        assert "pwned" not in c.get("/conflicts?done=pwned").text
         assert c.post(f"/api/conflicts/{conflict['id']}/use", json={"system": "nope"},
                       headers={"X-CSRF-Token": csrf}).status_code == 404
     assert site.store.load_state().goldens[site.ada].fields["phone"] == "+1 555 0199"

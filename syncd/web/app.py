@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from importlib.resources import files
@@ -67,6 +68,18 @@ def _env() -> Environment:
     env.filters["when"] = _when
     env.filters["ago"] = _ago
     return env
+
+
+_DONE = re.compile(r"\d+ (retried|dropped)")
+
+
+def _flash(request: Request) -> str | None:
+    """The note an action left in the redirect: one of ours only, so that a crafted link
+    cannot put words of its own on the page."""
+    done = request.query_params.get("done", "")
+    if done == "used":
+        return "Saved as an operator change: the next cycle writes the value everywhere."
+    return done if _DONE.fullmatch(done) else None
 
 
 def _local(path: str | None, default: str = "/") -> str:
@@ -205,7 +218,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
     async def errors_page(request: Request, session: Session) -> Response:
         rows = await run_in_threadpool(model.errors)
         return page("errors.html", request, session, title="Errors", total=len(rows),
-                    groups=error_groups(rows), flash=request.query_params.get("done"))
+                    groups=error_groups(rows), flash=_flash(request))
 
     async def errors_csv(request: Request, session: Session) -> Response:
         rows = await run_in_threadpool(model.errors)
@@ -224,7 +237,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
     async def conflicts_page(request: Request, session: Session) -> Response:
         rows = await run_in_threadpool(model.conflicts)
         return page("conflicts.html", request, session, title="Conflicts", conflicts=rows,
-                    flash=request.query_params.get("done"))
+                    flash=_flash(request))
 
     async def people_page(request: Request, session: Session) -> Response:
         q = request.query_params.get("q", "")
@@ -251,7 +264,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
         fields = sorted({f for f, v in doc["golden"].items() if v}
                         | {f for s in linked.values() for f, v in s["fields"].items() if v})
         return page("person.html", request, session, title=doc["label"], p=doc, linked=linked,
-                    fields=fields, history=history, flash=request.query_params.get("done"))
+                    fields=fields, history=history, flash=_flash(request))
 
     # -- actions (pages) -----------------------------------------------------------------
 
@@ -301,8 +314,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
             return page("message.html", request, session, 404, title="Not found",
                         message="No such conflict or value.", back="/conflicts")
         back = _local(_first(form, "back"), "/conflicts")
-        note = f"{done['field']} is now {done['value']!r}; the next cycle writes it everywhere"
-        return RedirectResponse(f"{back}?done={quote(note)}", status_code=303)
+        return RedirectResponse(f"{back}?done=used", status_code=303)
 
     async def undo_form(request: Request, session: Session) -> Response:
         form = await form_of(request)
