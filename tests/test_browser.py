@@ -48,6 +48,9 @@ def chromium() -> Iterator[Any]:
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
     driver.set_page_load_timeout(60)
+    # A click that navigates returns before the next page is there: each step below
+    # looks first for an element only the next page has, waiting for it to appear.
+    driver.implicitly_wait(15)
     try:
         yield driver
     finally:
@@ -71,8 +74,8 @@ def test_log_in_find_a_person_and_retry_their_write(site: Site) -> None:
         d.find_element(By.ID, "token").send_keys(TOKEN)
         d.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
 
-        assert "Sync health" in d.find_element(By.TAG_NAME, "h1").text
         systems = d.find_element(By.ID, "systems").text
+        assert "Sync health" in d.find_element(By.TAG_NAME, "h1").text
         assert "crm" in systems and "billing" in systems and "ok" in systems
         d.save_screenshot(str(DOCS / "console-overview.png"))
 
@@ -83,8 +86,8 @@ def test_log_in_find_a_person_and_retry_their_write(site: Site) -> None:
         results = d.find_element(By.ID, "results")
         results.find_element(By.PARTIAL_LINK_TEXT, "Ada Lovelace").click()
 
-        assert d.find_element(By.TAG_NAME, "h1").text.startswith("Ada Lovelace")
         copies = d.find_element(By.ID, "copies").text
+        assert d.find_element(By.TAG_NAME, "h1").text.startswith("Ada Lovelace")
         assert "ada@acme.example" in copies
         failures = d.find_element(By.ID, "failures")
         assert "quarantined" in failures.text
