@@ -157,6 +157,10 @@ def _budget(connector: Any) -> dict[str, Any] | None:
 
 
 _THROTTLE_WORDS = re.compile(r"HTTP 429|rate.?limit|throttl|Retry-After", re.IGNORECASE)
+_BUDGET_WORDS = re.compile(r"daily budget|daily cap|daily limit", re.IGNORECASE)
+_RESUMES = re.compile(r"resumes? after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)")
+"""What ``http.py`` and the Zoho connector say when a system must wait: "... resumes after
+2026-03-04T12:01:00Z"."""
 
 
 def _span(every: timedelta) -> str:
@@ -172,8 +176,9 @@ def health(settings: Settings, name: str, row: Mapping[str, Any],
     """How fresh a system is, as the sync-health pages of other tools show it.
 
     ``state``: ``off`` (disabled); ``capped`` (its daily budget is spent, until
-    ``resumes_at``); ``throttled`` (its last poll gave up on a rate limit; it
-    resumes after the throttle window); ``failing`` (its last poll failed);
+    ``resumes_at``, from the budget or from the error that said so);
+    ``throttled`` (its last poll gave up on a rate limit; it resumes when the
+    error said, else after the throttle window); ``failing`` (its last poll failed);
     ``delayed`` (no successful poll within twice its interval, or none yet);
     else ``ok``.  ``requests_today`` counts the requests of today's runs (UTC).
     """
@@ -187,14 +192,22 @@ def health(settings: Settings, name: str, row: Mapping[str, Any],
     last_poll = datetime.fromisoformat(row["last_poll"]) if row.get("last_poll") else None
     state, resumes, detail = "ok", None, f"polled within its interval ({_span(interval)})"
     capped = budget.get("capped_until")
+    error = row.get("last_error") or ""
+    said = _RESUMES.search(error)
+    told = datetime.fromisoformat(said.group(1).replace("Z", "+00:00")) if said else None
     if not cfg.enabled:
         state, detail = "off", "disabled in the configuration"
     elif capped and datetime.fromisoformat(capped) > now:
         state, resumes = "capped", capped
         detail = f"daily budget spent ({budget.get('used')} of {budget.get('limit')})"
-    elif row.get("last_error") and _THROTTLE_WORDS.search(row["last_error"]):
+    elif _BUDGET_WORDS.search(error) and (told is None or told > now):
+        state, detail = "capped", "its daily request budget is spent"
+        resumes = told.isoformat() if told else budget.get("resets_at")
+    elif _THROTTLE_WORDS.search(error):
         state, detail = "throttled", "its last poll was told to wait (rate limit)"
-        if last_poll is not None:
+        if told is not None:
+            resumes = told.isoformat()
+        elif last_poll is not None:
             resumes = (last_poll + cfg.throttle_window).isoformat()
     elif row.get("last_error"):
         state, detail = "failing", "its last poll failed"

@@ -56,6 +56,19 @@ def test_one_told_to_wait_is_throttled_until_its_window_ends(settings: Any) -> N
     assert got["resumes_at"] == (polled + timedelta(seconds=60)).isoformat()
 
 
+def test_the_resume_time_a_system_named_is_shown(settings: Any) -> None:
+    at = NOW.isoformat()
+    throttled = health(settings, "crm", row(last_poll=at, last_error=(
+        "crm: GET /contacts (list): rate limited for 3600 s; the system resumes after "
+        "2026-03-04T13:00:00Z")), [], NOW)
+    assert throttled["state"] == "throttled"
+    assert throttled["resumes_at"] == "2026-03-04T13:00:00+00:00"
+    capped = health(settings, "crm", row(last_poll=at, last_error=(
+        "zoho: update: the daily budget of 1000 requests is spent; writes resume after "
+        "2026-03-05T00:00:00Z")), [], NOW)
+    assert capped["state"] == "capped" and capped["resumes_at"] == "2026-03-05T00:00:00+00:00"
+
+
 def test_one_past_its_daily_budget_is_capped_until_the_reset(settings: Any) -> None:
     until = (NOW + timedelta(hours=3)).isoformat()
     budget = {"used": 1000, "limit": 1000, "resets_at": until, "capped_until": until}
