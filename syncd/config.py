@@ -41,6 +41,7 @@ __all__ = [
     "DeletePolicy",
     "Settings",
     "SystemConfig",
+    "WebConfig",
     "config_path",
     "load_settings",
     "parse_duration",
@@ -168,6 +169,17 @@ class ValomniaConfig(_SystemBase):
     password: SecretStr
 
 
+class WebConfig(_Strict):
+    """The console (``syncd web``; ``syncd run`` too when ``enabled``): CONTRACT §7."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Loopback unless told otherwise: the console acts on the store."""
+    port: int = Field(default=8787, ge=0, le=65535)
+    token: SecretStr | None = None
+    """From ``SYNCD_WEB__TOKEN``; without one the console does not start (exit 2)."""
+
+
 SystemConfig = Annotated[
     MemoryConfig
     | LighteningConfig
@@ -191,6 +203,7 @@ class Settings(BaseSettings):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     organizations: dict[str, dict[str, str]] = Field(default_factory=dict)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @model_validator(mode="after")
     def _names_exist(self) -> Settings:
@@ -218,6 +231,8 @@ class Settings(BaseSettings):
                 value = getattr(system, field_name)
                 if isinstance(value, SecretStr) and value.get_secret_value():
                     found.setdefault(value.get_secret_value(), set()).update(names)
+        if self.web.token is not None and self.web.token.get_secret_value():
+            found.setdefault(self.web.token.get_secret_value(), set())
         store_password = _url_password(self.store.url)
         if store_password:
             found.setdefault(store_password, set())
