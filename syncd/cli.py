@@ -27,6 +27,7 @@ from syncd.engine.report import CycleReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
+from syncd.model import Policy
 from syncd.people import People, Person, describe_write, format_changes
 from syncd.redact import redact, redact_value
 
@@ -209,7 +210,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     connectors = build_connectors(settings)
     resume_from(recent, connectors)  # what a new `syncd once` process would start from
     try:
-        writes, rejections = derive_writes(state, system_infos(settings, connectors).values())
+        writes, rejections = derive_writes(state, system_infos(settings, connectors).values(),
+                                           policy=Policy(fields=settings.field_policies()))
     finally:
         for c in connectors.values():
             c.close()
@@ -241,6 +243,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         "people": sum(1 for g in state.goldens.values() if not g.deleted),
         "open_conflicts": counts["conflicts"]["open"],
         "quarantine": _quarantine_rows((f for f in failures if f.quarantined), people),
+        "field_policies": {name: rule.summary() for name, rule in settings.fields.items()},
     }
     if args.json:
         _emit(doc)
@@ -266,6 +269,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"{name}: {b['used']} of {b['limit']} requests used today, "
                  f"resets {b['resets_at']}"
                  + (f"; resting until {b['capped_until']} (daily cap)" if b["capped_until"] else ""))
+    for name, rule in settings.fields.items():
+        _say(f"field policy [bold]{name}[/]: {escape(rule.text())}")
     return 0
 
 
@@ -385,7 +390,8 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     connectors = build_connectors(settings)
     try:
         writes, rejections = derive_writes(
-            state, system_infos(settings, connectors).values(), only=[who.id]
+            state, system_infos(settings, connectors).values(), only=[who.id],
+            policy=Policy(fields=settings.field_policies()),
         )
     finally:
         for c in connectors.values():
