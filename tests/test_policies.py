@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import HealthCheck, given, settings
 from structlog.testing import capture_logs
 
 from syncd.cli import main
 from syncd.config import FieldConfig
 from syncd.connectors.memory import MemoryConnector
-from syncd.contact import normalise
+from syncd.contact import normalise, project
 from syncd.store import Store
 from tests.test_cli import syncd, write_config
 from tests.world import World, make_world
@@ -212,3 +214,105 @@ def test_dry_run_lists_the_write_back_with_reason_policy_and_status_the_policies
     assert doc["field_policies"] == {"email": {"sources": ["crm"]},
                                      "mobile": {"never_clear": True}}
     assert FieldConfig(never_clear=True, targets=["a", "b"]).text() == "targets a, b; never_clear"
+
+
+# -- any policy, any edits: convergence and quiescence (Hypothesis) -------------------------
+
+SYSTEMS = ("a", "b", "c")
+RULED = ("email", "phone", "mobile", "job_title")
+CHOICES = {
+    "email": ["", "x@example.com", "y@example.com"],
+    "phone": ["", "+1 555 0100", "555.0199"],
+    "mobile": ["", "+44 7700 900123"],
+    "job_title": ["", "CEO", "Clerk"],
+}
+
+
+@st.composite
+def field_rule(draw: st.DrawFn, systems: tuple[str, ...] = SYSTEMS) -> dict[str, Any]:
+    """One ``[fields.NAME]`` table as an operator may write it (sources within targets)."""
+    rule: dict[str, Any] = {}
+    targets = draw(st.none() | st.lists(st.sampled_from(systems), min_size=1, unique=True))
+    if targets is not None:
+        rule["targets"] = targets
+    sources = draw(st.none() | st.lists(st.sampled_from(targets or systems), min_size=1,
+                                        unique=True))
+    if sources is not None:
+        rule["sources"] = sources
+    if draw(st.booleans()):
+        rule["never_clear"] = True
+    if draw(st.booleans()):
+        rule["conflict"] = draw(st.sampled_from(["newest", "priority"]))
+        rule["priority"] = draw(st.permutations(systems))
+    return rule
+
+
+def field_policies(fields: tuple[str, ...] = RULED,
+                   systems: tuple[str, ...] = SYSTEMS) -> st.SearchStrategy[dict[str, Any]]:
+    """``[fields.*]`` tables for some of ``fields``."""
+    return st.dictionaries(st.sampled_from(fields), field_rule(systems), max_size=len(fields))
+
+
+def taken(policy: dict[str, Any], system: str, field: str, value: str) -> bool:
+    """Whether the policy lets ``system``'s change of ``field`` to ``value`` through."""
+    rule = policy.get(field, {})
+    return (system in rule.get("targets", SYSTEMS) and system in rule.get("sources", SYSTEMS)
+            and not (rule.get("never_clear") and not value))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policy=field_policies(),
+    homes=st.lists(st.sampled_from(SYSTEMS), min_size=1, max_size=3),
+    edits=st.lists(st.tuples(st.sampled_from(SYSTEMS), st.integers(0, 2), st.sampled_from(RULED),
+                             st.integers(0, 2)), max_size=6),
+)
+def test_any_policy_converges_and_then_stays_quiet(
+    policy: dict[str, Any], homes: list[str], edits: list[tuple[str, int, str, int]]
+) -> None:
+    """After edits anywhere, one cycle makes every system hold the golden value of every
+    field it may hold; a second writes nothing and changes nothing; no refused value is
+    golden."""
+    store = Store("sqlite://")
+    store.create_all()
+    world = world_with(store, policy)
+    try:
+        for i, home in enumerate(homes):
+            world.systems[home].add(f"org-{home}", {
+                "first_name": f"P{i}", "last_name": "Doe", "email": f"p{i}@example.com",
+                "phone": f"+1 555 01{i:02d}", "mobile": "+44 7700 900000",
+                "job_title": "Founder", "department": f"tag{i}"})
+        world.cycle()
+        before = store.load_state()
+        tags = {g.id: g.fields["department"] for g in before.goldens.values()}
+        allowed: dict[tuple[str, str], set[str]] = {}
+        for system, pick, field, choice in edits:
+            rid = sorted(world.systems[system].records)[pick % len(homes)]
+            new = CHOICES[field][choice % len(CHOICES[field])]
+            world.systems[system].edit(rid, **{field: new})
+            tag = world.systems[system].records[rid].fields["department"]
+            if taken(policy, system, field, new):
+                allowed.setdefault((tag, field), set()).add(normalise(field, new))
+        report = world.cycle()
+        assert report.exit_code == 0, report.as_dict()
+        state = store.load_state()
+        for golden in state.goldens.values():
+            tag = tags[golden.id]
+            for field in RULED:
+                old = normalise(field, before.goldens[golden.id].fields[field])
+                got = normalise(field, golden.fields[field])
+                assert got in allowed.get((tag, field), set()) | {old}, (tag, field, got)
+            for name, conn in world.systems.items():
+                link = state.links[(golden.id, name)]
+                rec = conn.records[link.remote_id or ""]
+                mine = [f for f in conn.fields
+                        if name in policy.get(f, {}).get("targets", SYSTEMS)]
+                want = {f: normalise(f, v) for f, v in project(golden.fields, mine).items()}
+                assert {f: normalise(f, rec.fields.get(f, "")) for f in mine} == want, name
+        quiet = world.cycle()
+        assert quiet.writes == 0, quiet.as_dict()
+        assert store.load_state() == state
+    finally:
+        if world.syncer is not None:
+            world.syncer.close()
+        store.close()
