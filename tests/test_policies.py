@@ -229,10 +229,12 @@ CHOICES = {
 
 
 @st.composite
-def field_rule(draw: st.DrawFn, systems: tuple[str, ...] = SYSTEMS) -> dict[str, Any]:
+def field_rule(draw: st.DrawFn, systems: tuple[str, ...] = SYSTEMS,
+               targets_too: bool = True) -> dict[str, Any]:
     """One ``[fields.NAME]`` table as an operator may write it (sources within targets)."""
     rule: dict[str, Any] = {}
-    targets = draw(st.none() | st.lists(st.sampled_from(systems), min_size=1, unique=True))
+    targets = draw(st.none() | st.lists(st.sampled_from(systems), min_size=1, unique=True)
+                   if targets_too else st.none())
     if targets is not None:
         rule["targets"] = targets
     sources = draw(st.none() | st.lists(st.sampled_from(targets or systems), min_size=1,
@@ -247,17 +249,23 @@ def field_rule(draw: st.DrawFn, systems: tuple[str, ...] = SYSTEMS) -> dict[str,
     return rule
 
 
-def field_policies(fields: tuple[str, ...] = RULED,
-                   systems: tuple[str, ...] = SYSTEMS) -> st.SearchStrategy[dict[str, Any]]:
-    """``[fields.*]`` tables for some of ``fields``."""
-    return st.dictionaries(st.sampled_from(fields), field_rule(systems), max_size=len(fields))
+def field_policies(fields: tuple[str, ...] = RULED, systems: tuple[str, ...] = SYSTEMS,
+                   no_targets: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, Any]]:
+    """``[fields.*]`` tables for some of ``fields``; no ``targets`` for ``no_targets``."""
+    return st.fixed_dictionaries({}, optional={
+        name: field_rule(systems, targets_too=name not in no_targets) for name in fields})
 
 
 def taken(policy: dict[str, Any], system: str, field: str, value: str) -> bool:
     """Whether the policy lets ``system``'s change of ``field`` to ``value`` through."""
     rule = policy.get(field, {})
-    return (system in rule.get("targets", SYSTEMS) and system in rule.get("sources", SYSTEMS)
+    return (targeted(policy, system, field) and system in rule.get("sources", [system])
             and not (rule.get("never_clear") and not value))
+
+
+def targeted(policy: dict[str, Any], system: str, field: str) -> bool:
+    """Whether ``system`` may hold ``field`` under the policy (is among its targets)."""
+    return system in policy.get(field, {}).get("targets", [system])
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -305,8 +313,7 @@ def test_any_policy_converges_and_then_stays_quiet(
             for name, conn in world.systems.items():
                 link = state.links[(golden.id, name)]
                 rec = conn.records[link.remote_id or ""]
-                mine = [f for f in conn.fields
-                        if name in policy.get(f, {}).get("targets", SYSTEMS)]
+                mine = [f for f in conn.fields if targeted(policy, name, f)]
                 want = {f: normalise(f, v) for f, v in project(golden.fields, mine).items()}
                 assert {f: normalise(f, rec.fields.get(f, "")) for f in mine} == want, name
         quiet = world.cycle()

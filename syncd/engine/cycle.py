@@ -22,6 +22,7 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.batch import Group, Splitter
 from syncd.engine.budget import caps, resume_budgets
+from syncd.engine.match import KEY_FIELDS
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
@@ -272,6 +273,10 @@ class Syncer:
         (it is small, or it deletes something)."""
         size = self.settings.sync.batch_records
         if sum(len(o.records) for o in observations) <= size:
+            return None
+        if any(self.settings.fields[f].targets is not None for f in KEY_FIELDS & set(self.settings.fields)):
+            # Matching then reads a key field from the links too (``_Planner.identities``),
+            # which the groups are not drawn by: plan the cycle whole.
             return None
         splitter = Splitter(
             systems, self.settings.sync.default_region,

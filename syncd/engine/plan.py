@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.contact import FIELDS, clean, differs, normalise
-from syncd.engine.match import Matcher
+from syncd.engine.match import KEY_FIELDS, Matcher
 from syncd.errors import MassDeleteError
 from syncd.model import (
     Conflict,
@@ -158,8 +158,31 @@ class _Planner:
     def matcher(self) -> Matcher:
         """Built on first use: a cycle with no new records never pays for it."""
         if self._matcher is None:
-            self._matcher = Matcher(self.goldens.values(), self.policy.default_region)
+            self._matcher = Matcher(self.identities(), self.policy.default_region)
         return self._matcher
+
+    def identities(self) -> Iterable[Golden]:
+        """The people as matching sees them.
+
+        A match key field that a policy's ``targets`` keeps from some systems may be
+        empty in the golden record while those systems hold it.  Who is who is not the
+        policies' business, so matching takes such a field from a link that holds it.
+        """
+        kept = sorted(f for f in KEY_FIELDS if self.policy.rule(f).targets is not None)
+        if not kept:
+            return self.goldens.values()
+        systems = sorted(self.systems)
+        people: list[Golden] = []
+        for golden in self.goldens.values():
+            fields = dict(golden.fields)
+            for name in kept:
+                if not fields.get(name):
+                    fields[name] = next(
+                        (held for s in systems
+                         if (link := self.links.get((golden.id, s))) is not None
+                         and not link.excluded and (held := link.fields.get(name, ""))), "")
+            people.append(replace(golden, fields=fields) if fields != golden.fields else golden)
+        return people
 
     # -- links ------------------------------------------------------------------------------
 
