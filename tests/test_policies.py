@@ -323,3 +323,43 @@ def test_any_policy_converges_and_then_stays_quiet(
         if world.syncer is not None:
             world.syncer.close()
         store.close()
+
+
+# -- matching, joined names -----------------------------------------------------------------
+
+
+def test_matching_finds_a_person_by_a_field_kept_out_of_the_golden_record(store: Store) -> None:
+    """``email`` is read only from ``a``: a person first seen in ``b`` has no golden email,
+    yet ``a``'s record of it is matched by the email ``b`` holds — not made a second person."""
+    world = world_with(store, {"email": {"targets": ["a"]}})
+    world.systems["b"].add("org-b", {**ADA, "phone": "", "mobile": ""})
+    world.systems["a"].add("org-a", {**ADA, "phone": "+1 202 555 0100", "mobile": ""})
+    world.systems["a"].fail_reads = 1  # a is matched in the next cycle, from the store
+    world.cycle()
+    assert world.systems["a"].writes == 0
+    world.cycle()
+    for name in world.systems:
+        assert len(world.systems[name].records) == 1, name
+    (rec_c,) = world.systems["c"].records.values()
+    assert rec_c.fields["email"] == "" and rec_c.fields["last_name"] == "Lovelace"
+    assert world.cycle().writes == 0
+
+
+def test_a_joined_name_keeps_the_systems_own_part_outside_the_targets() -> None:
+    """Lightening writes ``name`` = first + last from the write's ``desired``: with the last
+    name kept from it, a new first name goes with Lightening's own last name."""
+    from syncd.connectors.lightening import LighteningConnector
+    from syncd.engine.writes import derive_writes
+    from syncd.model import FieldPolicy, Golden, Link, Policy, State, SystemInfo
+
+    info = SystemInfo("lightening", LighteningConnector.capabilities, {"1": "acme"})
+    fields = dict.fromkeys(LighteningConnector.capabilities.fields, "")
+    golden = Golden("g1", "acme", {**fields, "first_name": "Augusta", "last_name": "Lovelace"})
+    held = {**fields, "first_name": "Ada", "last_name": "Byron"}
+    state = State({"g1": golden}, {("g1", "lightening"): Link("lightening", "g1", "7", "1", held)})
+    policy = Policy(fields={"last_name": FieldPolicy(targets=frozenset({"harvest"}))})
+    (write,), _ = derive_writes(state, [info], policy=policy)
+    assert write.changed == {"first_name": "Augusta"}
+    assert (write.desired["first_name"], write.desired["last_name"]) == ("Augusta", "Byron")
+    (plain,), _ = derive_writes(state, [info])  # without the policy both go
+    assert plain.changed == {"first_name": "Augusta", "last_name": "Lovelace"}
