@@ -57,9 +57,7 @@ class SyncMachine(RuleBasedStateMachine):
         first_read_fails=st.sampled_from((None, *NAMES)),
         no_stamps=st.sampled_from((None, *NAMES)),
         scoped=st.sets(st.sampled_from(NAMES)),
-        # A name-only person is found again by its full name alone: a system kept from
-        # the first name could not find the record of a create whose answer was lost.
-        fields=field_policies(EDITABLE, NAMES, no_targets=("first_name",)),
+        fields=field_policies(EDITABLE, NAMES),
     )
     def setup(
         self, conflict: str, deletes: str, fraction: float, incremental: set[str],

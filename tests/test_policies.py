@@ -363,3 +363,26 @@ def test_a_joined_name_keeps_the_systems_own_part_outside_the_targets() -> None:
     assert (write.desired["first_name"], write.desired["last_name"]) == ("Augusta", "Byron")
     (plain,), _ = derive_writes(state, [info])  # without the policy both go
     assert plain.changed == {"first_name": "Augusta", "last_name": "Lovelace"}
+
+
+@pytest.mark.parametrize("how", ["timeout_writes", "fail_after_apply"])
+def test_a_lost_create_holding_too_little_to_match_is_linked_not_doubled(
+    store: Store, how: str
+) -> None:
+    """A person known by name alone, created in ``b`` and ``c`` without its first name
+    (``targets``): ``b``'s create is applied but its answer lost.  The next poll finds a
+    record with only "Nameless" to go by — linked by its whole content, not made anew."""
+    world = world_with(store, {"first_name": {"targets": ["a"]}})
+    world.systems["a"].add("org-a", {"first_name": "Solo", "last_name": "Nameless"})
+    world.systems["a"].add("org-a", {"first_name": "Duo", "last_name": "Nameless",
+                                     "job_title": "Clerk"})
+    setattr(world.systems["b"], how, 2)
+    world.cycle()
+    assert len(world.systems["b"].records) == 2
+    world.cycle()
+    for name in world.systems:
+        assert len(world.systems[name].records) == 2, name
+    assert {r.fields["first_name"] for r in world.systems["b"].records.values()} == {""}
+    state = store.load_state()
+    assert sum(1 for g in state.goldens.values() if not g.deleted) == 2
+    assert world.cycle().writes == 0

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.contact import FIELDS, clean, differs, normalise
-from syncd.engine.match import KEY_FIELDS, Matcher
+from syncd.engine.kept import Created, identities, keeps_keys
+from syncd.engine.match import Matcher
 from syncd.errors import MassDeleteError
 from syncd.model import (
     Conflict,
@@ -136,6 +137,8 @@ class _Planner:
         self._owned: set[str] = set()
         self._linked: dict[str, set[str]] | None = None
         self._matcher: Matcher | None = None
+        self.kept = Created(state.goldens, systems, policy) if keeps_keys(policy) else None
+        """Set when a policy keeps a match key field from some systems (:mod:`kept`)."""
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.left: set[str] = set()
@@ -158,31 +161,11 @@ class _Planner:
     def matcher(self) -> Matcher:
         """Built on first use: a cycle with no new records never pays for it."""
         if self._matcher is None:
-            self._matcher = Matcher(self.identities(), self.policy.default_region)
+            people: Iterable[Golden] = self.goldens.values()
+            if self.kept is not None:  # matching is not the field policies' business
+                people = identities(people, self.links, self.systems, self.policy)
+            self._matcher = Matcher(people, self.policy.default_region)
         return self._matcher
-
-    def identities(self) -> Iterable[Golden]:
-        """The people as matching sees them.
-
-        A match key field that a policy's ``targets`` keeps from some systems may be
-        empty in the golden record while those systems hold it.  Who is who is not the
-        policies' business, so matching takes such a field from a link that holds it.
-        """
-        kept = sorted(f for f in KEY_FIELDS if self.policy.rule(f).targets is not None)
-        if not kept:
-            return self.goldens.values()
-        systems = sorted(self.systems)
-        people: list[Golden] = []
-        for golden in self.goldens.values():
-            fields = dict(golden.fields)
-            for name in kept:
-                if not fields.get(name):
-                    fields[name] = next(
-                        (held for s in systems
-                         if (link := self.links.get((golden.id, s))) is not None
-                         and not link.excluded and (held := link.fields.get(name, ""))), "")
-            people.append(replace(golden, fields=fields) if fields != golden.fields else golden)
-        return people
 
     # -- links ------------------------------------------------------------------------------
 
@@ -296,6 +279,9 @@ class _Planner:
                     self.set_link(replace(link, extra=dict(rec.extra)))
                 continue
             gid, keys = self.matcher.find(org, values, self.linked_not_moving(obs.system))
+            if gid is None and self.kept is not None:
+                # Our own create whose answer was lost, holding too little to be matched.
+                gid = self.kept.find(obs.system, org, values, self.linked_not_moving(obs.system))
             if gid is not None:
                 golden = self.goldens[gid]
                 values = settle_joined(info.capabilities, values, golden.fields)
