@@ -274,8 +274,9 @@ class Syncer:
         size = self.settings.sync.batch_records
         if sum(len(o.records) for o in observations) <= size:
             return None
-        if any(self.settings.fields[f].targets is not None for f in KEY_FIELDS & set(self.settings.fields)):
-            # Matching then reads a key field from the links too (``_Planner.identities``),
+        fields = self.settings.fields
+        if any(fields[f].targets is not None for f in KEY_FIELDS & fields.keys()):
+            # Matching then reads a key field from the links too (``engine.kept``),
             # which the groups are not drawn by: plan the cycle whole.
             return None
         splitter = Splitter(
