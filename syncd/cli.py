@@ -217,6 +217,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"{name}: {b['used']} of {b['limit']} requests used today, "
                  f"resets {b['resets_at']}"
                  + (f"; resting until {b['capped_until']} (daily cap)" if b["capped_until"] else ""))
+    for name, rule in settings.fields.items():
+        _say(f"field policy [bold]{name}[/]: {escape(rule.text())}")
+    for name, rule in settings.fields.items():
+        _say(f"field policy [bold]{name}[/]: {escape(rule.text())}")
     return 0
 
 

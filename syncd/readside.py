@@ -26,7 +26,7 @@ from syncd.config import Settings
 from syncd.connectors.base import Budgeted, Connector
 from syncd.contact import FIELDS
 from syncd.errors import SyncdError
-from syncd.model import Failure, Rejection, State, Write
+from syncd.model import Failure, Policy, Rejection, State, Write
 from syncd.people import People, describe_write
 from syncd.store.repo import Store
 from syncd.store.views import failures_by_id, open_conflicts
@@ -92,7 +92,8 @@ def snapshot(settings: Settings, state: State, connectors: Mapping[str, Connecto
     from syncd.engine.cycle import system_infos
     from syncd.engine.writes import derive_writes
 
-    writes, rejections = derive_writes(state, system_infos(settings, connectors).values())
+    writes, rejections = derive_writes(state, system_infos(settings, connectors).values(),
+                                       policy=Policy(fields=settings.field_policies()))
     linked = Counter(system for (_, system), link in state.links.items() if link.remote_id is not None)
     return Snapshot(state, People(state), writes, rejections, dict(linked))
 
@@ -147,6 +148,7 @@ def status(settings: Settings, store: Store, connectors: Mapping[str, Connector]
         "people": sum(1 for g in snap.state.goldens.values() if not g.deleted),
         "open_conflicts": open_conflicts(store),
         "quarantine": quarantine_rows(store, snap.people),
+        "field_policies": {name: rule.summary() for name, rule in settings.fields.items()},
     }
 
 
@@ -300,7 +302,7 @@ def person(settings: Settings, store: Store, connectors: Mapping[str, Connector]
     failures = [f for f in store.failures() if f.golden_id == gid]
     conflicts = conflict_rows(store.conflicts(limit=1000, golden_id=gid), people)
     writes, rejections = derive_writes(state, system_infos(settings, connectors).values(),
-                                       only=[gid])
+                                       only=[gid], policy=Policy(fields=settings.field_policies()))
     golden = state.goldens.get(gid)
     systems: dict[str, dict[str, Any]] = {}
     for name in sorted(settings.systems):

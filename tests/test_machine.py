@@ -29,6 +29,7 @@ from syncd.engine.cycle import CycleReport
 from syncd.engine.plan import MASS_DELETE_MIN
 from syncd.model import State
 from syncd.store import Store
+from tests.test_policies import field_policies, taken, targeted
 from tests.world import World, make_world
 
 NAMES = ("a", "b", "c")
@@ -56,11 +57,12 @@ class SyncMachine(RuleBasedStateMachine):
         first_read_fails=st.sampled_from((None, *NAMES)),
         no_stamps=st.sampled_from((None, *NAMES)),
         scoped=st.sets(st.sampled_from(NAMES)),
+        fields=field_policies(EDITABLE, NAMES),
     )
     def setup(
         self, conflict: str, deletes: str, fraction: float, incremental: set[str],
         extra_system: bool, movable: set[str], first_read_fails: str | None,
-        no_stamps: str | None, scoped: set[str],
+        no_stamps: str | None, scoped: set[str], fields: dict[str, Any],
     ) -> None:
         store = self.make_store()
         names = NAMES + (("d",) if extra_system else ())
@@ -70,7 +72,10 @@ class SyncMachine(RuleBasedStateMachine):
                   "priority": ["c", "a"], "batch_records": self.batch_records},
             orgs=("globex",),
             page_size=3,
+            fields=fields,
         )
+        self.fields = fields
+        """The field policies (CONTRACT §6): the checks expect what they let through."""
         for name in movable:
             self.world.systems[name].can_move = True
         for name in scoped - incremental:  # lists only the mapped organizations (Lightening)
@@ -319,6 +324,8 @@ class SyncMachine(RuleBasedStateMachine):
         for system, rid, field, value in self.edits:
             last[(system, rid, field)] = value
         for (system, rid, field), value in last.items():
+            if not taken(self.fields, system, field, value):
+                continue  # refused by a field policy: the golden value stands
             gid = by_remote.get((system, rid))
             if gid is None or (system, rid) in self.deleted:
                 continue
@@ -366,7 +373,8 @@ class SyncMachine(RuleBasedStateMachine):
                 assert self.tag_of.setdefault(golden.id, tag) == tag, ("cross-linked", name, rid)
                 org = world.settings.org_map(name).get(rec.org_id)
                 assert org == golden.org, (name, rid, rec.org_id, golden.org)
-                want = project(golden.fields, sorted(conn.fields))
+                want = project(golden.fields,
+                               sorted(f for f in conn.fields if targeted(self.fields, name, f)))
                 got = {f: normalise(f, rec.fields.get(f, "")) for f in want}
                 assert got == {f: normalise(f, v) for f, v in want.items()}, (name, rid)
         for golden in state.goldens.values():
@@ -469,7 +477,7 @@ def test_a_record_moved_out_of_scope_then_deleted_leaves_no_link_to_a_gone_recor
     try:
         m.setup(extra_system=False, movable=set(), first_read_fails=None, no_stamps=None,
                 conflict="newest", deletes="propagate", fraction=0.2,
-                incremental={"a", "b", "c"}, scoped=set())
+                incremental={"a", "b", "c"}, scoped=set(), fields={})
         for _ in range(9):
             m.sync()
         m.create_name_only(system="a")

@@ -64,9 +64,11 @@ def make_world(
     incremental: tuple[str, ...] = (),
     sync: dict[str, Any] | None = None,
     orgs: tuple[str, ...] = (),
+    fields: dict[str, Any] | None = None,
     **connector_options: Any,
 ) -> World:
-    """Memory systems around ``store``; ``orgs`` are more organizations (``{org}-{system}``)."""
+    """Memory systems around ``store``; ``orgs`` are more organizations (``{org}-{system}``);
+    ``fields``: the ``[fields.*]`` policy tables."""
     clock = Clock()
     systems = {
         name: MemoryConnector(name, incremental=name in incremental, clock=clock,
@@ -78,5 +80,6 @@ def make_world(
         organizations={ORG: {n: f"org-{n}" for n in names},
                        **{o: {n: f"{o}-{n}" for n in names} for o in orgs}},
         sync=SyncConfig(**(sync or {})),
+        fields=fields or {},
     )
     return World(store, systems, settings, clock)

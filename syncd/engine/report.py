@@ -49,6 +49,8 @@ class CycleReport:
     rejections: list[Rejection] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     conflicts: int = 0
+    refused: set[tuple[str, str]] = field(default_factory=set)
+    """(person, system) whose change a field policy refused: their write is a write-back."""
     people: People | None = field(default=None, repr=False)
     """The planned state's people: names the person of each planned write and rejection,
     and holds each system's old values for the dry run's ``old → new``."""
@@ -72,7 +74,13 @@ class CycleReport:
 
     def plan(self) -> list[dict[str, Any]]:
         """The dry run's writes: the person named, each field's old and new value."""
-        return [redact_value(describe_write(w, self.people)) for w in self.planned]
+        docs = []
+        for w in self.planned:
+            doc = describe_write(w, self.people)
+            if (w.golden_id, w.system) in self.refused:
+                doc["reason"] = "policy"  # the golden value put back (CONTRACT §6)
+            docs.append(redact_value(doc))
+        return docs
 
     def rejection(self, rej: Rejection) -> dict[str, Any]:
         who = self.people(rej.golden_id) if self.people else None
