@@ -21,7 +21,8 @@ refresh budget) and :class:`FormLoginCookie`.  They are ours rather than
 authlib's because a token request must go through the same limiter, counters,
 size cap and error mapping as every other call, and Zoho's "10 refreshes per
 10 minutes" needs a budget that an auto-refreshing client does not keep.
-Tests inject ``httpx.MockTransport`` through ``transport=``.
+Tests inject ``httpx.MockTransport`` through ``transport=`` and a simulated
+:class:`Clock` through ``clock=``: every wait then passes in simulated time.
 """
 
 from __future__ import annotations
