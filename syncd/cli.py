@@ -129,7 +129,8 @@ def _ago(value: str | None, now: datetime) -> str:
     enough that a status row stays one line at 80 columns (``--json`` has the time whole)."""
     if value is None:
         return "-"
-    seconds = int((now - datetime.fromisoformat(value)).total_seconds())
+    when = datetime.fromisoformat(value)
+    seconds = int((now - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds())
     amount = abs(seconds)
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
         if amount >= size or unit == "s":

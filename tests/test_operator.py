@@ -314,6 +314,7 @@ def test_status_times_are_ages_in_one_unit(seconds: float, shown: str) -> None:
     now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
     assert _ago((now - timedelta(seconds=seconds)).isoformat(), now) == shown
     assert _ago(None, now) == "-"
+    assert _ago((now - timedelta(seconds=seconds)).replace(tzinfo=None).isoformat(), now) == shown
 
 
 def test_cycle_table_keeps_system_names_whole_at_80_columns(tmp_path: Path) -> None:
