@@ -126,6 +126,21 @@ def _when(value: datetime | str | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _ago(value: str | None, now: datetime) -> str:
+    """How long ago, in one unit (``42s ago``, ``5m ago``, ``3h ago``, ``12d ago``): narrow
+    enough that a status row stays one line at 80 columns (``--json`` has the time whole)."""
+    if value is None:
+        return "-"
+    when = datetime.fromisoformat(value)
+    seconds = int((now - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds())
+    amount = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if amount >= size or unit == "s":
+            span = f"{amount // size}{unit}"
+            break
+    return "now" if amount == 0 else f"{span} ago" if seconds > 0 else f"in {span}"
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -133,11 +148,12 @@ def _iso(value: datetime | None) -> str | None:
 def _print_report(report: CycleReport) -> None:
     _table("dry run: nothing was changed" if report.dry_run else "cycle",
            ("system", "read", "new", "upd", "del", "confl", "rej", "fail", "req"),
-           [[name, str(s.read), str(s.created), str(s.updated), str(s.deleted), str(s.conflicts),
+           [[name, str(s.read), *map(str, report.changes(name)), str(s.conflicts),
              str(s.rejected), str(s.failed), str(s.requests)]
             for name, s in sorted(report.systems.items())],
-           caption="new/upd/del: records created, updated, deleted there\n"
-                   "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
+           caption=("new/upd/del: records it would create, update, delete there\n" if report.dry_run
+                    else "new/upd/del: records created, updated, deleted there\n")
+                   + "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
     for name, s in sorted(report.systems.items()):
         if s.error:
             _say(f"[red]{name}[/]: {escape(s.error)}")
@@ -196,16 +212,20 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         _emit(doc)
         return 0
+    now = datetime.now(UTC)
     ran = (f"; last run {run['kind']} at {_when(run['finished_at'])} UTC, exit {run['exit_code']}"
            if run else "")
     _table(f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}",
-           ("system", "last poll (UTC)\nwatermark", "linked", "pending", "quarantined"),
-           [[f"{name}\n{row['kind']}" + ("" if row["enabled"] else " (off)"),
-             f"{_when(row['last_poll'])}\n{_when(row['watermark'])}",
-             str(row["linked"]),
-             str(row["pending_writes"]) + (f"\n{row['rejected']} rejected" if row["rejected"] else ""),
-             str(row["quarantined"])]
+           ("system", ("last poll", {"no_wrap": True}), ("watermark", {"no_wrap": True}),
+            "linked", "pending", "quarantined"),
+           [[name + ("" if row["enabled"] else " (off)"),
+             _ago(row["last_poll"], now), _ago(row["watermark"], now),
+             str(row["linked"]), str(row["pending_writes"]), str(row["quarantined"])]
             for name, row in rows.items()], lines=True)
+    for name, row in rows.items():
+        if row["rejected"]:
+            _say(f"[yellow]{name}[/]: {row['rejected']} writes not sent: a value breaks the "
+                 "field limits (`syncd once --dry-run` names them)")
     for name, row in rows.items():
         if row["last_error"]:
             _say(f"[red]{name}[/]: last error: {escape(row['last_error'])}")

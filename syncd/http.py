@@ -21,7 +21,8 @@ refresh budget) and :class:`FormLoginCookie`.  They are ours rather than
 authlib's because a token request must go through the same limiter, counters,
 size cap and error mapping as every other call, and Zoho's "10 refreshes per
 10 minutes" needs a budget that an auto-refreshing client does not keep.
-Tests inject ``httpx.MockTransport`` through ``transport=``.
+Tests inject ``httpx.MockTransport`` through ``transport=`` and a simulated
+:class:`Clock` through ``clock=``: every wait then passes in simulated time.
 """
 
 from __future__ import annotations
@@ -56,8 +57,10 @@ from syncd.errors import (
 from syncd.redact import REDACTOR
 
 __all__ = [
+    "SYSTEM_CLOCK",
     "Auth",
     "BasicAuth",
+    "Clock",
     "FormLoginCookie",
     "HeaderToken",
     "HttpClient",
@@ -68,6 +71,7 @@ __all__ = [
     "RateLimiter",
     "Request",
     "Response",
+    "SystemClock",
     "default_rules",
     "id_from_location",
     "json_body",
@@ -179,6 +183,37 @@ def default_rules(response: Response, message: str) -> None:
     raise SystemUnavailable(f"unexpected {text}")
 
 
+class Clock(Protocol):
+    """The only time the limiter and the client's waits know: monotonic seconds, and a sleep.
+
+    One object for both, so that a test's simulated clock (whose ``sleep`` moves
+    ``now`` on) makes a 60 s throttle window pass at once: with the real clock
+    read while ``sleep`` was replaced, the limiter spun a CPU for the whole
+    window.  ``sleep`` must move ``now`` on by more than nothing, or a wait of
+    a few nanoseconds never ends.
+    """
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+WAKE_EVERY = 0.1
+"""The longest slice a wait sleeps before it looks at ``stop`` and "leave this cycle" again."""
+
+
 class RateLimiter:
     """A token bucket: at most ``rate`` requests a second, bursts up to ``burst``.
 
@@ -191,32 +226,32 @@ class RateLimiter:
         rate: float | None,
         burst: float | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate or 1.0)
         self._tokens = self.burst
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
+        self.clock = clock
+        self._last = clock.now()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
         self.waited = 0.0
 
     def block_until(self, seconds_from_now: float) -> None:
         with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds_from_now)
+            self._blocked_until = max(self._blocked_until, self.clock.now() + seconds_from_now)
 
     def blocked_for(self) -> float:
         """Seconds until a throttle block ends (0 when none)."""
-        return max(0.0, self._blocked_until - self._clock())
+        return max(0.0, self._blocked_until - self.clock.now())
 
     def acquire(self, sleep: Callable[[float], None] | None = None) -> None:
-        sleep = self._sleep if sleep is None or self._sleep is not time.sleep else sleep
+        """Take a token, waiting for one; ``sleep`` (the client's interruptible wait on the same
+        clock) defaults to the clock's own."""
+        sleep = sleep or self.clock.sleep
         while True:
             with self._lock:
-                now = self._clock()
+                now = self.clock.now()
                 wait = self._blocked_until - now
                 if wait <= 0 and self.rate is None:
                     return
@@ -524,13 +559,13 @@ class HttpClient:
         error_message: Callable[[Response], str] = _body_text,
         validate: Validate = default_rules,
         transport: Transport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
         basic_auth: tuple[str, str] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.system = system
         self.auth: Auth | None = BasicAuth(*basic_auth) if basic_auth else auth
-        self.limiter = RateLimiter(max_rps, burst, sleep=sleep)
+        self.limiter = RateLimiter(max_rps, burst, clock=clock)
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
@@ -542,7 +577,6 @@ class HttpClient:
         self.stop = stop or threading.Event()
         """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
         self._leave = threading.Event()
-        self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
@@ -559,19 +593,21 @@ class HttpClient:
         self._client.close()
 
     def _wait(self, seconds: float) -> None:
-        """Sleep, unless told to stop (SIGTERM) or to leave this cycle (the others are done)."""
-        if self._sleep is not time.sleep:
-            self._sleep(seconds)  # a test's simulated clock
-            return
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if self.stop.wait(min(left, 0.1)):
+        """Sleep on the limiter's clock, unless told to stop (SIGTERM) or to leave this cycle
+        (the others are done): both are looked at every :data:`WAKE_EVERY` seconds."""
+        clock = self.limiter.clock
+        deadline = clock.now() + seconds
+        left = seconds  # not deadline - now: a wait too short to move the clock still sleeps
+        while left > 0:
+            if self.stop.is_set():
                 raise RetriableError(f"{self.system}: stopped while waiting", system=self.system)
             if self._leave.is_set():
                 self._leave.clear()
                 raise RetriableError(f"{self.system}: still rate limited when the other "
                                      "systems were done; left out of this cycle",
                                      system=self.system)
+            clock.sleep(min(left, WAKE_EVERY))
+            left = deadline - clock.now()
 
     def throttled_for(self) -> float:
         """Seconds until this system's throttle block ends (0 when it is not throttled)."""

@@ -25,6 +25,7 @@ from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
 from syncd.sandbox.zoho_books import ZohoBooksSim
 from syncd.sandbox.zoho_books import config_for as zoho_config
 from tests.contract import PERSON, by_id, listed
+from tests.world import SimTime
 
 Serve = Callable[[Any], str]
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -87,7 +88,7 @@ def grant(**options: Any) -> OAuth2Grant:
 
 def client(server: Server, auth: Any, **options: Any) -> HttpClient:
     return HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(server),
-                      sleep=lambda s: None, **options)
+                      clock=SimTime(), **options)
 
 
 @pytest.fixture(params=["form login", "oauth2 grant"])
@@ -116,7 +117,7 @@ def test_a_login_that_timed_out_or_was_cut_is_resent(auth: Any) -> None:
         return server(request)
 
     http = HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(flaky),
-                      sleep=lambda s: None)
+                      clock=SimTime())
     assert http.request("GET", "/contacts").json() == {"ok": True}
     assert auth.logins == 3 and server.logins == 1
 
@@ -137,7 +138,7 @@ def test_a_refused_login_is_final_at_once() -> None:
 
     auth = form_login()
     http = HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(refuse),
-                      sleep=lambda s: None)
+                      clock=SimTime())
     with pytest.raises(AuthError):
         http.request("GET", "/contacts")
     assert auth.logins == 1
@@ -190,19 +191,19 @@ def test_a_request_answered_401_after_another_logged_in_resends_without_a_login(
 def _valomnia(url: str) -> Any:
     cfg = ValomniaConfig(kind="valomnia", base_url=url, username=SANDBOX_USER,
                          password=SANDBOX_PASSWORD)
-    return valomnia.from_config("valomnia", cfg, sleep=lambda s: None)
+    return valomnia.from_config("valomnia", cfg, http_clock=SimTime())
 
 
 def _logisense(url: str) -> Any:
     cfg = LogisenseConfig.model_validate({
         "kind": "logisense", "base_url": url, "contact_type_id": 9,
         "client_id": "syncd", "username": "api", "password": "secret"})
-    return logisense.from_config("logisense", cfg, sleep=lambda s: None)
+    return logisense.from_config("logisense", cfg, http_clock=SimTime())
 
 
 def _zoho(url: str) -> Any:
     cfg = ZohoBooksConfig.model_validate({**zoho_config(url), "throttle_window": "0s"})
-    return zoho_books.from_config("zoho", cfg, sleep=lambda s: None, max_rps=None)
+    return zoho_books.from_config("zoho", cfg, http_clock=SimTime(), max_rps=None)
 
 
 SIMS: dict[str, tuple[Callable[[], Any], Callable[[str], Any], str, Callable[[Any], None]]] = {

@@ -48,6 +48,7 @@ from syncd.sandbox.logisense import LogisenseSim
 from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
+from tests.world import SimTime
 
 ORG = "1"
 OTHER = "2"
@@ -56,7 +57,7 @@ NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 def make(url: str, *, token: str = SANDBOX_TOKEN, transport: Any = None) -> LighteningConnector:
     cfg = LighteningConfig(kind="lightening", base_url=url, token=token)
-    return from_config("lightening", cfg, transport=transport, sleep=lambda s: None)
+    return from_config("lightening", cfg, transport=transport, http_clock=SimTime())
 
 
 def mock(handler: Callable[[Request], Response],

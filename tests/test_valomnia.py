@@ -37,7 +37,7 @@ from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
-from tests.world import Clock
+from tests.world import Clock, SimTime
 
 ORG = "3229"
 OTHER = "3230"
@@ -51,7 +51,7 @@ Serve = Callable[[Any], str]
 def make(url: str, *, password: str = SANDBOX_PASSWORD, transport: Any = None,
          **options: Any) -> ValomniaConnector:
     cfg = ValomniaConfig(kind="valomnia", base_url=url, username=SANDBOX_USER, password=password)
-    return from_config("valomnia", cfg, transport=transport, sleep=lambda s: None, **options)
+    return from_config("valomnia", cfg, transport=transport, http_clock=SimTime(), **options)
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ from syncd.sandbox.zoho_books import (
 from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO, once_json
-from tests.world import Clock
+from tests.world import Clock, SimTime
 
 PARENT = "460000000026049"
 OTHER = "460000000026050"
@@ -61,7 +61,7 @@ START = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
 def make(url: str, **over: Any) -> ZohoBooksConnector:
     options = {k: over.pop(k) for k in ("clock", "page_size", "transport") if k in over}
     cfg = ZohoBooksConfig.model_validate({**config_for(url), "throttle_window": "0s", **over})
-    return from_config("zoho", cfg, sleep=lambda s: None, max_rps=None, **options)
+    return from_config("zoho", cfg, http_clock=SimTime(), max_rps=None, **options)
 
 
 @pytest.fixture
@@ -705,7 +705,7 @@ def fresh_process(store: Store, url: str, mem: Path, budget: int = 1000) -> Iter
                                            "daily_budget": budget})
     settings = Settings(systems={"zoho": zoho, "mem": MemoryConfig(kind="memory")},
                         organizations={"acme": {"zoho": PARENT, "mem": MEM_ORG}})
-    connectors: dict[str, Any] = {"zoho": from_config("zoho", zoho, sleep=lambda s: None,
+    connectors: dict[str, Any] = {"zoho": from_config("zoho", zoho, http_clock=SimTime(),
                                                       max_rps=None),
                                   "mem": MemoryConnector(name="mem", path=mem)}
     s = Syncer(settings, store, connectors)

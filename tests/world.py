@@ -15,6 +15,28 @@ from syncd.store import Store
 ORG = "acme"
 
 
+class SimTime:
+    """A simulated monotonic clock (``syncd.http.Clock``) for HTTP clients and limiters.
+
+    Sleeping just moves it on, so a throttle window or a backoff is honoured in
+    full while no test waits for it, nor spins against the real clock.  A
+    simulator that shares it (``HarvestSim(monotonic=clock.now)``) counts its
+    own window on the same time.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(seconds, 1e-6)  # a float too small to move the clock would spin forever
+        self.t += seconds
+        self.slept += seconds
+
+
 @dataclass
 class Clock:
     now: datetime = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

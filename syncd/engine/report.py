@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncd.model import Rejection, Write
+from syncd.model import Action, Rejection, Write
 from syncd.people import People, describe_write
 from syncd.redact import redact, redact_value
 
@@ -58,6 +58,16 @@ class CycleReport:
     @property
     def writes(self) -> int:
         return sum(s.created + s.updated + s.deleted for s in self.systems.values())
+
+    def changes(self, system: str) -> tuple[int, int, int]:
+        """(created, updated, deleted) in ``system``: what the cycle did, or for a dry run
+        what it would do (its planned writes), so that its table is not a row of zeros."""
+        if not self.dry_run:
+            done = self.systems[system]
+            return done.created, done.updated, done.deleted
+        actions = [w.action for w in self.planned if w.system == system]
+        return (actions.count(Action.CREATE), actions.count(Action.UPDATE),
+                actions.count(Action.DELETE))
 
     def as_dict(self) -> dict[str, Any]:
         return {
