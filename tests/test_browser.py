@@ -63,7 +63,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
     yield from _build(tmp_path, f"sqlite:///{tmp_path / 'syncd.db'}", monkeypatch)
 
 
-def test_log_in_find_a_person_and_retry_their_write(site: Site) -> None:
+def test_log_in_find_a_person_retry_their_write_and_undo_a_change(site: Site) -> None:
     from selenium.webdriver.common.by import By
 
     DOCS.mkdir(exist_ok=True)
@@ -97,6 +97,14 @@ def test_log_in_find_a_person_and_retry_their_write(site: Site) -> None:
         flash = d.find_element(By.CSS_SELECTOR, "p.flash").text
         assert flash == "1 retried"
         assert "quarantined" not in d.find_element(By.ID, "failures").text
+
+        # Undo the phone Ada arrived with: an operator change, shown on her page at once.
+        row = d.find_element(By.XPATH, "//table[@id='history']//tr[td[3][text()='phone']]")
+        row.find_element(By.XPATH, ".//button[text()='Undo']").click()
+        undone = d.find_element(By.XPATH, "//table[@id='history']//tr[td[5][text()='operator']]")
+        assert "phone" in undone.text
+
+    assert site.store.load_state().goldens[site.ada].fields["phone"] == ""
 
     assert ("billing", site.ada) not in site.quarantined()
     assert (DOCS / "console-overview.png").stat().st_size > 10_000
