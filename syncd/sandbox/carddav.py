@@ -23,6 +23,7 @@ The admin side talks to the server directly (never counted or faulted).
 
 from __future__ import annotations
 
+import atexit
 import base64
 import http.client
 import importlib.util
@@ -158,6 +159,7 @@ def start_server(kind: str = "radicale", folder: Path | None = None, *,
         command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     server = DavServer(kind, port, folder, collection, process, owns_folder=owns)
+    atexit.register(server.stop)  # a child server never outlives us, whoever forgot it
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
@@ -225,6 +227,10 @@ class CarddavSim(Simulator):
         """Where this front is served (set by whoever serves it)."""
         self.clock = utc_now
         super().__init__()
+
+    def close(self) -> None:
+        """Stop the server behind (the sandbox's ``stop``)."""
+        self.server.stop()
 
     # -- the proxy ----------------------------------------------------------------------
 
