@@ -4,12 +4,14 @@ Radicale and Xandikos servers (``tests/dav.py``) — every test runs on both."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from structlog.testing import capture_logs
 
 from syncd.connectors.carddav import CarddavConnector
 from syncd.errors import AuthError, NotFound, Stale
+from syncd.model import Page
 from syncd.sandbox.carddav import SANDBOX_PASSWORD, CarddavSim
 from tests.contract import PERSON, ConnectorContract, by_id, listed
 from tests.dav import ORG, book, dav_server, make, sim
@@ -38,8 +40,12 @@ def org() -> str:
     return ORG
 
 
-def pages(connector: CarddavConnector, since: object = None) -> list:  # type: ignore[type-arg]
-    return list(connector.list_records([ORG], since))  # type: ignore[arg-type]
+SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+"""Any moment: a token system reads what changed since its token, not since a time."""
+
+
+def pages(connector: CarddavConnector, *, incremental: bool = False) -> list[Page]:
+    return list(connector.list_records([ORG], SINCE if incremental else None))
 
 
 class TestCarddavContract(ConnectorContract):
@@ -53,7 +59,7 @@ class TestCarddavContract(ConnectorContract):
         assert token, "the full listing's last page carries the sync token"
         new = sim.admin_create(org, {**PERSON, "email": "new@example.com"})
         connector.resume_sync(token, {})
-        changed = {r.remote_id for p in pages(connector, since=True) for r in p.records}
+        changed = {r.remote_id for p in pages(connector, incremental=True) for r in p.records}
         assert changed == {new}
         assert old in by_id(connector, org)
 
@@ -64,7 +70,7 @@ def test_a_no_op_read_is_one_request(sim: CarddavSim, connector: CarddavConnecto
     token = pages(connector)[-1].token
     connector.resume_sync(token, {})
     before = connector.request_count()
-    assert [r for p in pages(connector, since=True) for r in p.records] == []
+    assert [r for p in pages(connector, incremental=True) for r in p.records] == []
     assert connector.request_count() - before == 1
 
 
@@ -186,7 +192,7 @@ def test_an_expired_token_falls_back_to_a_complete_listing_with_deletions(
     sim.admin_delete(gone)
     sim.hostile.expire_next = 1
     connector.resume_sync(first[-1].token, linked)
-    records = [r for p in pages(connector, since=True) for r in p.records]
+    records = [r for p in pages(connector, incremental=True) for r in p.records]
     assert sim.hostile.expire_next == 0  # the token was refused
     assert {r.remote_id for r in records if r.deleted} == {gone}
     assert keep in {r.remote_id for r in records if not r.deleted}
@@ -201,7 +207,7 @@ def test_a_deletion_in_the_sync_report_is_a_tombstone_in_a_fresh_process(
     sim.admin_delete(uid)
     fresh = make(sim)  # knows the card only from the links
     fresh.resume_sync(first[-1].token, linked)
-    records = [r for p in pages(fresh, since=True) for r in p.records]
+    records = [r for p in pages(fresh, incremental=True) for r in p.records]
     assert [(r.remote_id, r.org_id, r.deleted) for r in records] == [(uid, ORG, True)]
 
 

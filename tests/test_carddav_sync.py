@@ -3,10 +3,15 @@ create, quiet, update and delete both ways, the 412 path, and hostile servers.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from syncd.model import Watermark
 from syncd.sandbox.carddav import CarddavSim
 from syncd.store import Store
+from syncd.store.migrate import upgrade
 from tests.dav import ORG, Pair, book, dav_server, pair, sim
 
 __all__ = ["book", "dav_server", "sim"]  # the fixtures, for pytest
@@ -231,3 +236,19 @@ def test_token_round_trips_through_either_store(sim: CarddavSim, store: Store) -
     p.cycle()
     token = store.watermarks()["book"].token
     assert token and p.person("bob@example.com")
+
+
+def test_migration_0004_keeps_the_watermarks_it_finds(tmp_path: Path) -> None:
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(old.engine, "0003")
+    when = datetime(2026, 11, 1, tzinfo=UTC)
+    with old.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO watermark (system, cursor) VALUES ('harvest', ?)",
+                             (when.isoformat(),))
+    old.upgrade()
+    assert old.watermarks()["harvest"].cursor == when
+    assert old.watermarks()["harvest"].token is None
+    with old.write() as conn:
+        old.save_watermarks(conn, [Watermark("book", when, token="http://t/1")])
+    assert old.watermarks()["book"].token == "http://t/1"
+    old.close()
