@@ -12,16 +12,23 @@ temporary folder) and talked to directly, with no front in between::
     python benchmarks/carddav.py [-n 1000] [--repeat 3] [--in-flight 4]
 
 prints ``create_s=`` (the first cycle, median of ``--repeat`` runs),
-``noop_requests=`` and ``noop_s=`` (the second cycle), and ``floor_s=``: the
-same number of bare PUTs of ready-made cards, one after the other, into
-another fresh Radicale — what the server itself takes on this machine.  Traffic goes to
+``noop_requests=`` and ``noop_s=`` (the second cycle).  ``--floor`` adds
+``floor_s=``: as many bare PUTs of ready-made cards, one after the other,
+into another fresh Radicale — what the server itself takes on this machine.
+``--vs-vdirsyncer`` installs vdirsyncer 0.21 into a temporary venv and times
+its ``sync()`` of the same number of cards from a ``MemoryStorage`` into a
+fresh Radicale, then a no-op sync (``benchmarks/vdirsyncer_dav_side.py``):
+``vdirsyncer_create_s=`` and ``vdirsyncer_noop_s=``, medians too, so the
+bar is measured on the machine that runs it.  Traffic goes to
 127.0.0.1 only and each run is bounded by ``-n``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -108,10 +115,36 @@ def floor(n: int, workdir: Path) -> float:
         server.stop()
 
 
+def vdirsyncer_times(n: int, repeat: int, workdir: Path) -> list[dict[str, float]]:
+    """vdirsyncer 0.21's own sync into fresh Radicales, in a throw-away venv."""
+    venv = workdir / "vdirsyncer-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "vdirsyncer==0.21.0"],
+                   check=True)
+    side = Path(__file__).resolve().parent / "vdirsyncer_dav_side.py"
+    out = []
+    for k in range(repeat):
+        server = start_server("radicale", workdir / f"vd-{k}")
+        try:
+            status = workdir / f"vd-status-{k}"
+            status.mkdir()
+            done = subprocess.run(
+                [str(venv / "bin" / "python"), str(side), str(n), server.url, SANDBOX_USER,
+                 SANDBOX_PASSWORD, str(status)],
+                check=True, capture_output=True, text=True)
+            out.append(json.loads(done.stdout))
+        finally:
+            server.stop()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=1000, help="people created (default 1000)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--floor", action="store_true", help="also time bare PUTs")
+    parser.add_argument("--vs-vdirsyncer", action="store_true",
+                        help="also time vdirsyncer 0.21 on the same machine")
     parser.add_argument("--in-flight", type=int,
                         default=CarddavConfig.model_fields["max_in_flight"].default,
                         help="max_in_flight (default: the setting's default)")
@@ -121,15 +154,22 @@ def main() -> None:
     configure_logging("error", json=True)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [one_run(args.n, args.in_flight, Path(tmp)) for _ in range(args.repeat)]
-        floors = [floor(args.n, Path(tmp)) for _ in range(args.repeat)]
+        floors = [floor(args.n, Path(tmp)) for _ in range(args.repeat)] if args.floor else []
+        vd = vdirsyncer_times(args.n, args.repeat, Path(tmp)) if args.vs_vdirsyncer else []
     print(f"creates={args.n}")
     print(f"max_in_flight={args.in_flight}")
     print(f"create_s={statistics.median(r[0] for r in runs):.2f}")
     print(f"noop_requests={statistics.median(r[1] for r in runs):g}")
     print(f"noop_s={statistics.median(r[2] for r in runs):.3f}")
-    print(f"floor_s={statistics.median(floors):.2f}")
     print(f"runs_create_s={','.join(f'{r[0]:.2f}' for r in runs)}")
-    print(f"runs_floor_s={','.join(f'{f:.2f}' for f in floors)}")
+    if floors:
+        print(f"floor_s={statistics.median(floors):.2f}")
+        print(f"runs_floor_s={','.join(f'{f:.2f}' for f in floors)}")
+    if vd:
+        print(f"vdirsyncer_create_s={statistics.median(r['initial_s'] for r in vd):.2f}")
+        print(f"vdirsyncer_noop_s={statistics.median(r['noop_s'] for r in vd):.3f}")
+        laps = ",".join(f"{r['initial_s']:.2f}" for r in vd)
+        print(f"runs_vdirsyncer_create_s={laps}")
 
 
 if __name__ == "__main__":
