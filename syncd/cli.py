@@ -22,12 +22,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from syncd.config import Settings, config_path, load_settings
-from syncd.connectors.base import Budgeted
 from syncd.engine.report import CycleReport
-from syncd.engine.writes import derive_writes
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
-from syncd.people import People, Person, describe_write, format_changes
+from syncd.people import People, Person, format_changes
 from syncd.redact import redact, redact_value
 
 __all__ = ["main"]
@@ -82,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--write-config", default=None)
 
     sub.add_parser("demo", help="run a few cycles against the in-process sandbox")
+
+    web = sub.add_parser("web", help="serve the operator's console (needs SYNCD_WEB__TOKEN)")
+    web.add_argument("--host", default=None, help="address to bind (default [web] host, 127.0.0.1)")
+    web.add_argument("--port", type=int, default=None, help="port (default [web] port, 8787)")
     return parser
 
 
@@ -124,6 +126,21 @@ def _when(value: datetime | str | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _ago(value: str | None, now: datetime) -> str:
+    """How long ago, in one unit (``42s ago``, ``5m ago``, ``3h ago``, ``12d ago``): narrow
+    enough that a status row stays one line at 80 columns (``--json`` has the time whole)."""
+    if value is None:
+        return "-"
+    when = datetime.fromisoformat(value)
+    seconds = int((now - (when if when.tzinfo else when.replace(tzinfo=UTC))).total_seconds())
+    amount = abs(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m"), (1, "s")):
+        if amount >= size or unit == "s":
+            span = f"{amount // size}{unit}"
+            break
+    return "now" if amount == 0 else f"{span} ago" if seconds > 0 else f"in {span}"
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -131,11 +148,12 @@ def _iso(value: datetime | None) -> str | None:
 def _print_report(report: CycleReport) -> None:
     _table("dry run: nothing was changed" if report.dry_run else "cycle",
            ("system", "read", "new", "upd", "del", "confl", "rej", "fail", "req"),
-           [[name, str(s.read), str(s.created), str(s.updated), str(s.deleted), str(s.conflicts),
+           [[name, str(s.read), *map(str, report.changes(name)), str(s.conflicts),
              str(s.rejected), str(s.failed), str(s.requests)]
             for name, s in sorted(report.systems.items())],
-           caption="new/upd/del: records created, updated, deleted there\n"
-                   "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
+           caption=("new/upd/del: records it would create, update, delete there\n" if report.dry_run
+                    else "new/upd/del: records created, updated, deleted there\n")
+                   + "confl: conflicts won; rej: rejected; fail: failed; req: HTTP requests")
     for name, s in sorted(report.systems.items()):
         if s.error:
             _say(f"[red]{name}[/]: {escape(s.error)}")
@@ -183,78 +201,31 @@ def _parse_since(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _quarantine_rows(failures: Iterable[Any], people: People) -> list[dict[str, Any]]:
-    """Quarantined writes with the person named (``--json`` of ``quarantine`` and ``status``)."""
-    rows = []
-    for f in failures:
-        who = people(f.golden_id)
-        rows.append({"system": f.system, **who.as_dict(), "label": who.label(),
-                     "action": f.action, "remote_id": f.remote_id, "attempts": f.attempts,
-                     "error": f.last_error, "since": f.updated_at.isoformat()})
-    return rows
-
-
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.app import build_connectors, migrated_store
-    from syncd.engine.budget import LOOKBACK, resume_from
-    from syncd.engine.cycle import system_infos
+    from syncd.app import migrated_store
+    from syncd.readside import connected, status
 
-    with migrated_store(settings) as store:
-        marks = store.watermarks()
-        counts = store.counts()
-        failures = store.failures()
-        last = store.last_runs(1)
-        recent = store.runs_since(datetime.now(UTC) - LOOKBACK)
-        state = store.load_state()
-    connectors = build_connectors(settings)
-    resume_from(recent, connectors)  # what a new `syncd once` process would start from
-    try:
-        writes, rejections = derive_writes(state, system_infos(settings, connectors).values())
-    finally:
-        for c in connectors.values():
-            c.close()
-    people = People(state)
-    rows: dict[str, dict[str, Any]] = {}
-    for name in settings.systems:
-        mark = marks.get(name)
-        rows[name] = {
-            "enabled": settings.systems[name].enabled,
-            "kind": settings.systems[name].kind,
-            "last_poll": mark.last_poll_at.isoformat() if mark and mark.last_poll_at else None,
-            "last_success": mark.last_success_at.isoformat() if mark and mark.last_success_at else None,
-            "watermark": mark.cursor.isoformat() if mark and mark.cursor else None,
-            "last_error": mark.last_error if mark else None,
-            "linked": counts["linked"].get(name, 0),
-            "pending_writes": sum(1 for w in writes if w.system == name),
-            "rejected": sum(1 for r in rejections if r.system == name),
-            "quarantined": sum(1 for f in failures if f.system == name and f.quarantined),
-            "budget": _budget(connectors.get(name)),
-        }
-    run: dict[str, Any] | None = {
-        "kind": last[0]["kind"],
-        "finished_at": last[0]["finished_at"].isoformat() if last[0]["finished_at"] else None,
-        "exit_code": last[0]["exit_code"],
-    } if last else None
-    doc: dict[str, Any] = {
-        "last_run": run,
-        "systems": rows,
-        "people": sum(1 for g in state.goldens.values() if not g.deleted),
-        "open_conflicts": counts["conflicts"]["open"],
-        "quarantine": _quarantine_rows((f for f in failures if f.quarantined), people),
-    }
+    with migrated_store(settings) as store, connected(settings) as connectors:
+        doc = status(settings, store, connectors)
+    rows: dict[str, dict[str, Any]] = doc["systems"]
+    run: dict[str, Any] | None = doc["last_run"]
     if args.json:
         _emit(doc)
         return 0
+    now = datetime.now(UTC)
     ran = (f"; last run {run['kind']} at {_when(run['finished_at'])} UTC, exit {run['exit_code']}"
            if run else "")
     _table(f"{doc['people']} people, {doc['open_conflicts']} conflicts logged{ran}",
-           ("system", "last poll (UTC)\nwatermark", "linked", "pending", "quarantined"),
-           [[f"{name}\n{row['kind']}" + ("" if row["enabled"] else " (off)"),
-             f"{_when(row['last_poll'])}\n{_when(row['watermark'])}",
-             str(row["linked"]),
-             str(row["pending_writes"]) + (f"\n{row['rejected']} rejected" if row["rejected"] else ""),
-             str(row["quarantined"])]
+           ("system", ("last poll", {"no_wrap": True}), ("watermark", {"no_wrap": True}),
+            "linked", "pending", "quarantined"),
+           [[name + ("" if row["enabled"] else " (off)"),
+             _ago(row["last_poll"], now), _ago(row["watermark"], now),
+             str(row["linked"]), str(row["pending_writes"]), str(row["quarantined"])]
             for name, row in rows.items()], lines=True)
+    for name, row in rows.items():
+        if row["rejected"]:
+            _say(f"[yellow]{name}[/]: {row['rejected']} writes not sent: a value breaks the "
+                 "field limits (`syncd once --dry-run` names them)")
     for name, row in rows.items():
         if row["last_error"]:
             _say(f"[red]{name}[/]: last error: {escape(row['last_error'])}")
@@ -266,21 +237,11 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"{name}: {b['used']} of {b['limit']} requests used today, "
                  f"resets {b['resets_at']}"
                  + (f"; resting until {b['capped_until']} (daily cap)" if b["capped_until"] else ""))
+    for name, rule in settings.fields.items():
+        _say(f"field policy [bold]{name}[/]: {escape(rule.text())}")
+    for name, rule in settings.fields.items():
+        _say(f"field policy [bold]{name}[/]: {escape(rule.text())}")
     return 0
-
-
-def _budget(connector: Any) -> dict[str, Any] | None:
-    """A connector with a daily request budget: today's spend and any rest, resumed from the
-    stored runs, so that a budget spent by earlier ``once`` processes shows as well."""
-    return connector.budget_status() if isinstance(connector, Budgeted) else None
-
-
-def _conflict_rows(rows: list[dict[str, Any]], people: People) -> list[dict[str, Any]]:
-    named = []
-    for r in rows:
-        who = people(r["person"])
-        named.append({**r, **who.as_dict(), "label": who.label()})
-    return named
 
 
 def _print_conflicts(title: str, rows: list[dict[str, Any]], *, person: bool = True) -> None:
@@ -295,9 +256,10 @@ def _print_conflicts(title: str, rows: list[dict[str, Any]], *, person: bool = T
 
 def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
+    from syncd.readside import conflict_rows
 
     with migrated_store(settings) as store:
-        rows = _conflict_rows(store.conflicts(), People(store.load_state()))
+        rows = conflict_rows(store.conflicts(), People(store.load_state()))
     if args.json:
         _emit({"conflicts": rows})
         return 0
@@ -333,6 +295,7 @@ def _one_person(people: People, query: str) -> Person:
 
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
+    from syncd.readside import quarantine_rows
     from syncd.store.admin import drop_quarantined
 
     with migrated_store(settings) as store:
@@ -345,7 +308,7 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "drop":
             doc = {"dropped": drop_quarantined(store, args.system, gid)}
         else:
-            doc = {"quarantined": _quarantine_rows(store.quarantined(args.system, gid), people)}
+            doc = {"quarantined": quarantine_rows(store, people, args.system, gid)}
         if who is not None:
             doc["person"] = {**who.as_dict(), "label": who.label()}
     if args.json:
@@ -364,8 +327,8 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     """One person as every system holds them, and what is still to happen to them."""
-    from syncd.app import build_connectors, migrated_store
-    from syncd.engine.cycle import system_infos
+    from syncd.app import migrated_store
+    from syncd.readside import connected, person
 
     with migrated_store(settings) as store:
         state = store.load_state()
@@ -379,46 +342,8 @@ def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
                    "candidates": [{**p.as_dict(), "label": p.label()} for p in exc.candidates]})
             sys.stderr.write(redact(f"syncd: {exc}") + "\n")
             return exc.exit_code
-        seen = store.link_times(who.id)
-        failures = [f for f in store.failures() if f.golden_id == who.id]
-        conflicts = _conflict_rows(store.conflicts(limit=1000, golden_id=who.id), people)
-    connectors = build_connectors(settings)
-    try:
-        writes, rejections = derive_writes(
-            state, system_infos(settings, connectors).values(), only=[who.id]
-        )
-    finally:
-        for c in connectors.values():
-            c.close()
-    golden = state.goldens.get(who.id)
-    systems: dict[str, dict[str, Any]] = {}
-    for name in sorted(settings.systems):
-        link = state.links.get((who.id, name))
-        systems[name] = {"linked": False} if link is None else {
-            "linked": link.remote_id is not None,
-            "excluded": link.excluded,
-            "remote_id": link.remote_id,
-            "org_id": link.org_id,
-            "fields": dict(link.fields),
-            "remote_updated_at": link.remote_updated_at.isoformat() if link.remote_updated_at else None,
-            "updated_at": _iso(seen.get(name)),
-        }
-    doc: dict[str, Any] = {
-        **who.as_dict(),
-        "label": who.label(),
-        "deleted": who.deleted,
-        "organization": golden.org if golden else None,
-        "golden": dict(golden.fields) if golden else {},
-        "systems": systems,
-        "pending": [describe_write(w, people) for w in writes],
-        "rejected": [{"system": r.system, "action": r.action.value, "field": r.field,
-                      "reason": r.reason} for r in rejections],
-        "failures": [{"system": f.system, "action": f.action, "remote_id": f.remote_id,
-                      "attempts": f.attempts, "quarantined": f.quarantined, "error": f.last_error,
-                      "next_retry_at": f.next_retry_at.isoformat() if f.next_retry_at else None,
-                      "since": f.updated_at.isoformat()} for f in failures],
-        "conflicts": conflicts,
-    }
+        with connected(settings) as connectors:
+            doc = person(settings, store, connectors, state, people, who.id)
     if args.json:
         _emit(doc)
         return 0
@@ -486,7 +411,22 @@ def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.daemon import run_daemon
 
-    return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    if not settings.web.enabled:
+        return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    from syncd.web import Console
+
+    console = Console(settings).start()  # no token or a port in use: exit 2 before any cycle
+    try:
+        return run_daemon(settings, metrics_port=args.metrics_port, force_delete=args.force_delete)
+    finally:
+        console.stop()
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    """The operator's console in the foreground (CONTRACT §7)."""
+    from syncd.web import serve
+
+    return serve(settings, host=args.host, port=args.port)
 
 
 def cmd_sandbox(settings: Settings | None, args: argparse.Namespace) -> int:
@@ -510,6 +450,7 @@ COMMANDS = {
     "quarantine": cmd_quarantine,
     "show": cmd_show,
     "db": cmd_db,
+    "web": cmd_web,
 }
 
 

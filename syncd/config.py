@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from datetime import time as dt_time
 from datetime import timedelta
 from pathlib import Path
@@ -32,15 +33,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from syncd.contact import FIELDS
 from syncd.errors import ConfigError
-from syncd.model import ConflictPolicy, DeletePolicy
+from syncd.model import ConflictPolicy, DeletePolicy, FieldPolicy
 from syncd.redact import use_settings
 
 __all__ = [
     "ConflictPolicy",
     "DeletePolicy",
+    "FieldConfig",
     "Settings",
     "SystemConfig",
+    "WebConfig",
     "config_path",
     "load_settings",
     "parse_duration",
@@ -90,6 +94,54 @@ class SyncConfig(_Strict):
     batch_records: int = Field(default=20_000, ge=1)
     """A cycle that reads more records than this and must match them (a first sync)
     keeps them compressed and plans a group of people at a time (``engine.batch``)."""
+
+
+class FieldConfig(_Strict):
+    """``[fields.NAME]``: one canonical field's policy (CONTRACT §6); unset keys keep the
+    behaviour without a policy."""
+
+    sources: list[str] | None = None
+    targets: list[str] | None = None
+    never_clear: bool = False
+    conflict: ConflictPolicy | None = None
+    priority: list[str] | None = None
+
+    def problems(self, name: str, systems: Mapping[str, object]) -> list[str]:
+        """What is wrong with this table, each naming its key and the offending name."""
+        found: list[str] = []
+        for key in ("sources", "targets", "priority"):
+            for system in getattr(self, key) or ():
+                if system not in systems:
+                    found.append(f"fields.{name}.{key} names unknown system {system!r}")
+        if self.sources is not None and self.targets is not None:
+            for system in self.sources:
+                if system in systems and system not in self.targets:
+                    found.append(f"fields.{name}.sources names {system!r}, which is not in "
+                                 f"fields.{name}.targets (a source must receive the field)")
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """The keys set in the table, as ``status --json`` lists the active policies."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def text(self) -> str:
+        """One line for ``syncd status``: ``sources logisense; never_clear``."""
+        parts = []
+        for key, value in self.summary().items():
+            if value is True:
+                parts.append(key)
+            else:
+                parts.append(f"{key} {', '.join(value) if isinstance(value, list) else value}")
+        return "; ".join(parts) or "no rule"
+
+    def policy(self) -> FieldPolicy:
+        return FieldPolicy(
+            sources=None if self.sources is None else frozenset(self.sources),
+            targets=None if self.targets is None else frozenset(self.targets),
+            never_clear=self.never_clear,
+            conflict=self.conflict,
+            priority=None if self.priority is None else tuple(self.priority),
+        )
 
 
 class _SystemBase(_Strict):
@@ -186,6 +238,17 @@ class CarddavConfig(_SystemBase):
         return f"{parts.scheme}://{parts.netloc}"
 
 
+class WebConfig(_Strict):
+    """The console (``syncd web``; ``syncd run`` too when ``enabled``): CONTRACT §7."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    """Loopback unless told otherwise: the console acts on the store."""
+    port: int = Field(default=8787, ge=0, le=65535)
+    token: SecretStr | None = None
+    """From ``SYNCD_WEB__TOKEN``; without one the console does not start (exit 2)."""
+
+
 SystemConfig = Annotated[
     MemoryConfig
     | LighteningConfig
@@ -210,6 +273,25 @@ class Settings(BaseSettings):
     sync: SyncConfig = Field(default_factory=SyncConfig)
     systems: dict[str, SystemConfig] = Field(default_factory=dict)
     organizations: dict[str, dict[str, str]] = Field(default_factory=dict)
+    web: WebConfig = Field(default_factory=WebConfig)
+    fields: dict[str, FieldConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _fields_are_known(self) -> Settings:
+        problems: list[str] = []
+        for name, rule in self.fields.items():
+            if name not in FIELDS:
+                problems.append(f"fields.{name}: unknown field (one of: {', '.join(FIELDS)}; "
+                                "the organization follows moves, not field policies)")
+            else:
+                problems.extend(rule.problems(name, self.systems))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def field_policies(self) -> dict[str, FieldPolicy]:
+        """The ``[fields.*]`` tables as the planner's ``Policy.fields``."""
+        return {name: rule.policy() for name, rule in self.fields.items()}
 
     @model_validator(mode="after")
     def _names_exist(self) -> Settings:
@@ -237,6 +319,8 @@ class Settings(BaseSettings):
                 value = getattr(system, field_name)
                 if isinstance(value, SecretStr) and value.get_secret_value():
                     found.setdefault(value.get_secret_value(), set()).update(names)
+        if self.web.token is not None and self.web.token.get_secret_value():
+            found.setdefault(self.web.token.get_secret_value(), set())
         store_password = _url_password(self.store.url)
         if store_password:
             found.setdefault(store_password, set())

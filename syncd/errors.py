@@ -10,7 +10,8 @@
     ├── StoreUnavailable       the store cannot be reached, read or written → exit 4
     └── ConnectorError         something went wrong talking to a system
         ├── RetriableError     try again later (429/503/5xx, network, timeout)
-        │   ├── RateLimited    the system's throttle signal: not applied, wait and resend
+        │   ├── NotApplied     the system said the write did not happen: safe to resend
+        │   │   └── RateLimited  its throttle signal: not applied, wait and resend
         │   ├── OutcomeUnknown a write may have landed: never resent blindly
         │   └── BadAnswer      an answer we cannot read (wrong shape, cut off, too big)
         ├── RecordRejected     this one record is refused; the rest go on
@@ -33,6 +34,7 @@ __all__ = [
     "ConnectorError",
     "GuardError",
     "MassDeleteError",
+    "NotApplied",
     "NotFound",
     "OutcomeUnknown",
     "RateLimited",
@@ -99,7 +101,17 @@ class RetriableError(ConnectorError):
         self.retry_after = retry_after
 
 
-class RateLimited(RetriableError):
+class NotApplied(RetriableError):
+    """The system answered that the write did not happen and may be tried later
+    (Lightening's bare ``error``, Zoho's non-zero ``code`` that is not about a field).
+
+    Not a rejection of the record: resent with backoff like a 5xx on an idempotent
+    write, counted as a failed attempt, quarantined only after ``sync.max_attempts``.
+    A create refused this way is known not to exist, so it is not an unknown outcome.
+    """
+
+
+class RateLimited(NotApplied):
     """The system's own throttle signal (429, Harvest's 503 + Retry-After): nothing was applied."""
 
 

@@ -21,7 +21,8 @@ refresh budget) and :class:`FormLoginCookie`.  They are ours rather than
 authlib's because a token request must go through the same limiter, counters,
 size cap and error mapping as every other call, and Zoho's "10 refreshes per
 10 minutes" needs a budget that an auto-refreshing client does not keep.
-Tests inject ``httpx.MockTransport`` through ``transport=``.
+Tests inject ``httpx.MockTransport`` through ``transport=`` and a simulated
+:class:`Clock` through ``clock=``: every wait then passes in simulated time.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from syncd.errors import (
     AuthError,
     BadAnswer,
     ConfigError,
+    NotApplied,
     NotFound,
     OutcomeUnknown,
     RateLimited,
@@ -55,17 +57,21 @@ from syncd.errors import (
 from syncd.redact import REDACTOR
 
 __all__ = [
+    "SYSTEM_CLOCK",
     "Auth",
     "BasicAuth",
+    "Clock",
     "FormLoginCookie",
     "HeaderToken",
     "HttpClient",
     "HttpStats",
+    "Login",
     "MockTransport",
     "OAuth2Grant",
     "RateLimiter",
     "Request",
     "Response",
+    "SystemClock",
     "default_rules",
     "id_from_location",
     "json_body",
@@ -92,7 +98,9 @@ class Auth(Protocol):
 
     def headers(self, client: HttpClient) -> Mapping[str, str]: ...
 
-    def refresh(self, client: HttpClient) -> None: ...
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
+        """A request sent with ``used`` was refused: make sure the next headers are fresh."""
+        ...
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -175,6 +183,37 @@ def default_rules(response: Response, message: str) -> None:
     raise SystemUnavailable(f"unexpected {text}")
 
 
+class Clock(Protocol):
+    """The only time the limiter and the client's waits know: monotonic seconds, and a sleep.
+
+    One object for both, so that a test's simulated clock (whose ``sleep`` moves
+    ``now`` on) makes a 60 s throttle window pass at once: with the real clock
+    read while ``sleep`` was replaced, the limiter spun a CPU for the whole
+    window.  ``sleep`` must move ``now`` on by more than nothing, or a wait of
+    a few nanoseconds never ends.
+    """
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` and ``time.sleep``."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK = SystemClock()
+
+WAKE_EVERY = 0.1
+"""The longest slice a wait sleeps before it looks at ``stop`` and "leave this cycle" again."""
+
+
 class RateLimiter:
     """A token bucket: at most ``rate`` requests a second, bursts up to ``burst``.
 
@@ -187,32 +226,32 @@ class RateLimiter:
         rate: float | None,
         burst: float | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate or 1.0)
         self._tokens = self.burst
-        self._clock = clock
-        self._sleep = sleep
-        self._last = clock()
+        self.clock = clock
+        self._last = clock.now()
         self._blocked_until = 0.0
         self._lock = threading.Lock()
         self.waited = 0.0
 
     def block_until(self, seconds_from_now: float) -> None:
         with self._lock:
-            self._blocked_until = max(self._blocked_until, self._clock() + seconds_from_now)
+            self._blocked_until = max(self._blocked_until, self.clock.now() + seconds_from_now)
 
     def blocked_for(self) -> float:
         """Seconds until a throttle block ends (0 when none)."""
-        return max(0.0, self._blocked_until - self._clock())
+        return max(0.0, self._blocked_until - self.clock.now())
 
     def acquire(self, sleep: Callable[[float], None] | None = None) -> None:
-        sleep = self._sleep if sleep is None or self._sleep is not time.sleep else sleep
+        """Take a token, waiting for one; ``sleep`` (the client's interruptible wait on the same
+        clock) defaults to the clock's own."""
+        sleep = sleep or self.clock.sleep
         while True:
             with self._lock:
-                now = self._clock()
+                now = self.clock.now()
                 wait = self._blocked_until - now
                 if wait <= 0 and self.rate is None:
                     return
@@ -278,7 +317,7 @@ class BasicAuth:
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         return {"Authorization": self._value}
 
-    def refresh(self, client: HttpClient) -> None:
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
         return None
 
 
@@ -291,6 +330,70 @@ class HeaderToken(BasicAuth):
 
     def headers(self, client: HttpClient) -> Mapping[str, str]:
         return {self.header: self._value}
+
+
+class Login:
+    """Base of the strategies whose credential a login request hands out.
+
+    * **One expiry costs one login.**  A request answered 401 logs in again only if
+      the credential it sent is still the current one; the requests that sent the
+      same credential meanwhile wait on the lock while that login runs, then resend
+      with the new credential instead of logging in for themselves.
+    * **A login is resent like a read.**  It changes nothing a sync could duplicate:
+      a 5xx, a timeout, a cut connection or a ``Retry-After`` is retried with the
+      client's backoff and ``max_retries``; only then is the system given up for
+      the cycle (:class:`SystemUnavailable`, exit 4).  A refusal (400-403) is final.
+
+    A subclass says how to log in (:meth:`_login`, through :meth:`_send_login`),
+    whether the credential it holds is still good (:meth:`_valid`) and which
+    headers carry it (:meth:`_current`).
+    """
+
+    refreshable = True
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.logins = 0
+        """Login requests sent (every attempt), for tests and status."""
+        self._lock = threading.Lock()
+
+    def _valid(self) -> bool:
+        return self.token is not None
+
+    def _current(self) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    def _login(self, client: HttpClient) -> None:
+        raise NotImplementedError
+
+    def headers(self, client: HttpClient) -> Mapping[str, str]:
+        with self._lock:
+            if not self._valid():
+                self._login(client)
+            return self._current()
+
+    def refresh(self, client: HttpClient, used: Mapping[str, str]) -> None:
+        with self._lock:
+            if self._valid() and dict(self._current()) != dict(used):
+                return  # another request logged in since this one was sent
+            self._login(client)
+
+    def _send_login(self, client: HttpClient, method: str, url: str, *, what: str,
+                    before_each: Callable[[], None] | None = None, **options: Any) -> Response:
+        """The login request itself: unauthenticated, resent as a read is."""
+
+        def attempt() -> None:
+            if before_each is not None:
+                before_each()  # may refuse to send (a spent budget): the old token stays
+            self.token = None
+            self.logins += 1
+
+        try:
+            return client.request(method, url, authenticate=False, idempotent=True, what=what,
+                                  validate=_token_rules, before_send=attempt, **options)
+        except RetriableError as exc:
+            raise SystemUnavailable(f"{exc}; {what} given up after {client.max_retries + 1} "
+                                    "attempts", system=client.system) from None
 
 
 MIN_TOKEN_TTL = timedelta(seconds=1)
@@ -315,7 +418,7 @@ def token_ttl(expires_in: Any, default: timedelta) -> timedelta:
                    MIN_TOKEN_TTL), MAX_TOKEN_TTL)
 
 
-class OAuth2Grant:
+class OAuth2Grant(Login):
     """An OAuth2 token grant (password or refresh token) with an expiry margin.
 
     The token lives until shortly before it expires; it is fetched again then,
@@ -336,6 +439,7 @@ class OAuth2Grant:
         refresh_window: timedelta = timedelta(minutes=10),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__()
         self.url = url
         self.form = form
         self.scheme = scheme
@@ -344,27 +448,21 @@ class OAuth2Grant:
         self.max_refreshes = max_refreshes
         self.refresh_window = refresh_window
         self.clock = clock
-        self.refreshable = True
-        self.token: str | None = None
         self.renew_at = datetime.min.replace(tzinfo=UTC)
         self.fetched: deque[datetime] = deque()
-        self._lock = threading.Lock()
 
     def ready(self) -> bool:
         """A token that the next request may use without fetching another first."""
+        return self._valid()
+
+    def _valid(self) -> bool:
         return self.token is not None and self.clock() < self.renew_at
 
-    def headers(self, client: HttpClient) -> Mapping[str, str]:
-        with self._lock:
-            if self.token is None or self.clock() >= self.renew_at:
-                self._fetch(client)
-            return {"Authorization": f"{self.scheme} {self.token}"}
+    def _current(self) -> Mapping[str, str]:
+        return {"Authorization": f"{self.scheme} {self.token}"}
 
-    def refresh(self, client: HttpClient) -> None:
-        with self._lock:
-            self._fetch(client)
-
-    def _fetch(self, client: HttpClient) -> None:
+    def _spend(self, client: HttpClient) -> None:
+        """Count one token request against the budget, or refuse to send it."""
         now = self.clock()
         while self.fetched and now - self.fetched[0] >= self.refresh_window:
             self.fetched.popleft()
@@ -376,11 +474,12 @@ class OAuth2Grant:
                 system=client.system,
             )
         self.fetched.append(now)
-        self.token = None
-        resp = client.request(
-            "POST", self.url, data=dict(self.form()), authenticate=False, what="token",
-            headers={"Accept": "application/json"}, validate=_token_rules,
-        )
+
+    def _login(self, client: HttpClient) -> None:
+        now = self.clock()
+        resp = self._send_login(client, "POST", self.url, what="token",
+                                before_each=lambda: self._spend(client),
+                                data=dict(self.form()), headers={"Accept": "application/json"})
         body = client.json(resp, "token")
         token = body.get("access_token") if isinstance(body, dict) else None
         if resp.status_code != 200 or not isinstance(token, str) or not token:
@@ -401,7 +500,7 @@ def _token_rules(response: Response, message: str) -> None:
     default_rules(response, message)
 
 
-class FormLoginCookie:
+class FormLoginCookie(Login):
     """A form login whose answer yields a session token, sent back as a cookie.
 
     ``token_from`` reads the token from the login answer (a ``Set-Cookie``, a
@@ -416,28 +515,18 @@ class FormLoginCookie:
         *,
         cookie: str = "JSESSIONID",
     ) -> None:
+        super().__init__()
         self.path = path
         self.form = form
         self.token_from = token_from
         self.cookie = cookie
-        self.refreshable = True
-        self.token: str | None = None
-        self._lock = threading.Lock()
 
-    def headers(self, client: HttpClient) -> Mapping[str, str]:
-        with self._lock:
-            if self.token is None:
-                self._login(client)
-            return {"Cookie": f"{self.cookie}={self.token}"}
-
-    def refresh(self, client: HttpClient) -> None:
-        with self._lock:
-            self._login(client)
+    def _current(self) -> Mapping[str, str]:
+        return {"Cookie": f"{self.cookie}={self.token}"}
 
     def _login(self, client: HttpClient) -> None:
-        self.token = None
-        resp = client.request("POST", self.path, data=dict(self.form()), authenticate=False,
-                              follow_redirects=True, what="login", validate=_token_rules)
+        resp = self._send_login(client, "POST", self.path, what="login",
+                                data=dict(self.form()), follow_redirects=True)
         token = self.token_from(resp) if resp.status_code == 200 else None
         if not token:
             raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
@@ -470,13 +559,13 @@ class HttpClient:
         error_message: Callable[[Response], str] = _body_text,
         validate: Validate = default_rules,
         transport: Transport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
         basic_auth: tuple[str, str] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.system = system
         self.auth: Auth | None = BasicAuth(*basic_auth) if basic_auth else auth
-        self.limiter = RateLimiter(max_rps, burst, sleep=sleep)
+        self.limiter = RateLimiter(max_rps, burst, clock=clock)
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_wait = max_wait
@@ -488,7 +577,6 @@ class HttpClient:
         self.stop = stop or threading.Event()
         """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
         self._leave = threading.Event()
-        self._sleep = sleep
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=timeout,
@@ -505,19 +593,21 @@ class HttpClient:
         self._client.close()
 
     def _wait(self, seconds: float) -> None:
-        """Sleep, unless told to stop (SIGTERM) or to leave this cycle (the others are done)."""
-        if self._sleep is not time.sleep:
-            self._sleep(seconds)  # a test's simulated clock
-            return
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            if self.stop.wait(min(left, 0.1)):
+        """Sleep on the limiter's clock, unless told to stop (SIGTERM) or to leave this cycle
+        (the others are done): both are looked at every :data:`WAKE_EVERY` seconds."""
+        clock = self.limiter.clock
+        deadline = clock.now() + seconds
+        left = seconds  # not deadline - now: a wait too short to move the clock still sleeps
+        while left > 0:
+            if self.stop.is_set():
                 raise RetriableError(f"{self.system}: stopped while waiting", system=self.system)
             if self._leave.is_set():
                 self._leave.clear()
                 raise RetriableError(f"{self.system}: still rate limited when the other "
                                      "systems were done; left out of this cycle",
                                      system=self.system)
+            clock.sleep(min(left, WAKE_EVERY))
+            left = deadline - clock.now()
 
     def throttled_for(self) -> float:
         """Seconds until this system's throttle block ends (0 when it is not throttled)."""
@@ -590,6 +680,7 @@ class HttpClient:
         idempotent: bool | None = None,
         validate: Validate | None = None,
         what: str = "",
+        before_send: Callable[[], None] | None = None,
     ) -> Response:
         """Send one request and return its answer once the response rules accept it.
 
@@ -597,6 +688,7 @@ class HttpClient:
         expects a 404).  ``idempotent`` defaults to the method's own nature: a
         POST or PATCH whose outcome is unknown raises :class:`OutcomeUnknown`
         and is not resent.  ``what`` names the record for messages.
+        ``before_send`` runs before every attempt (a login budget counts each).
         """
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
         idempotent = method in IDEMPOTENT if idempotent is None else idempotent
@@ -610,8 +702,12 @@ class HttpClient:
                 self._throttle(label, blocked)
             self.limiter.acquire(self._wait)
             req_headers = dict(headers or {})
+            used: Mapping[str, str] = {}
             if authenticate and self.auth is not None:
-                req_headers.update(self.auth.headers(self))
+                used = self.auth.headers(self)
+                req_headers.update(used)
+            if before_send is not None:
+                before_send()
             self.stats.sent(method)
             request = self._client.build_request(method, url, params=params, json=json,
                                                  data=data, content=content, headers=req_headers)
@@ -642,7 +738,7 @@ class HttpClient:
                             or not self.auth.refreshable):
                         raise AuthError(f"{label}: {exc}", system=self.system) from None
                     relogged = True
-                    self.auth.refresh(self)
+                    self.auth.refresh(self, used)
                     continue
                 except RateLimited as exc:
                     # A throttle answer means "not applied": wait it out and resend.
@@ -655,6 +751,10 @@ class HttpClient:
                         self.stats.retried()
                         continue
                     raise error from None
+                except NotApplied as exc:
+                    # The vendor says nothing happened: a resend cannot duplicate, even a create.
+                    error = NotApplied(f"{label}: {exc}", system=self.system,
+                                       retry_after=exc.retry_after)
                 except RetriableError as exc:
                     if not idempotent:
                         raise OutcomeUnknown(f"{label}: {exc}; outcome unknown, not resent",

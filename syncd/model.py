@@ -34,12 +34,14 @@ __all__ = [
     "DeletePolicy",
     "Failure",
     "FieldLimit",
+    "FieldPolicy",
     "Golden",
     "Link",
     "LinkKey",
     "Observation",
     "Page",
     "Policy",
+    "Refusal",
     "Rejection",
     "RemoteRecord",
     "Skipped",
@@ -296,6 +298,24 @@ class Observation:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldPolicy:
+    """One field's rules (CONTRACT §6): who may change it, who receives it, whether a
+    clear counts, and how its conflicts are decided.  ``None`` means "as without a rule"."""
+
+    sources: frozenset[str] | None = None
+    """Only these systems' changes to the field are taken (people syncd already holds)."""
+    targets: frozenset[str] | None = None
+    """The field is written to, and read from, only these systems."""
+    never_clear: bool = False
+    """A system that empties the field does not empty it elsewhere: it gets it back."""
+    conflict: ConflictPolicy | None = None
+    priority: tuple[str, ...] | None = None
+
+
+_NO_RULE = FieldPolicy()
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     conflict: ConflictPolicy = ConflictPolicy.NEWEST
     priority: tuple[str, ...] = ()
@@ -304,6 +324,8 @@ class Policy:
     force_delete: bool = False
     default_region: str = "US"
     """Where a phone without a country code is read from, for first-sync matching."""
+    fields: Mapping[str, FieldPolicy] = field(default_factory=dict)
+    """Canonical field → its rules; a field without an entry has none."""
 
     def rank(self, system: str) -> tuple[int, str]:
         """Sort key: listed systems first in their order, then the rest by name."""
@@ -311,6 +333,47 @@ class Policy:
             return (self.priority.index(system), system)
         except ValueError:
             return (len(self.priority), system)
+
+    def rule(self, name: str) -> FieldPolicy:
+        return self.fields.get(name, _NO_RULE)
+
+    def targets(self, system: str, name: str) -> bool:
+        """``system`` holds ``name`` as far as syncd is concerned: it is read from there
+        and written there.  Outside the targets a field is like one the system lacks."""
+        targets = self.rule(name).targets
+        return targets is None or system in targets
+
+    def takes(self, system: str, name: str) -> bool:
+        """``system``'s changes to ``name`` are taken (it is one of the field's sources)."""
+        sources = self.rule(name).sources
+        return sources is None or system in sources
+
+    def conflict_for(self, name: str) -> ConflictPolicy:
+        return self.rule(name).conflict or self.conflict
+
+    def rank_for(self, name: str, system: str) -> tuple[int, str]:
+        """:meth:`rank` by the field's own priority, when it has one."""
+        priority = self.rule(name).priority
+        if priority is None:
+            return self.rank(system)
+        try:
+            return (priority.index(system), system)
+        except ValueError:
+            return (len(priority), system)
+
+    def refuses(self, system: str, name: str, value: str, golden: str) -> str | None:
+        """Why the field's rules refuse ``system``'s change of ``name`` to ``value`` for a
+        person whose golden value is ``golden`` (``sources`` or ``never_clear``), or None.
+
+        The caller asks only about real changes: a value equal to the golden one
+        (normalised) changes nothing and is never refused.
+        """
+        rule = self.rule(name)
+        if rule.sources is not None and system not in rule.sources:
+            return "sources"
+        if rule.never_clear and not value.strip() and golden.strip():
+            return "never_clear"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +385,22 @@ class Conflict:
     winner: str
     value: str
     policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A system's change that a field policy refused: the golden value stands and is
+    written back to that system."""
+
+    golden_id: str
+    system: str
+    field: str
+    value: str
+    """The refused value, as the system holds it now."""
+    golden: str
+    """The value that stands."""
+    reason: str
+    """``sources`` (not one of the field's sources) or ``never_clear``."""
 
 
 class Action(StrEnum):

@@ -50,9 +50,9 @@ from syncd.http import (
     HeaderToken,
     HttpClient,
     OAuth2Grant,
-    RateLimiter,
 )
 from syncd.model import Watermark
+from tests.world import SimTime
 
 
 class PeopleConfig(_SystemBase):
@@ -287,7 +287,7 @@ def test_a_page_number_that_comes_back_is_a_loop() -> None:
 
 
 def client(handler: Any, **kw: Any) -> HttpClient:
-    kw.setdefault("sleep", lambda s: None)
+    kw.setdefault("clock", SimTime())
     return HttpClient("api", "https://api.test", transport=httpx.MockTransport(handler), **kw)
 
 
@@ -400,16 +400,35 @@ def test_a_404_is_not_found_and_other_4xx_reject_the_record() -> None:
 
 def test_a_429_without_retry_after_blocks_the_system_for_its_window() -> None:
     answers = iter([httpx.Response(429), httpx.Response(200, json=[])])
-    now = [1000.0]
-
-    def sleep(seconds: float) -> None:
-        now[0] += max(seconds, 1e-6)
-
-    api = client(lambda r: next(answers), throttle_window=45.0, sleep=sleep)
-    api.limiter = RateLimiter(None, clock=lambda: now[0], sleep=sleep)
+    clock = SimTime(1000.0)
+    api = client(lambda r: next(answers), throttle_window=45.0, clock=clock)
     api.request("GET", "/x")
-    assert now[0] - 1000.0 == pytest.approx(45.0, abs=0.01)
+    assert clock.now() - 1000.0 == pytest.approx(45.0, abs=0.01)
     assert api.stats.rate_limited == 1
+
+
+def test_pacing_throttle_and_backoff_all_wait_on_the_one_injected_clock() -> None:
+    answers = iter([httpx.Response(429), httpx.Response(502), *[httpx.Response(200, json=[])] * 4])
+    clock = SimTime(1000.0)
+    api = client(lambda r: next(answers), clock=clock, max_rps=2.0, burst=1.0,
+                 throttle_window=60.0, backoff=0.5)
+    assert api.limiter.clock is clock
+    started = time.monotonic()
+    for _ in range(4):
+        api.request("GET", "/x")
+    # the 429's 60 s window, one 1 s backoff (second retry), three more sends paced at 2/s
+    assert clock.slept == pytest.approx(60.0 + 1.0 + 1.5, abs=0.01)
+    assert api.stats.requests == 6 and api.stats.rate_limited == 1
+    assert time.monotonic() - started < 5  # simulated time: nothing slept, nothing spun
+
+
+def test_a_wait_on_a_simulated_clock_also_ends_when_stop_is_set() -> None:
+    clock = SimTime()
+    api = client(lambda r: httpx.Response(429), clock=clock, throttle_window=60.0)
+    api.stop.set()
+    with pytest.raises(RetriableError, match="stopped while waiting"):
+        api.request("GET", "/contacts")
+    assert clock.slept == 0 and api.stats.requests == 1
 
 
 def test_a_retry_after_longer_than_the_cycle_allows_gives_the_system_up_until_then() -> None:

@@ -34,7 +34,7 @@ from syncd.http import HttpClient, MockTransport, RateLimiter, Request, Response
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import once_json
-from tests.world import Clock
+from tests.world import Clock, SimTime
 
 ORG = "11072"
 OTHER = "11073"
@@ -462,37 +462,17 @@ def test_503_retry_after_is_waited_out_not_counted_as_an_outage(
     assert sim.counters["throttled"] == 1
 
 
-class SimTime:
-    """One simulated monotonic clock shared by the simulator's throttle and our limiter.
-
-    Harvest's real budget (100 requests / 15 s) is then enforced in full while
-    no test waits for it: sleeping just moves the clock.
-    """
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        seconds = max(seconds, 1e-6)  # a float too small to move 1000.0 would spin forever
-        self.now += seconds
-        self.slept += seconds
-
-
 def on_sim_time(
     connector: HarvestConnector, clock: SimTime, rate: float | None, burst: float
 ) -> None:
-    connector.http.limiter = RateLimiter(rate, burst, clock=clock, sleep=clock.sleep)
+    connector.http.limiter = RateLimiter(rate, burst, clock=clock)
 
 
 def test_simulator_enforces_its_budget_and_503_is_waited_out_on_a_simulated_clock(
     served_sim: Callable[[HarvestSim], str],
 ) -> None:
     clock = SimTime()
-    sim = HarvestSim(clients=[ORG], limit=10, window=15.0, monotonic=clock)
+    sim = HarvestSim(clients=[ORG], limit=10, window=15.0, monotonic=clock.now)
     connector = make(served_sim(sim))
     on_sim_time(connector, clock, None, 1.0)  # no pacing: hit the wall on purpose
     sim.admin_create(ORG, PERSON)
@@ -507,7 +487,7 @@ def test_pacing_keeps_a_burst_of_over_100_requests_under_the_budget(
     served_sim: Callable[[HarvestSim], str],
 ) -> None:
     clock = SimTime()
-    sim = HarvestSim(clients=[ORG], limit=100, window=15.0, monotonic=clock)
+    sim = HarvestSim(clients=[ORG], limit=100, window=15.0, monotonic=clock.now)
     connector = make(served_sim(sim))
     defaults = from_config(
         "harvest",

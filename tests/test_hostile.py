@@ -31,10 +31,12 @@ from syncd.connectors.harvest import from_config as harvest_from_config
 from syncd.connectors.logisense import from_config as logisense_from_config
 from syncd.engine.cycle import Syncer
 from syncd.errors import SyncdError
+from syncd.http import SYSTEM_CLOCK
 from syncd.logs import configure_logging
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.store import Store
+from tests.world import SimTime
 
 HARVEST_ORG, LOGISENSE_ORG = "11072", "16"
 ADA = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@acme.example"}
@@ -112,10 +114,10 @@ def syncer(store: Store, harvest_url: str, logisense_url: str,
                            username="api", password="secret", contact_type_id=9)
     connectors: dict[str, Connector] = {
         "harvest": harvest_from_config("harvest", hcfg, max_rps=500.0,
-                                       sleep=time.sleep if real_waits else lambda s: None,
+                                       http_clock=SYSTEM_CLOCK if real_waits else SimTime(),
                                        transport=httpx.MockTransport(
                                            Proxy(harvest_url, harvest_rewrite))),
-        "logisense": logisense_from_config("logisense", lcfg, sleep=lambda s: None,
+        "logisense": logisense_from_config("logisense", lcfg, http_clock=SimTime(),
                                            transport=httpx.MockTransport(
                                                Proxy(logisense_url, logisense_rewrite))),
     }
@@ -244,7 +246,7 @@ def fuzzed(build: Callable[..., Connector], cfg: Any, content: bytes, status: in
             return httpx.Response(200, json={"access_token": "t", "expires_in": 1800})
         return httpx.Response(status, content=content, headers={"Location": "/contacts/7"})
 
-    return build(cfg.kind, cfg, transport=httpx.MockTransport(handler), sleep=lambda s: None,
+    return build(cfg.kind, cfg, transport=httpx.MockTransport(handler), http_clock=SimTime(),
                  max_retries=0)
 
 

@@ -55,6 +55,7 @@ from syncd.sandbox.zoho_books import (
 from syncd.store import Store
 from tests.test_hostile import ADA, GRACE, HARVEST_ORG, Proxy, Rewrite, body, html
 from tests.test_hostile import info_logs as info_logs  # autouse: events at info level
+from tests.world import SimTime
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _transport(upstream: str, rewrite: Rewrite | None) -> httpx.MockTransport:
 
 def _lightening(transport: httpx.BaseTransport, host: str) -> Connector:
     cfg = LighteningConfig(kind="lightening", base_url=host, token=SANDBOX_TOKEN)
-    return lightening_from_config("lightening", cfg, sleep=lambda s: None, transport=transport)
+    return lightening_from_config("lightening", cfg, http_clock=SimTime(), transport=transport)
 
 
 def zoho_config(host: str) -> ZohoBooksConfig:
@@ -85,14 +86,14 @@ def zoho_config(host: str) -> ZohoBooksConfig:
 
 
 def _zoho(transport: httpx.BaseTransport, host: str) -> Connector:
-    return zoho_from_config("zoho", zoho_config(host), sleep=lambda s: None, max_rps=None,
+    return zoho_from_config("zoho", zoho_config(host), http_clock=SimTime(), max_rps=None,
                             transport=transport)
 
 
 def _valomnia(transport: httpx.BaseTransport, host: str) -> Connector:
     cfg = ValomniaConfig(kind="valomnia", base_url=host, username=VALOMNIA_USER,
                          password=VALOMNIA_PASSWORD)
-    return valomnia_from_config("valomnia", cfg, sleep=lambda s: None, transport=transport)
+    return valomnia_from_config("valomnia", cfg, http_clock=SimTime(), transport=transport)
 
 
 KINDS: dict[str, Kind] = {
@@ -130,7 +131,7 @@ class Pair:
         hcfg = HarvestConfig(kind="harvest", base_url="http://harvest.test",
                              username=HARVEST_USER, password=HARVEST_PASSWORD)
         connectors: dict[str, Connector] = {
-            "harvest": harvest_from_config("harvest", hcfg, max_rps=500.0, sleep=lambda s: None,
+            "harvest": harvest_from_config("harvest", hcfg, max_rps=500.0, http_clock=SimTime(),
                                            transport=_transport(self.harvest_url,
                                                                 harvest_rewrite)),
             self.kind: KINDS[self.kind].build(

@@ -28,7 +28,7 @@ from syncd.connectors.memory import MemoryConnector
 from syncd.engine.cycle import Syncer
 from syncd.engine.plan import plan
 from syncd.engine.writes import derive_writes
-from syncd.errors import AuthError, NotFound, RecordRejected, RetriableError
+from syncd.errors import AuthError, NotApplied, NotFound, RecordRejected, RetriableError
 from syncd.http import MockTransport, Request, Response
 from syncd.model import (
     MOVED_FROM,
@@ -48,6 +48,7 @@ from syncd.sandbox.logisense import LogisenseSim
 from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
+from tests.world import SimTime
 
 ORG = "1"
 OTHER = "2"
@@ -56,7 +57,7 @@ NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 def make(url: str, *, token: str = SANDBOX_TOKEN, transport: Any = None) -> LighteningConnector:
     cfg = LighteningConfig(kind="lightening", base_url=url, token=token)
-    return from_config("lightening", cfg, transport=transport, sleep=lambda s: None)
+    return from_config("lightening", cfg, transport=transport, http_clock=SimTime())
 
 
 def mock(handler: Callable[[Request], Response],
@@ -268,16 +269,54 @@ def test_http_200_result_false_errors_reject_the_record_naming_the_field(
     assert not isinstance(info.value, NotFound)
     assert sim.contacts == {}
 
-    connector_m, _ = mock(lambda r: answer({"error": "Nothing sent for request.",
-                                            "result": False}))
-    with pytest.raises(RecordRejected, match="Nothing sent for request"):
-        connector_m.update("412", ORG, {"email": "a@b.co"}, PERSON, {})
     connector_m, _ = mock(lambda r: answer({"errors": {"name": "Field is required.",
                                                        "tel": "Field may not be greater "
                                                        "than 32 characters."},
                                             "result": False}))
     with pytest.raises(RecordRejected, match=r"name: Field is required\.; tel: Field may"):
         connector_m.create(ORG, PERSON)
+
+
+def test_a_bare_error_names_no_field_so_the_write_did_not_happen_and_is_tried_again() -> None:
+    """Lightening's "could not be saved, try again later" (HTTP 200, ``result: false``,
+    no ``errors``) is not a verdict on the record: resent with backoff, create or update."""
+    answers = [answer({"result": False, "error": "The contact could not be saved. "
+                                                 "Please try again later."}),
+               answer({"result": True, "id": 412, "msg": "Successfully created entity."})]
+    connector_m, seen = mock(lambda r: answers.pop(0) if len(answers) > 1 else answers[0])
+    made = connector_m.create(ORG, PERSON)
+    assert made.remote_id == "412" and [r.method for r in seen] == ["POST", "POST"]
+    connector_m, seen = mock(lambda r: answer({"error": "Nothing sent for request.",
+                                               "result": False}))
+    with pytest.raises(NotApplied, match="Nothing sent for request") as info:
+        connector_m.update("412", ORG, {"email": "a@b.co"}, PERSON, {})
+    assert not isinstance(info.value, RecordRejected)
+    assert len(seen) == 5  # like a 5xx on an idempotent write: max_retries, then a failed attempt
+
+
+def test_end_to_end_a_try_again_later_is_a_failed_attempt_delivered_next_cycle(
+    tmp_path: Path, served_sim: Callable[[Any], str]
+) -> None:
+    w = Three(served_sim)
+    config = tmp_path / "syncd.toml"
+    write_config(config, tmp_path, w.urls)
+    w.hv.admin_create(H_ORG, {**PERSON, "job_title": "Buyer"})
+    run_once(config)
+    hv_id = people(w.hv, H_ORG)["ada@example.com"]["id"]
+    w.hv.admin_update(str(hv_id), {"job_title": "Chief Buyer"})
+    w.lt.busy_next = 5  # every attempt of this cycle: "could not be saved, try again later"
+    report = run_once(config, expect=1)
+    assert report["systems"]["lightening"]["failed"] == 1
+    assert any("try again later" in e for e in report["errors"])
+    assert people(w.lt, ORG)["ada@example.com"]["job_title"] == "Buyer"
+    listed = subprocess.run(
+        [sys.executable, "-m", "syncd", "--config", str(config), "quarantine", "list", "--json"],
+        cwd=REPO, env={**os.environ, **SECRETS}, capture_output=True, text=True, timeout=60,
+        check=True)
+    assert json.loads(listed.stdout)["quarantined"] == []  # one attempt is not a verdict
+    report = run_once(config)
+    assert report["systems"]["lightening"]["updated"] == 1
+    assert people(w.lt, ORG)["ada@example.com"]["job_title"] == "Chief Buyer"
 
 
 def test_update_of_a_contact_not_found_is_not_found(connector: LighteningConnector) -> None:

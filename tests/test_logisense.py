@@ -20,6 +20,7 @@ from syncd.errors import AuthError, RecordRejected, SystemUnavailable
 from syncd.sandbox.logisense import LogisenseSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import once_json
+from tests.world import SimTime
 
 ORG = "16"
 OTHER_ORG = "17"
@@ -31,7 +32,7 @@ def make(url: str, **over: Any) -> LogisenseConnector:
         "kind": "logisense", "base_url": url, "contact_type_id": 9,
         "client_id": "syncd", "username": "api", "password": "secret", **over,
     })
-    return from_config("logisense", cfg, sleep=lambda s: None, **options)
+    return from_config("logisense", cfg, http_clock=SimTime(), **options)
 
 
 @pytest.fixture

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncd.cli import main
+from syncd.cli import _ago, main
 from syncd.connectors.memory import MemoryConnector
 from syncd.errors import RecordRejected
 from syncd.model import Conflict
@@ -43,6 +44,19 @@ def assert_fits(text: str) -> None:
         if line[:1] in "┏┃┡│└├┗":
             assert len(line) <= 80, line
     assert "…" not in text, text
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the first table printed, as cell texts: one entry per printed line."""
+    lines = text.splitlines()
+    body = lines[next(i for i, line in enumerate(lines) if line.startswith("┡")) + 1:]
+    rows = []
+    for line in body:
+        if line.startswith("└"):
+            break
+        if line.startswith("│"):
+            rows.append([cell.strip() for cell in line.strip("│").split("│")])
+    return rows
 
 
 def synced(tmp: Path) -> Path:
@@ -125,6 +139,27 @@ def test_dry_run_shows_old_and_new_values_for_update_create_and_delete(tmp_path:
     assert by_action["delete"]["changes"]["last_name"] == {"old": "Hopper", "new": None}
     assert by_action["delete"]["name"] == "Grace Hopper"
     assert billing(tmp_path).records[bid].fields["phone"] == "+1 555 0100"  # nothing changed
+
+
+def test_dry_run_table_counts_the_writes_it_would_make(tmp_path: Path) -> None:
+    cfg = synced(tmp_path)
+    crm(tmp_path).edit("1001", phone="+1 555 9999")
+    crm(tmp_path).remove("1002")
+    crm(tmp_path).add("1", {"first_name": "Alan", "last_name": "Turing",
+                            "email": "alan@acme.example"}, "1003")
+    crm(tmp_path).add("1", {"first_name": "Edsger", "last_name": "Dijkstra",
+                            "email": "edsger@acme.example"}, "1004")
+    table = syncd("--config", str(cfg), "--log-level", "warning", "once", "--dry-run")
+    assert table.returncode == 0, table.stderr
+    rows = {row[0]: row for row in table_rows(table.stdout)}
+    # system, read, new, upd, del, ...: two creates, one update, one delete, all in billing
+    assert rows["billing"][2:5] == ["2", "1", "1"], table.stdout
+    assert rows["crm"][2:5] == ["0", "0", "0"], table.stdout
+    assert "4 planned writes" in table.stdout
+    assert "records it would create, update, delete there" in table.stdout
+    done = syncd("--config", str(cfg), "--log-level", "warning", "once")
+    assert {row[0]: row for row in table_rows(done.stdout)}["billing"][2:5] == ["2", "1", "1"]
+    assert "records created, updated, deleted there" in done.stdout
 
 
 # -- show ------------------------------------------------------------------------------------
@@ -250,6 +285,36 @@ def test_status_and_conflicts_name_people_and_fit_80_columns(tmp_path: Path) -> 
     assert "Ada Lovelace" in conflicts.stdout and "'+1 555 0100' ✓" in conflicts.stdout
     listed = json.loads(syncd("--config", str(cfg), "conflicts", "--json").stdout)["conflicts"]
     assert listed[0]["label"] == ada_label(tmp_path) and listed[0]["email"] == "ada@acme.example"
+
+
+def test_status_prints_one_row_per_system_at_80_columns(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "\n[systems.harvest_eu_longname]\nkind = \"memory\"\n"
+                                 f"path = \"{tmp_path / 'h.json'}\"\nenabled = false\n")
+    crm(tmp_path).add("1", ADA, "1001")
+    crm(tmp_path).add("1", {**ADA, "email": "not an email", "first_name": "Bad"}, "1002")
+    assert main(["--config", str(cfg), "--log-level", "warning", "once"]) in (0, 1)
+    status = syncd("--config", str(cfg), "status")
+    assert status.returncode == 0, status.stderr
+    assert_fits(status.stdout)
+    rows = table_rows(status.stdout)
+    assert [row[0] for row in rows] == ["crm", "billing", "harvest_eu_longname (off)"], status.stdout
+    crm_row, billing_row, off_row = rows
+    age = re.compile(r"now|\d+[smhd] ago")
+    assert age.fullmatch(crm_row[1]) and age.fullmatch(billing_row[1])  # last poll
+    assert age.fullmatch(billing_row[2]) and off_row[1:3] == ["-", "-"]  # watermark
+    assert (crm_row[3], billing_row[3]) == ("2", "1")  # linked: the bad address not in billing
+    assert "billing: 1 writes not sent: a value breaks the field limits" in status.stdout
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "now"), (42, "42s ago"), (59.9, "59s ago"), (60, "1m ago"), (3599, "59m ago"),
+    (7200, "2h ago"), (86400 * 12 + 5, "12d ago"), (-90, "in 1m"),
+])
+def test_status_times_are_ages_in_one_unit(seconds: float, shown: str) -> None:
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert _ago((now - timedelta(seconds=seconds)).isoformat(), now) == shown
+    assert _ago(None, now) == "-"
+    assert _ago((now - timedelta(seconds=seconds)).replace(tzinfo=None).isoformat(), now) == shown
 
 
 def test_cycle_table_keeps_system_names_whole_at_80_columns(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO
-from tests.world import Clock
+from tests.world import Clock, SimTime
 
 ORG = "3229"
 OTHER = "3230"
@@ -51,7 +51,7 @@ Serve = Callable[[Any], str]
 def make(url: str, *, password: str = SANDBOX_PASSWORD, transport: Any = None,
          **options: Any) -> ValomniaConnector:
     cfg = ValomniaConfig(kind="valomnia", base_url=url, username=SANDBOX_USER, password=password)
-    return from_config("valomnia", cfg, transport=transport, sleep=lambda s: None, **options)
+    return from_config("valomnia", cfg, transport=transport, http_clock=SimTime(), **options)
 
 
 @pytest.fixture
@@ -577,6 +577,36 @@ def test_end_to_end_a_create_whose_answer_is_lost_is_matched_next_poll(
         s.counters.clear()
     report = run_once(config)
     assert val.writes() == 0, dict(val.counters)  # matched, not sent twice
+    assert [r["email"] for r in val.admin_dump()] == ["eve@x.com"]
+    for s in sims.values():
+        s.counters.clear()
+    assert moved(run_once(config)) == 0
+    assert {n: s.writes() for n, s in sims.items()} == {n: 0 for n in sims}
+
+
+def test_end_to_end_a_create_that_timed_out_after_landing_is_not_resent_and_is_linked_next_poll(
+    tmp_path: Path, trio: tuple[dict[str, Any], dict[str, str]]
+) -> None:
+    """The server applies the create and answers after the client's timeout: sending it
+    again would make Eve twice. It is left for the next poll, which links the record."""
+    sims, urls = trio
+    val = sims["valomnia"]
+    config = tmp_path / "syncd.toml"
+    write_config(config, urls, tmp_path)
+    text = config.read_text().replace('[systems.valomnia]\n', '[systems.valomnia]\ntimeout = "1s"\n')
+    config.write_text(text)
+    sims["harvest"].admin_create("11072", {"first_name": "Eve", "last_name": "Ng",
+                                           "email": "eve@x.com"})
+    val.faults.stall_next, val.faults.stall = 1, 3.0
+    report = run_once(config, expect=1)
+    assert report["systems"]["valomnia"]["created"] == 0
+    assert any("timed out" in e and "outcome unknown" in e for e in report["errors"]), report
+    assert [e["method"] for e in calls(val, "POST")] == ["POST"]  # sent once, never again
+    assert list(people(val)) == ["eve@x.com"]
+    for s in sims.values():
+        s.counters.clear()
+    report = run_once(config)
+    assert val.writes() == 0, dict(val.counters)  # matched, not created again
     assert [r["email"] for r in val.admin_dump()] == ["eve@x.com"]
     for s in sims.values():
         s.counters.clear()

@@ -33,7 +33,7 @@ from syncd.connectors.zoho_books import (
     from_config,
 )
 from syncd.engine.cycle import Syncer
-from syncd.errors import AuthError, OutcomeUnknown, RecordRejected, Throttled
+from syncd.errors import AuthError, NotApplied, OutcomeUnknown, RecordRejected, Throttled
 from syncd.http import MockTransport, Request, Response
 from syncd.model import Observation, Policy, State, SystemInfo
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
@@ -49,7 +49,7 @@ from syncd.sandbox.zoho_books import (
 from syncd.store import Store
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import REPO, once_json
-from tests.world import Clock
+from tests.world import Clock, SimTime
 
 PARENT = "460000000026049"
 OTHER = "460000000026050"
@@ -61,7 +61,7 @@ START = datetime(2026, 3, 2, 10, 0, 5, tzinfo=UTC)
 def make(url: str, **over: Any) -> ZohoBooksConnector:
     options = {k: over.pop(k) for k in ("clock", "page_size", "transport") if k in over}
     cfg = ZohoBooksConfig.model_validate({**config_for(url), "throttle_window": "0s", **over})
-    return from_config("zoho", cfg, sleep=lambda s: None, max_rps=None, **options)
+    return from_config("zoho", cfg, http_clock=SimTime(), max_rps=None, **options)
 
 
 @pytest.fixture
@@ -262,6 +262,23 @@ def test_code_other_than_zero_is_a_failure_even_with_http_200(
     c, _ = mock(lambda r: Response(200, json={"code": 4, "message": "Invalid value"}))
     with pytest.raises(RecordRejected, match="Invalid value"):
         c.update("1", PARENT, {"email": "x@y.z"}, {**PERSON, "email": "x@y.z"}, {})
+
+
+def test_a_code_about_no_field_is_a_write_that_did_not_happen_tried_again() -> None:
+    """A non-zero ``code`` that names no field (not invalid value, too long, not found) is
+    Zoho saying the call did not happen: resent like a 5xx on an idempotent write, then a
+    failed attempt — never a rejection that quarantines the person at once."""
+    answers = [Response(200, json={"code": 9001, "message": "Please try again later."}),
+               Response(201, json={"code": 0, "message": "The contactperson has been Created",
+                                   "contact_person": person(contact_person_id="4600001")})]
+    c, seen = mock(lambda r: answers.pop(0) if len(answers) > 1 else answers[0])
+    made = c.create(PARENT, PERSON)
+    posts = [r for r in seen if r.url.path.endswith("/contactpersons")]
+    assert made.remote_id == "4600001" and len(posts) == 2
+    c, seen = mock(lambda r: Response(200, json={"code": 9001, "message": "Please try again"}))
+    with pytest.raises(NotApplied, match=r"Please try again \(code 9001\)") as info:
+        c.update("1", PARENT, {"email": "x@y.z"}, {**PERSON, "email": "x@y.z"}, {})
+    assert not isinstance(info.value, RecordRejected)
 
 
 def test_a_read_answered_200_with_internal_error_code_is_retried(
@@ -688,7 +705,7 @@ def fresh_process(store: Store, url: str, mem: Path, budget: int = 1000) -> Iter
                                            "daily_budget": budget})
     settings = Settings(systems={"zoho": zoho, "mem": MemoryConfig(kind="memory")},
                         organizations={"acme": {"zoho": PARENT, "mem": MEM_ORG}})
-    connectors: dict[str, Any] = {"zoho": from_config("zoho", zoho, sleep=lambda s: None,
+    connectors: dict[str, Any] = {"zoho": from_config("zoho", zoho, http_clock=SimTime(),
                                                       max_rps=None),
                                   "mem": MemoryConnector(name="mem", path=mem)}
     s = Syncer(settings, store, connectors)

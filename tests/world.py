@@ -15,6 +15,28 @@ from syncd.store import Store
 ORG = "acme"
 
 
+class SimTime:
+    """A simulated monotonic clock (``syncd.http.Clock``) for HTTP clients and limiters.
+
+    Sleeping just moves it on, so a throttle window or a backoff is honoured in
+    full while no test waits for it, nor spins against the real clock.  A
+    simulator that shares it (``HarvestSim(monotonic=clock.now)``) counts its
+    own window on the same time.
+    """
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+        self.slept = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        seconds = max(seconds, 1e-6)  # a float too small to move the clock would spin forever
+        self.t += seconds
+        self.slept += seconds
+
+
 @dataclass
 class Clock:
     now: datetime = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
@@ -64,9 +86,11 @@ def make_world(
     incremental: tuple[str, ...] = (),
     sync: dict[str, Any] | None = None,
     orgs: tuple[str, ...] = (),
+    fields: dict[str, Any] | None = None,
     **connector_options: Any,
 ) -> World:
-    """Memory systems around ``store``; ``orgs`` are more organizations (``{org}-{system}``)."""
+    """Memory systems around ``store``; ``orgs`` are more organizations (``{org}-{system}``);
+    ``fields``: the ``[fields.*]`` policy tables."""
     clock = Clock()
     systems = {
         name: MemoryConnector(name, incremental=name in incremental, clock=clock,
@@ -78,5 +102,6 @@ def make_world(
         organizations={ORG: {n: f"org-{n}" for n in names},
                        **{o: {n: f"{o}-{n}" for n in names} for o in orgs}},
         sync=SyncConfig(**(sync or {})),
+        fields=fields or {},
     )
     return World(store, systems, settings, clock)

@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import importlib
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from syncd.errors import (
     OutcomeUnknown,
     RecordRejected,
 )
-from syncd.http import Auth, HttpClient, Response, default_rules, vendor_message
+from syncd.http import SYSTEM_CLOCK, Auth, HttpClient, Response, default_rules, vendor_message
 from syncd.model import (
     Capabilities,
     FieldLimit,
@@ -354,8 +353,9 @@ class RestConnector:
     def from_config(cls, name: str, cfg: Any, **options: Any) -> Self:
         """Build the client from the system's config; ``options`` are test seams.
 
-        ``transport``, ``sleep``, ``max_rps``, ``burst``, ``max_retries`` go to
-        the client; anything else (``clock``, ``page_size`` ...) to the connector.
+        ``transport``, ``http_clock`` (its :class:`~syncd.http.Clock`: monotonic time and
+        sleep), ``max_rps``, ``burst``, ``max_retries`` go to the client; anything else
+        (``clock``, the wall clock; ``page_size`` ...) to the connector.
         """
         http = HttpClient(
             name,
@@ -371,7 +371,7 @@ class RestConnector:
             error_message=cls.error_message,
             validate=cls.validate_response,
             transport=options.pop("transport", None),
-            sleep=options.pop("sleep", time.sleep),
+            clock=options.pop("http_clock", SYSTEM_CLOCK),
         )
         connector = cls(name, http, cfg, **options)
         http.auth = connector.make_auth()

@@ -33,7 +33,7 @@ from syncd.connectors.base import (
     WriteResult,
 )
 from syncd.contact import Fields
-from syncd.errors import AuthError, NotFound, RecordRejected
+from syncd.errors import AuthError, NotApplied, NotFound, RecordRejected
 from syncd.http import Auth, HeaderToken, Response, default_rules, json_body, vendor_message
 from syncd.model import MOVED_FROM
 
@@ -120,8 +120,10 @@ def validate_response(response: Response, message: str) -> None:
     """HTTP 200 is not success: ``result: false`` is, except for a delete's own success.
 
     "Entity has been successfully deleted." passes; "Entity not found." is
-    :class:`NotFound` (a delete takes it as already gone); ``errors`` or
-    ``error`` reject the record with the system's message, naming the fields.
+    :class:`NotFound` (a delete takes it as already gone); ``errors`` reject
+    the record with the system's message, naming the fields.  A bare ``error``
+    ("The contact could not be saved. Please try again later.") names no field:
+    the write did not happen, and is tried again (:class:`NotApplied`).
     """
     default_rules(response, message)
     body = json_body(response)
@@ -134,6 +136,9 @@ def validate_response(response: Response, message: str) -> None:
         raise NotFound(message)
     if isinstance(body.get("error"), str) and _AUTH_TEXT.search(body["error"]):
         raise AuthError(message)  # ASSUMPTION (note §1): a refused token may come as a 200
+    errors = body.get("errors")
+    if not (isinstance(errors, dict) and errors) and isinstance(body.get("error"), str):
+        raise NotApplied(message)
     raise RecordRejected(message)
 
 

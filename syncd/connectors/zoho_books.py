@@ -42,6 +42,7 @@ from syncd.connectors.budget import DailyBudget
 from syncd.connectors.paging import PageNumber
 from syncd.contact import Fields
 from syncd.errors import (
+    NotApplied,
     NotFound,
     RateLimited,
     RecordRejected,
@@ -81,6 +82,9 @@ ASSUMED_INTERVAL = timedelta(minutes=5)
 """The poll interval when the system sets none (the ``[sync]`` default) — paces the sweep."""
 CODE_INTERNAL = 1000
 """Zoho's "Internal error": temporary, even inside an HTTP 200."""
+RECORD_CODES = frozenset({4, 15, 1002})
+"""Codes about the record itself (ASSUMPTION, as the sandbox: invalid value, too long, not
+found): a rejection.  Any other non-zero code is Zoho saying the call did not happen."""
 
 
 def is_daily_cap(message: str) -> bool:
@@ -150,7 +154,9 @@ class ZohoBooksConnector(RestConnector):
         text = f"HTTP {status} but code {message}"
         if code == CODE_INTERNAL:
             raise RetriableError(text)
-        raise RecordRejected(text)
+        if str(code) in {str(c) for c in RECORD_CODES}:
+            raise RecordRejected(text)
+        raise NotApplied(text)
 
     # -- the budget -----------------------------------------------------------------------
 

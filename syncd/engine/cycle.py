@@ -22,6 +22,7 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.engine.batch import Group, Splitter
 from syncd.engine.budget import caps, resume_budgets
+from syncd.engine.match import KEY_FIELDS
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
 from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
@@ -55,12 +56,12 @@ def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dic
     }
 
 
-def setup_marker(systems: Mapping[str, SystemInfo]) -> str:
+def setup_marker(systems: Mapping[str, SystemInfo], policy: Policy | None = None) -> str:
     """A short digest of what decides the derived writes besides the state itself.
 
     The stored set of unsettled people holds only under the set-up it was kept
     under: another one (a system added, an organization mapped, a field or a
-    limit changed) may owe writes to anyone.
+    limit changed, a field's policy ``targets``) may owe writes to anyone.
     """
     raw = repr(sorted(
         (name, sorted(info.capabilities.fields), info.capabilities.can_delete,
@@ -68,6 +69,10 @@ def setup_marker(systems: Mapping[str, SystemInfo]) -> str:
          sorted((f, repr(limit)) for f, limit in info.capabilities.limits.items()),
          sorted(info.org_map.items()), info.read_only)
         for name, info in systems.items()
+    ) + sorted(
+        (name, sorted(rule.targets))
+        for name, rule in (policy.fields.items() if policy is not None else ())
+        if rule.targets is not None
     ))  # sorted throughout: a frozenset's repr changes with the process's hash seed
     return hashlib.blake2b(raw.encode(), digest_size=8).hexdigest()
 
@@ -116,6 +121,7 @@ class Syncer:
             max_delete_fraction=sync.max_delete_fraction,
             force_delete=force_delete,
             default_region=sync.default_region,
+            fields=self.settings.field_policies(),
         )
 
     def poll(
@@ -179,7 +185,7 @@ class Syncer:
                   for name, c in self.connectors.items()}
         for name in self.connectors:
             report.systems[name] = SystemReport()
-        marker = setup_marker(self.systems())
+        marker = setup_marker(self.systems(), self.policy(force_delete))
         cached = self._state()
         unsettled = self.store.unsettled(marker) if cached is None else None
         self.store.foreign_write = False
@@ -214,22 +220,24 @@ class Syncer:
         if cached is not None:
             state, scope = cached
         else:
-            if setup_marker(systems) != marker:
+            if setup_marker(systems, self.policy(force_delete)) != marker:
                 unsettled = None  # opening a connector changed what it can do
             loaded, scope = self._load(observations, systems, unsettled)
             if loaded is None:
                 groups = self._split(observations, systems)
                 if groups is not None:
                     return self._run_groups(
-                        groups, polls, systems, report, setup_marker(systems),
+                        groups, polls, systems, report,
+                        setup_marker(systems, self.policy(force_delete)),
                         dry_run=dry_run, force_delete=force_delete, now=now,
                         finish=lambda: self._finish(report, started, before, kind),
                     )
                 loaded = self.store.load_state()
             state = loaded
-        marker = setup_marker(systems)
+        policy = self.policy(force_delete)
+        marker = setup_marker(systems, policy)
         try:
-            result = plan(state, observations, systems, self.policy(force_delete))
+            result = plan(state, observations, systems, policy)
         except MassDeleteError as exc:
             report.errors.append(str(exc))
             report.exit_code = 3
@@ -238,7 +246,7 @@ class Syncer:
         if scope is not None:
             scope = scope | result.touched()
         hold = self._hold(polls, result, observations)
-        writes, rejections = derive_writes(result.state, systems.values(), scope, hold)
+        writes, rejections = derive_writes(result.state, systems.values(), scope, hold, policy)
         report.people = people = self._note(report, result, rejections)
         if dry_run:
             report.planned = writes
@@ -266,6 +274,11 @@ class Syncer:
         (it is small, or it deletes something)."""
         size = self.settings.sync.batch_records
         if sum(len(o.records) for o in observations) <= size:
+            return None
+        fields = self.settings.fields
+        if any(fields[f].targets is not None for f in KEY_FIELDS & fields.keys()):
+            # Matching then reads a key field from the links too (``engine.kept``),
+            # which the groups are not drawn by: plan the cycle whole.
             return None
         splitter = Splitter(
             systems, self.settings.sync.default_region,
@@ -318,7 +331,8 @@ class Syncer:
                 return finish()
             hold = self._hold(polls, result, group.observations)
             held = held or bool(hold)
-            writes, rejections = derive_writes(result.state, systems.values(), None, hold)
+            writes, rejections = derive_writes(result.state, systems.values(), None, hold,
+                                               policy)
             people = self._note(report, result, rejections)
             for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
                 if gid in result.state.goldens:
@@ -349,6 +363,11 @@ class Syncer:
             report.systems[conflict.winner].conflicts += 1
         report.rejections.extend(rejections)
         people = People(result.state)
+        for refusal in result.refused:
+            report.refused.add((refusal.golden_id, refusal.system))
+            log.info("policy_refused", person=refusal.golden_id, who=people.label(refusal.golden_id),
+                     system=refusal.system, field=refusal.field, value=refusal.value,
+                     kept=refusal.golden, rule=refusal.reason)
         for rej in rejections:
             report.systems[rej.system].rejected += 1
             log.warning("write_rejected", system=rej.system, person=rej.golden_id,

@@ -12,6 +12,12 @@ give the same plan.  Steps:
 3. **Merge** proposals field by field.  Agreement (after normalisation) is
    no conflict; disagreement is resolved by ``newest`` (the systems' own
    timestamps, else the time of observation) or ``priority``, and logged.
+   Field policies (CONTRACT §6) act on proposals, in :meth:`_Planner.propose`:
+   a field outside a system's ``targets`` is not read there, a change from a
+   system outside its ``sources`` (or a clear of a ``never_clear`` field) is
+   refused — noted in ``PlanResult.refused``, the golden value stands and is
+   written back.  Matching and moves are not theirs to decide: who is who
+   does not depend on what a field policy lets through.
 4. **Deletes**: a linked record gone from a complete scan, or a tombstone,
    deletes the person (``propagate``) or only unlinks that system for good
    (``ignore``).  A person changed elsewhere in the same cycle survives:
@@ -26,11 +32,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from syncd.contact import FIELDS, clean, differs, normalise
+from syncd.engine.kept import Created, identities, keeps_keys
 from syncd.engine.match import Matcher
 from syncd.errors import MassDeleteError
 from syncd.model import (
@@ -42,6 +49,7 @@ from syncd.model import (
     LinkKey,
     Observation,
     Policy,
+    Refusal,
     State,
     SystemInfo,
     settle_joined,
@@ -85,6 +93,9 @@ class PlanResult:
     read: dict[str, int] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     """Records refused as they were read (no usable remote id): never linked."""
+    refused: list[Refusal] = field(default_factory=list)
+    """Changes a field policy refused (CONTRACT §6): the golden value stands, and the
+    derived writes put it back in that system."""
 
     def touched(self) -> set[str]:
         """People whose golden record or links this plan changed."""
@@ -126,6 +137,8 @@ class _Planner:
         self._owned: set[str] = set()
         self._linked: dict[str, set[str]] | None = None
         self._matcher: Matcher | None = None
+        self.kept = Created(state.goldens, systems, policy) if keeps_keys(policy) else None
+        """Set when a policy keeps a match key field from some systems (:mod:`kept`)."""
         self.proposals: dict[str, dict[str, list[_Proposal]]] = defaultdict(lambda: defaultdict(list))
         self.deletes: dict[str, list[str]] = defaultdict(list)
         self.left: set[str] = set()
@@ -148,7 +161,10 @@ class _Planner:
     def matcher(self) -> Matcher:
         """Built on first use: a cycle with no new records never pays for it."""
         if self._matcher is None:
-            self._matcher = Matcher(self.goldens.values(), self.policy.default_region)
+            people: Iterable[Golden] = self.goldens.values()
+            if self.kept is not None:  # matching is not the field policies' business
+                people = identities(people, self.links, self.systems, self.policy)
+            self._matcher = Matcher(people, self.policy.default_region)
         return self._matcher
 
     # -- links ------------------------------------------------------------------------------
@@ -221,9 +237,11 @@ class _Planner:
             # Looked up afresh each time: a link made above may have copied the index.
             gid = system_index(obs.system, _NO_IDS).get(rec.remote_id)
             if org is None:
-                if gid is not None and not rec.deleted:
+                if gid is not None:
                     # Moved out of every mapped organization: no longer synced, and
-                    # not gone either — nothing is deleted anywhere.
+                    # not gone either — nothing is deleted anywhere.  A tombstone under
+                    # an unmapped organization is the same person: it left, then was
+                    # deleted where syncd no longer follows it.
                     seen.add(rec.remote_id)
                     self.leave(gid)
                 continue
@@ -249,7 +267,7 @@ class _Planner:
                     self.proposals[gid][ORG].append(_Proposal(obs.system, org, when, stamped))
                 if changed or moved:
                     for f in changed:
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
+                        self.propose(gid, obs.system, f, values[f], when, stamped)
                     self.set_link(
                         replace(
                             link,
@@ -263,17 +281,24 @@ class _Planner:
                     self.set_link(replace(link, extra=dict(rec.extra)))
                 continue
             gid, keys = self.matcher.find(org, values, self.linked_not_moving(obs.system))
+            if gid is None and self.kept is not None:
+                # Our own create whose answer was lost, holding too little to be matched.
+                gid = self.kept.find(obs.system, org, values, self.linked_not_moving(obs.system))
             if gid is not None:
                 golden = self.goldens[gid]
                 values = settle_joined(info.capabilities, values, golden.fields)
                 for f in fields:
                     if values[f] and differs(f, values[f], golden.fields.get(f, "")):
-                        self.proposals[gid][f].append(_Proposal(obs.system, values[f], when, stamped))
+                        self.propose(gid, obs.system, f, values[f], when, stamped)
             else:
                 gid = golden_id_for(obs.system, rec.remote_id)
                 while gid in self.goldens:
                     gid = golden_id_for(obs.system, gid)
                 golden = Golden(gid, org, {f: values.get(f, "") for f in FIELDS})
+                if self.policy.fields:  # a field not read from there starts empty
+                    golden = replace(golden, fields={
+                        f: v if self.policy.targets(obs.system, f) else ""
+                        for f, v in golden.fields.items()})
                 self.set_golden(golden)
                 self.matcher.add_keys(gid, keys, values)
             self.set_link(
@@ -300,6 +325,28 @@ class _Planner:
                 link = self.links[(gid, obs.system)]
                 if not link.excluded and link.org_id not in obs.unread_orgs:
                     self.gone(gid, obs.system)
+
+    def propose(self, gid: str, system: str, name: str, value: str, when: datetime,
+                stamped: bool) -> None:
+        """``system``'s change of one field, unless a field policy refuses it (CONTRACT §6).
+
+        A field outside the system's targets is not read from there at all.  A refused
+        change proposes nothing, so the golden value stands and the derived writes put it
+        back in ``system`` (its link now holds the refused value); it is noted once, in
+        the cycle that first sees it.  A system that is not a source proposes nothing even
+        when it agrees with the golden value: it must not tip a conflict between sources.
+        """
+        policy = self.policy
+        if policy.fields:
+            if not policy.targets(system, name):
+                return
+            golden = self.goldens[gid].fields.get(name, "")
+            why = policy.refuses(system, name, value, golden)
+            if why is not None:
+                if differs(name, value, golden):
+                    self.result.refused.append(Refusal(gid, system, name, value, golden, why))
+                return
+        self.proposals[gid][name].append(_Proposal(system, value, when, stamped))
 
     # -- moves and leaving the mapped organizations -----------------------------------------
 
@@ -373,10 +420,11 @@ class _Planner:
     # -- step 3: merge ----------------------------------------------------------------------
 
     def resolve(self, gid: str, name: str, props: list[_Proposal]) -> _Proposal:
-        ranked = sorted(props, key=lambda p: self.policy.rank(p.system))
+        ranked = sorted(props, key=lambda p: self.policy.rank_for(name, p.system))
         if len({normalise(name, p.value) for p in props}) == 1:
             return ranked[0]
-        if self.policy.conflict is ConflictPolicy.NEWEST:
+        conflict = self.policy.conflict_for(name)
+        if conflict is ConflictPolicy.NEWEST:
             # A change seen by a system without timestamps happened at some moment since
             # its last read: it counts as no newer than the newest stamp of the others,
             # and a tie goes to the priority order.
@@ -397,7 +445,7 @@ class _Planner:
                 candidates=tuple((p.system, p.value, p.when) for p in ranked),
                 winner=winner.system,
                 value=winner.value,
-                policy=self.policy.conflict.value,
+                policy=conflict.value,
             )
         )
         return winner
@@ -424,11 +472,12 @@ class _Planner:
             return []
         proposing = {p.system for p in props}
         holders: list[_Proposal] = []
-        for system in sorted(self.systems, key=self.policy.rank):
+        for system in sorted(self.systems, key=lambda s: self.policy.rank_for(name, s)):
             link = self.base.links.get((gid, system))
             caps = self.systems[system].capabilities
             if (system in proposing or link is None or link.excluded or link.remote_id is None
-                    or name not in caps.fields or differs(name, link.fields.get(name, ""), gold)):
+                    or name not in caps.fields or differs(name, link.fields.get(name, ""), gold)
+                    or not self.policy.targets(system, name)):
                 continue
             stamped = caps.timestamps and link.remote_updated_at is not None
             when = link.remote_updated_at if stamped and link.remote_updated_at else lag[0].when

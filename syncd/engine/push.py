@@ -40,6 +40,7 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.errors import (
     ConnectorError,
+    NotApplied,
     NotFound,
     OutcomeUnknown,
     RecordRejected,
@@ -354,7 +355,8 @@ class Pusher:
         attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
         quarantined = isinstance(exc, RecordRejected) or attempts >= self.max_attempts
         error = str(exc)
-        if write.action is Action.CREATE and isinstance(exc, RetriableError):
+        if (write.action is Action.CREATE and isinstance(exc, RetriableError)
+                and not isinstance(exc, NotApplied)):
             # A 5xx, a timeout or a cut connection may mean "applied": the next read of
             # the system finds the record and matching links it; until then, no resend.
             error = UNKNOWN_OUTCOME + error

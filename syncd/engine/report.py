@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncd.model import Rejection, Write
+from syncd.model import Action, Rejection, Write
 from syncd.people import People, describe_write
 from syncd.redact import redact, redact_value
 
@@ -49,6 +49,8 @@ class CycleReport:
     rejections: list[Rejection] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     conflicts: int = 0
+    refused: set[tuple[str, str]] = field(default_factory=set)
+    """(person, system) whose change a field policy refused: their write is a write-back."""
     people: People | None = field(default=None, repr=False)
     """The planned state's people: names the person of each planned write and rejection,
     and holds each system's old values for the dry run's ``old → new``."""
@@ -56,6 +58,16 @@ class CycleReport:
     @property
     def writes(self) -> int:
         return sum(s.created + s.updated + s.deleted for s in self.systems.values())
+
+    def changes(self, system: str) -> tuple[int, int, int]:
+        """(created, updated, deleted) in ``system``: what the cycle did, or for a dry run
+        what it would do (its planned writes), so that its table is not a row of zeros."""
+        if not self.dry_run:
+            done = self.systems[system]
+            return done.created, done.updated, done.deleted
+        actions = [w.action for w in self.planned if w.system == system]
+        return (actions.count(Action.CREATE), actions.count(Action.UPDATE),
+                actions.count(Action.DELETE))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +84,13 @@ class CycleReport:
 
     def plan(self) -> list[dict[str, Any]]:
         """The dry run's writes: the person named, each field's old and new value."""
-        return [redact_value(describe_write(w, self.people)) for w in self.planned]
+        docs = []
+        for w in self.planned:
+            doc = describe_write(w, self.people)
+            if (w.golden_id, w.system) in self.refused:
+                doc["reason"] = "policy"  # the golden value put back (CONTRACT §6)
+            docs.append(redact_value(doc))
+        return docs
 
     def rejection(self, rej: Rejection) -> dict[str, Any]:
         who = self.people(rej.golden_id) if self.people else None

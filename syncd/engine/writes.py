@@ -12,14 +12,20 @@ scan) receives no create: it may hold the person already, and a create there
 would be a duplicate once it is read.  Its updates and deletes wait too —
 they could overwrite a change not read yet — except for people whose record
 was read this cycle: that link proves what the system holds.
+
+A field outside a system's ``targets`` (a field policy, CONTRACT §6) is one
+syncd does not manage there: a create leaves it empty, an update keeps the
+system's own value (its link's) in ``desired``, so it never differs and is
+never sent — and a connector that writes a joined value (Lightening's name)
+joins the system's own part, not the golden one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Set
 
-from syncd.contact import differs, email_problem, project
-from syncd.model import Action, Rejection, State, SystemInfo, Write, check_limits
+from syncd.contact import Fields, differs, email_problem, project
+from syncd.model import Action, Policy, Rejection, State, SystemInfo, Write, check_limits
 
 __all__ = ["derive_writes"]
 
@@ -29,12 +35,14 @@ def derive_writes(
     systems: Iterable[SystemInfo],
     only: Iterable[str] | None = None,
     hold: Mapping[str, Set[str]] | None = None,
+    policy: Policy | None = None,
 ) -> tuple[list[Write], list[Rejection]]:
     """What every system still has to receive: the difference between golden and link.
 
     ``only`` limits the work to some people — those a cycle touched plus those
     still unsettled — when the caller knows every other person is settled.
     ``hold``: system → the people whose link it proved this cycle (see above).
+    ``policy``: its field policies' ``targets`` (see above); the planner's policy.
     """
     hold = hold or {}
     writes: list[Write] = []
@@ -42,6 +50,16 @@ def derive_writes(
     targets = [s for s in systems if not s.read_only]
     org_ids = {s.name: s.org_ids for s in targets}
     fields = {s.name: sorted(s.capabilities.fields) for s in targets}
+    own: dict[str, list[str]] = {}  # per system, the fields no policy lets syncd write there
+    if policy is not None and policy.fields:
+        own = {s: kept for s, names in fields.items()
+               if (kept := [f for f in names if not policy.targets(s, f)])}
+
+    def want(system: str, golden: Fields, held: Fields | None) -> Fields:
+        desired = project(golden, fields[system])
+        for name in own.get(system, ()):
+            desired[name] = held.get(name, "") if held is not None else ""
+        return desired
     people = (
         state.goldens.values()
         if only is None
@@ -67,7 +85,7 @@ def derive_writes(
                 org_id = org_ids[info.name].get(golden.org)
                 if org_id is None:
                     continue
-                desired = project(golden.fields, fields[info.name])
+                desired = want(info.name, golden.fields, None)
                 if not any(desired.values()):
                     continue
                 write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired, desired)
@@ -78,7 +96,7 @@ def derive_writes(
                 org_id = org_ids[info.name].get(golden.org)
                 if org_id is None or link.remote_id is None:
                     continue
-                desired = project(golden.fields, fields[info.name])
+                desired = want(info.name, golden.fields, link.fields)
                 moved_from = (link.org_id, link.remote_id)
                 if caps.can_move:
                     changed = {f: v for f, v in desired.items()
@@ -89,7 +107,7 @@ def derive_writes(
                     write = Write(info.name, golden.id, Action.CREATE, org_id, None, desired,
                                   desired, link.extra, moved_from)
             else:
-                desired = project(golden.fields, fields[info.name])
+                desired = want(info.name, golden.fields, link.fields)
                 if desired == link.fields:
                     continue
                 changed = {f: v for f, v in desired.items() if differs(f, v, link.fields.get(f, ""))}

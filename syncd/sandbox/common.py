@@ -11,7 +11,7 @@ four ``admin_*`` methods in canonical fields, so tests and the demo can act
 * ``DELETE /_admin/records/{id}``
 * ``GET  /_admin/counters``         requests by method; ``POST /_admin/counters/reset``
 * ``POST /_admin/faults``           ``{"error_rate", "drop_rate", "latency", "throttle_next",
-  "error_next", "drop_next", "lose_next"}``
+  "error_next", "drop_next", "lose_next", "stall_next", "stall"}``
 
 The admin side is unauthenticated and never counted or faulted.
 """
@@ -64,6 +64,10 @@ class Faults:
     """Cut the connection of the next N requests mid-answer."""
     lose_next: int = 0
     """Apply the next N writes, then cut the connection: the answer is lost, the write is not."""
+    stall_next: int = 0
+    """Apply the next N writes, then hold their answer for ``stall`` seconds (past a client's
+    timeout: the write landed, the client heard nothing)."""
+    stall: float = 2.0
     seed: int | None = None
 
 
@@ -203,6 +207,9 @@ class _FaultMiddleware:
             drop, faults.drop_next = faults.drop_next > 0, max(0, faults.drop_next - 1)
             lose = faults.lose_next > 0 and sim.is_write(str(scope["method"]), str(scope["path"]))
             faults.lose_next -= 1 if lose else 0
+            stall = (not lose and faults.stall_next > 0
+                     and sim.is_write(str(scope["method"]), str(scope["path"])))
+            faults.stall_next -= 1 if stall else 0
             roll = sim._random.random()
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -223,6 +230,17 @@ class _FaultMiddleware:
 
             await self.app(scope, receive, swallow)  # applied ...
             await _drop_connection(send)  # ... and never heard of
+            return
+        if stall:
+            held: list[Message] = []
+
+            async def hold(message: Message) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, hold)  # applied ...
+            await asyncio.sleep(faults.stall)  # ... and answered after the client gave up
+            for message in held:
+                await send(message)
             return
         await self.app(scope, receive, send)
 

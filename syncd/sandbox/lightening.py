@@ -103,6 +103,8 @@ _ARRAY_KEY = re.compile(r"^customer_id\[\d*\]$")
 
 REQUIRED = "Field is required."
 NOTHING_SENT = "Nothing sent for request."
+BUSY = "The contact could not be saved. Please try again later."
+"""What Lightening answers (HTTP 200) when it did not save a write and asks for another try."""
 NOT_FOUND = "Entity not found."
 DELETED = "Entity has been successfully deleted."
 CREATED = "Successfully created entity."
@@ -169,7 +171,8 @@ class LighteningSim(Simulator):
 
     ``customers`` (when given) is the set of customer ids that exist: a create
     or move to another id is refused.  ``token_expired`` starts with the token
-    refused.  ``clock`` lets a test move time.
+    refused.  ``clock`` lets a test move time.  ``busy_next``: the next N creates
+    or updates are answered "could not be saved, try again later" and not applied.
     """
 
     kind = "lightening"
@@ -192,6 +195,7 @@ class LighteningSim(Simulator):
         }
         self.clock = clock
         self.contacts: dict[int, LighteningContact] = {}
+        self.busy_next = 0
         self._next_id = 411  # the note's example id is 412
         super().__init__()
         # Outermost, so a delete is counted even when a fault answers it.
@@ -238,6 +242,12 @@ class LighteningSim(Simulator):
                 ok = not self.token_expired and request.headers.get("authorization") == self.token
             if not ok:
                 return _result({"result": False, "error": "Unauthorized"}, 401)
+            if request.method == "POST":
+                with self.lock:
+                    busy, self.busy_next = self.busy_next > 0, max(0, self.busy_next - 1)
+                if busy:
+                    self.counters["busy"] += 1
+                    return _result({"result": False, "error": BUSY})
             return await handler(request)
 
         return guarded

@@ -1,0 +1,262 @@
+"""HttpClient and its auth strategies: logins under faults, one login per expiry.
+
+Wire-level rules use ``httpx.MockTransport``; the same rules are then checked
+against the Valomnia, LogiSense and Zoho Books simulators over real HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from syncd.config import LogisenseConfig, ValomniaConfig, ZohoBooksConfig
+from syncd.connectors import logisense, valomnia, zoho_books
+from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
+from syncd.http import FormLoginCookie, HttpClient, MockTransport, OAuth2Grant, Request, Response
+from syncd.sandbox.logisense import LogisenseSim
+from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
+from syncd.sandbox.zoho_books import ZohoBooksSim
+from syncd.sandbox.zoho_books import config_for as zoho_config
+from tests.contract import PERSON, by_id, listed
+from tests.world import SimTime
+
+Serve = Callable[[Any], str]
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+# -- a server of our own: logins and sessions as plain Python ------------------------------
+
+
+class Server:
+    """A login route handing out numbered sessions, and data routes that need the current one.
+
+    ``fail_logins``: the next N logins answer 500.  ``revoke()`` ends every session.
+    ``barrier``: data requests wait for each other, so several are in flight at once.
+    """
+
+    def __init__(self, *, fail_logins: int = 0, barrier: threading.Barrier | None = None) -> None:
+        self.fail_logins = fail_logins
+        self.barrier = barrier
+        self.logins = 0
+        self.current: str | None = None
+        self.lock = threading.Lock()
+        self.data_requests = 0
+
+    def revoke(self) -> None:
+        with self.lock:
+            self.current = None
+
+    def __call__(self, request: Request) -> Response:
+        if request.url.path in ("/login", "/token"):
+            with self.lock:
+                self.logins += 1
+                if self.fail_logins > 0:
+                    self.fail_logins -= 1
+                    return Response(500, json={"error": "server_error"})
+                self.current = f"s{self.logins}"
+            if request.url.path == "/token":
+                return Response(200, json={"access_token": self.current, "expires_in": 3600})
+            return Response(200, json={"token": self.current})
+        with self.lock:
+            self.data_requests += 1
+            session = self.current
+        sent = request.headers.get("cookie", "").removeprefix("S=") or request.headers.get(
+            "authorization", "").removeprefix("Bearer ")
+        if self.barrier is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.barrier.wait(timeout=5)
+        if session is None or sent != session:
+            return Response(401, json={"error": "unauthorized"})
+        return Response(200, json={"ok": True})
+
+
+def form_login() -> FormLoginCookie:
+    return FormLoginCookie("/login", lambda: {"u": "ops", "p": "pw"},
+                           lambda r: r.json().get("token"), cookie="S")
+
+
+def grant(**options: Any) -> OAuth2Grant:
+    return OAuth2Grant("/token", lambda: {"grant_type": "password"}, clock=lambda: T0, **options)
+
+
+def client(server: Server, auth: Any, **options: Any) -> HttpClient:
+    return HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(server),
+                      clock=SimTime(), **options)
+
+
+@pytest.fixture(params=["form login", "oauth2 grant"])
+def auth(request: pytest.FixtureRequest) -> Any:
+    return form_login() if request.param == "form login" else grant()
+
+
+# -- 1. a login answered 5xx is resent like a read ----------------------------------------
+
+
+def test_a_login_answered_500_is_resent_like_a_read(auth: Any) -> None:
+    server = Server(fail_logins=2)
+    http = client(server, auth)
+    assert http.request("GET", "/contacts").json() == {"ok": True}
+    assert server.logins == 3 and auth.logins == 3
+    assert http.stats.retries == 2
+
+
+def test_a_login_that_timed_out_or_was_cut_is_resent(auth: Any) -> None:
+    server = Server()
+    cuts = [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("cut")]
+
+    def flaky(request: Request) -> Response:
+        if request.url.path in ("/login", "/token") and cuts:
+            raise cuts.pop(0)
+        return server(request)
+
+    http = HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(flaky),
+                      clock=SimTime())
+    assert http.request("GET", "/contacts").json() == {"ok": True}
+    assert auth.logins == 3 and server.logins == 1
+
+
+def test_a_login_that_keeps_failing_gives_the_system_up_after_max_retries(auth: Any) -> None:
+    server = Server(fail_logins=100)
+    http = client(server, auth, max_retries=3)
+    with pytest.raises(SystemUnavailable) as err:
+        http.request("GET", "/contacts")
+    assert not isinstance(err.value, OutcomeUnknown)
+    assert server.logins == 4 and server.data_requests == 0
+    assert "4 attempts" in str(err.value) and "outcome unknown" not in str(err.value)
+
+
+def test_a_refused_login_is_final_at_once() -> None:
+    def refuse(request: Request) -> Response:
+        return Response(401, json={"error": "bad credentials"})
+
+    auth = form_login()
+    http = HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(refuse),
+                      clock=SimTime())
+    with pytest.raises(AuthError):
+        http.request("GET", "/contacts")
+    assert auth.logins == 1
+
+
+def test_every_resent_token_request_counts_against_the_refresh_budget() -> None:
+    server = Server(fail_logins=100)
+    auth = grant(max_refreshes=3, refresh_window=timedelta(minutes=10))
+    http = client(server, auth, max_retries=10)
+    with pytest.raises(AuthError, match="3 token requests"):
+        http.request("GET", "/contacts")
+    assert server.logins == 3 and len(auth.fetched) == 3
+
+
+# -- 2. one expiry, one login, however many writes are in flight ---------------------------
+
+
+def test_writes_in_flight_that_meet_one_expiry_cost_one_login(auth: Any) -> None:
+    n = 6
+    server = Server()
+    http = client(server, auth)
+    http.request("GET", "/contacts")  # logged in: session s1
+    assert server.logins == 1
+    server.revoke()
+    server.barrier = threading.Barrier(n)  # all n send the dead session together
+    with ThreadPoolExecutor(n) as pool:
+        answers = list(pool.map(lambda i: http.request("PUT", f"/contacts/{i}", json={}),
+                                range(n)))
+    assert all(a.json() == {"ok": True} for a in answers)
+    assert server.logins == 2  # the first login, then one for the one expiry
+
+
+def test_a_request_answered_401_after_another_logged_in_resends_without_a_login(
+    auth: Any,
+) -> None:
+    server = Server()
+    http = client(server, auth)
+    http.request("GET", "/contacts")
+    stale = dict(auth.headers(http))
+    auth.refresh(http, stale)  # one request saw the expiry and logged in
+    assert server.logins == 2
+    auth.refresh(http, stale)  # a second one that sent the same old session: no login
+    assert server.logins == 2
+    assert http.request("GET", "/contacts").json() == {"ok": True}
+
+
+# -- the same against the simulators, over real HTTP ---------------------------------------
+
+
+def _valomnia(url: str) -> Any:
+    cfg = ValomniaConfig(kind="valomnia", base_url=url, username=SANDBOX_USER,
+                         password=SANDBOX_PASSWORD)
+    return valomnia.from_config("valomnia", cfg, http_clock=SimTime())
+
+
+def _logisense(url: str) -> Any:
+    cfg = LogisenseConfig.model_validate({
+        "kind": "logisense", "base_url": url, "contact_type_id": 9,
+        "client_id": "syncd", "username": "api", "password": "secret"})
+    return logisense.from_config("logisense", cfg, http_clock=SimTime())
+
+
+def _zoho(url: str) -> Any:
+    cfg = ZohoBooksConfig.model_validate({**zoho_config(url), "throttle_window": "0s"})
+    return zoho_books.from_config("zoho", cfg, http_clock=SimTime(), max_rps=None)
+
+
+SIMS: dict[str, tuple[Callable[[], Any], Callable[[str], Any], str, Callable[[Any], None]]] = {
+    "valomnia": (ValomniaSim, _valomnia, "3229", lambda sim: sim.expire_sessions()),
+    "logisense": (LogisenseSim, _logisense, "16", lambda sim: sim.expire_tokens()),
+    "zoho": (ZohoBooksSim, _zoho, "460000000026049", lambda sim: sim.expire_tokens()),
+}
+
+
+@pytest.fixture(params=sorted(SIMS))
+def served(request: pytest.FixtureRequest, served_sim: Serve) -> Iterator[tuple[Any, Any, str, Any]]:
+    make_sim, make, org, expire = SIMS[request.param]
+    sim = make_sim()
+    connector = make(served_sim(sim))
+    yield sim, connector, org, expire
+    connector.close()
+
+
+def test_a_simulator_login_answered_500_is_resent_and_the_read_goes_on(
+    served: tuple[Any, Any, str, Any],
+) -> None:
+    sim, connector, org, _ = served
+    rid = sim.admin_create(org, PERSON)
+    sim.faults.error_next = 1  # the first request of the connector is its login
+    assert rid in by_id(connector, org)
+    assert sim.counters["login"] == 1
+
+
+def test_twenty_updates_in_flight_across_a_revoked_session_cost_one_login(
+    served: tuple[Any, Any, str, Any],
+) -> None:
+    sim, connector, org, expire = served
+    ids = [sim.admin_create(org, {**PERSON, "email": f"p{i}@example.com"}) for i in range(20)]
+    current = by_id(connector, org)
+    logins = sim.counters["login"]
+    sim.faults.latency = 0.02  # several writes really are in flight together
+    done = threading.Semaphore(0)
+
+    def update(rid: str) -> None:
+        fields = {**current[rid].fields, "first_name": "Renamed"}
+        connector.update(rid, org, {"first_name": "Renamed"}, fields, dict(current[rid].extra))
+        done.release()
+
+    def revoke_after_five() -> None:
+        for _ in range(5):
+            done.acquire(timeout=10)
+        expire(sim)
+
+    revoker = threading.Thread(target=revoke_after_five)
+    revoker.start()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(update, ids))
+    revoker.join()
+    assert sim.counters["unauthorized"] >= 1  # the revocation was met ...
+    assert sim.counters["login"] - logins == 1  # ... and cost one login
+    assert all(r.fields["first_name"] == "Renamed" for r in listed(connector, org))
