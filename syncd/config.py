@@ -223,6 +223,24 @@ class ValomniaConfig(_SystemBase):
     password: SecretStr
 
 
+class CarddavConfig(_SystemBase):
+    """One CardDAV address-book collection (CONTRACT §8); ``[organizations]`` map ``ORG`` names."""
+
+    kind: Literal["carddav"]
+    url: str
+    """The address book collection itself, e.g. ``https://dav.example.com/alice/contacts/``."""
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    multiget_batch: int = Field(default=100, ge=1, le=1000)
+    """Cards fetched per ``addressbook-multiget`` request."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's origin: hrefs in answers are absolute paths below it."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
 class WebConfig(_Strict):
     """The console (``syncd web``; ``syncd run`` too when ``enabled``): CONTRACT §7."""
 
@@ -240,7 +258,8 @@ SystemConfig = Annotated[
     | HarvestConfig
     | ZohoBooksConfig
     | LogisenseConfig
-    | ValomniaConfig,
+    | ValomniaConfig
+    | CarddavConfig,
     Field(discriminator="kind"),
 ]
 
@@ -358,7 +377,8 @@ def config_path(explicit: str | None = None) -> Path:
 def _describe(error: dict[str, Any]) -> str:
     loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
     # Discriminated unions add the kind tag to the path; drop it for the reader.
-    for kind in ("memory", "lightening", "harvest", "zoho_books", "logisense", "valomnia"):
+    for kind in ("memory", "lightening", "harvest", "zoho_books", "logisense", "valomnia",
+                 "carddav"):
         loc = loc.replace(f".{kind}.", ".", 1) if f".{kind}." in loc else loc
     kind_of = error["type"]
     if kind_of == "extra_forbidden":

@@ -16,6 +16,7 @@
         │   └── BadAnswer      an answer we cannot read (wrong shape, cut off, too big)
         ├── RecordRejected     this one record is refused; the rest go on
         │   └── NotFound       404: the record is gone
+        ├── Stale              changed there since it was read (412): re-read, plan again
         └── SystemUnavailable  this system is unusable this cycle      → exit 4
             ├── AuthError      401/403: credentials refused
             └── Throttled      told to wait longer than a cycle allows
@@ -39,6 +40,7 @@ __all__ = [
     "RateLimited",
     "RecordRejected",
     "RetriableError",
+    "Stale",
     "StoreLockedError",
     "StoreUnavailable",
     "SyncdError",
@@ -130,6 +132,14 @@ class RecordRejected(ConnectorError):
 
 class NotFound(RecordRejected):
     """The record is not there (404, "Entity not found."): deleted on the other side."""
+
+
+class Stale(ConnectorError):
+    """The record changed since it was read (a 412 to ``If-Match``): nothing was written.
+
+    Neither a failure nor a reason to overwrite: the next cycle reads the new
+    version, plans again and derives the write anew (the person stays unsettled).
+    """
 
 
 class SystemUnavailable(ConnectorError):

@@ -133,6 +133,9 @@ class Page:
     unread_orgs: frozenset[str] = frozenset()
     """Organizations (parent ids) this scan left for a later cycle (a budgeted sweep):
     a record missing under them is not gone."""
+    token: str | None = None
+    """The system's own change token (a CardDAV sync token) that this page and the ones
+    before it justify: stored as the watermark's ``token`` with the plan they feed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,6 +460,8 @@ class Watermark:
     last_full_scan_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
+    token: str | None = None
+    """An opaque change token the system hands out (CardDAV's sync token), if it has one."""
 
 
 @dataclass(frozen=True, slots=True)

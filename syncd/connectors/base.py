@@ -60,6 +60,7 @@ __all__ = [
     "RemoteRecord",
     "RestConnector",
     "Skipped",
+    "SyncTokens",
     "TypedChildren",
     "WriteResult",
     "build_connector",
@@ -155,6 +156,20 @@ class Budgeted(Protocol):
 
     def budget_status(self) -> dict[str, Any]:
         """``used`` today, ``limit``, ``resets_at`` and ``capped_until`` (``syncd status``)."""
+        ...
+
+
+@runtime_checkable
+class SyncTokens(Protocol):
+    """A connector whose system hands out change tokens (CardDAV's RFC 6578 sync token).
+
+    Before each read the poller hands it the stored token and its links (remote id →
+    (parent id, ``extra``): where each record lives, its version); the read's last page
+    carries the new token (``Page.token``), stored with the plan it feeds.
+    """
+
+    def resume_sync(self, token: str | None,
+                    linked: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:
         ...
 
 
@@ -602,6 +617,7 @@ KINDS: dict[str, str] = {
     "zoho_books": "syncd.connectors.zoho_books",
     "logisense": "syncd.connectors.logisense",
     "valomnia": "syncd.connectors.valomnia",
+    "carddav": "syncd.connectors.carddav",
 }
 
 

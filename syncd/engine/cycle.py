@@ -127,6 +127,7 @@ class Syncer:
             self.connectors, settings.org_map, skew=settings.sync.clock_skew,
             full_scan_interval=settings.sync.full_scan_interval, stop=self.stop,
         )
+        self.poller.extras = self._extras
         for connector in self.connectors.values():
             connector.watch(self.stop)
         # A read too large to plan at once is kept compressed (see ``_split``).
@@ -479,6 +480,11 @@ class Syncer:
         SQLite store has a single connection for every thread."""
         with self._hash_lock:
             return self.store.record_hashes(system)
+
+    def _extras(self, system: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """One token system's links' connector data (see :class:`~syncd.connectors.base.SyncTokens`)."""
+        with self._hash_lock:
+            return self.store.link_extras(system)
 
     def _load(
         self,

@@ -25,8 +25,9 @@ from collections.abc import Set as AbstractSet
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
-from syncd.connectors.base import Connector
+from syncd.connectors.base import Connector, SyncTokens
 from syncd.engine.spool import PAGE, Spool
 from syncd.errors import ConnectorError, SystemUnavailable
 from syncd.logs import get_logger
@@ -142,6 +143,8 @@ class Poller:
         self.linked: Linked | None = None
         """Set by the engine: what a scoped scan (``Capabilities.scoped_listing``) must see."""
         self.confirm_max = CONFIRM_MAX
+        self.extras: Callable[[str], Mapping[str, tuple[str, Mapping[str, Any]]]] | None = None
+        """Set by the engine: a token system's links' ``extra`` (:class:`SyncTokens`)."""
         self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> dict[str, ConnectorError]:
@@ -185,12 +188,15 @@ class Poller:
         seen: set[str] = set()
         unconfirmed: list[str] = []
         error = failed_open
+        token = mark.token
 
         def take(pages: Iterator[Page]) -> None:
-            nonlocal listed, records, max_seen
+            nonlocal listed, records, max_seen, token
             for page in pages:
                 if self.stop.is_set():
                     raise Interrupted(f"{name}: stopped while reading")
+                if page.token is not None:
+                    token = page.token
                 listed += len(page.records)
                 if scoped:
                     seen.update(rec.remote_id for rec in page.records)
@@ -215,6 +221,8 @@ class Poller:
 
         if error is None:
             try:
+                if isinstance(connector, SyncTokens):
+                    connector.resume_sync(mark.token, self.extras(name) if self.extras else {})
                 take(connector.list_records(sorted(self.org_ids(name)), since))
                 if scoped and not skipped and self.linked is not None:
                     # Missing from a scan that asked only the mapped organizations: moved
@@ -244,6 +252,7 @@ class Poller:
             last_full_scan_at=now if complete else mark.last_full_scan_at,
             last_success_at=now if error is None else mark.last_success_at,
             last_error=str(error) if error else None,
+            token=token,
         )
         obs = Observation(name, records, complete=complete, observed_at=now,
                           unread_orgs=frozenset(unread), unlisted=unlisted,

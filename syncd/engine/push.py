@@ -45,6 +45,7 @@ from syncd.errors import (
     OutcomeUnknown,
     RecordRejected,
     RetriableError,
+    Stale,
     SystemUnavailable,
 )
 from syncd.logs import get_logger
@@ -328,6 +329,13 @@ class Pusher:
                 batch.removed.add(key)
         except SystemUnavailable:
             raise
+        except Stale as exc:
+            # Changed there since we read it: no failure, no overwrite. Nothing is
+            # recorded, so the person stays owed the write; the next poll reads the
+            # new version and the plan derives it again.
+            log.info("write_stale", system=write.system, person=write.golden_id,
+                     action=write.action.value, remote_id=write.remote_id, error=str(exc))
+            return
         except ConnectorError as exc:
             self._failed(write, exc, batch)
             return

@@ -1,7 +1,8 @@
 """``syncd sandbox``: every simulator that exists, seeded, on 127.0.0.1, with a ready config.
 
 Ports are fixed per kind from a base (CONTRACT §3): lightening +0, harvest +1,
-zoho_books +2, logisense +3, valomnia +4.  A kind without a simulator yet is
+zoho_books +2, logisense +3, valomnia +4, and carddav +5 (a real Radicale on a
+port of its own behind it, when Radicale is installed).  A kind without a simulator yet is
 simply not served; one whose connector is not in the build yet is served but
 left out of the written config (and of ``syncd demo``).  Seed data is
 deterministic: realistic people in two organizations, some of them entered in
@@ -26,7 +27,8 @@ from syncd.sandbox.common import ServerHandle, Simulator, serve
 
 __all__ = ["PORT_OFFSETS", "Sandbox", "build_sandbox", "has_connector", "serve_forever"]
 
-PORT_OFFSETS = {"lightening": 0, "harvest": 1, "zoho_books": 2, "logisense": 3, "valomnia": 4}
+PORT_OFFSETS = {"lightening": 0, "harvest": 1, "zoho_books": 2, "logisense": 3, "valomnia": 4,
+                "carddav": 5}
 ORGS = ("acme", "globex")
 
 FIRST = ["Ada", "Grace", "Alan", "Katherine", "Linus", "Margaret", "Dennis", "Barbara",
@@ -104,6 +106,28 @@ def _zoho_books() -> _Kind:
     )
 
 
+def _carddav() -> _Kind:
+    """A real Radicale (when installed: it is with the dev extras) behind a counted front."""
+    from syncd.sandbox.carddav import (
+        SANDBOX_PASSWORD,
+        SANDBOX_USER,
+        CarddavSim,
+        available,
+        start_server,
+    )
+
+    if not available("radicale"):
+        raise ImportError("radicale is not installed")
+    orgs = {"acme": "Acme Inc", "globex": "Globex Corporation"}  # the vCard ORG
+    collection = f"/{SANDBOX_USER}/contacts/"
+    return _Kind(
+        make=lambda: CarddavSim(start_server("radicale")),
+        org_ids=orgs,
+        config=lambda url: {"kind": "carddav", "url": url + collection,
+                            "username": SANDBOX_USER, "password": SANDBOX_PASSWORD},
+    )
+
+
 def has_connector(kind: str) -> bool:
     """Whether this build has the connector for ``kind`` (looked up, not imported)."""
     from syncd.connectors.base import KINDS
@@ -120,7 +144,7 @@ def available_kinds(*, synced_only: bool = False) -> dict[str, _Kind]:
     kinds: dict[str, _Kind] = {}
     for name, factory in (("lightening", _lightening), ("harvest", _harvest),
                           ("zoho_books", _zoho_books), ("logisense", _logisense),
-                          ("valomnia", _valomnia)):
+                          ("valomnia", _valomnia), ("carddav", _carddav)):
         if synced_only and not has_connector(name):
             continue
         try:
@@ -145,6 +169,10 @@ class Sandbox:
     def stop(self) -> None:
         for handle in self.handles.values():
             handle.stop()
+        for sim in self.sims.values():
+            close = getattr(sim, "close", None)  # a simulator fronting a real server
+            if close is not None:
+                close()
 
     def config(self, store_url: str) -> dict[str, Any]:
         # A simulator served before its connector exists stays out of the config

@@ -80,6 +80,7 @@ def _masked(text: str | None) -> str | None:
 _REVISION = "SELECT value FROM store_revision WHERE id = 1"
 _WATERMARK_COLUMNS = (
     "system", "cursor", "last_poll_at", "last_full_scan_at", "last_success_at", "last_error",
+    "token",
 )
 _LINK_COLUMNS = (
     "system", "remote_id", "golden_id", "org_id", "fields_json", "hash", "remote_updated_at",
@@ -417,6 +418,16 @@ class Store:
             finally:
                 cursor.close()
 
+    def link_extras(self, system: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """remote id → its link's (parent id, connector data), for one system (CardDAV's
+        href and ETag: what a sync report's removed href needs in a fresh process)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(L.c.remote_id, L.c.org_id, L.c.extra_json)
+                .where(L.c.system == system, L.c.remote_id.is_not(None))
+            ).all()
+        return {str(rid): (str(org), json.loads(raw or "{}")) for rid, org, raw in rows}
+
     def load_people(self, gids: Iterable[str], systems: Iterable[str], *,
                     counts: bool = True) -> State:
         """Some people's golden records and every link of theirs: a partial state.
@@ -651,17 +662,18 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT system, cursor, last_poll_at, last_full_scan_at, last_success_at, "
-                "last_error FROM watermark"
+                "last_error, token FROM watermark"
             ).all()
         return {
-            system: Watermark(system, read_utc(c), read_utc(p), read_utc(f), read_utc(ok), err)
-            for system, c, p, f, ok, err in rows
+            system: Watermark(system, read_utc(c), read_utc(p), read_utc(f), read_utc(ok), err,
+                              token)
+            for system, c, p, f, ok, err, token in rows
         }
 
     def save_watermarks(self, conn: Connection, marks: Iterable[Watermark]) -> None:
         rows = [
             (m.system, self._ts(m.cursor), self._ts(m.last_poll_at), self._ts(m.last_full_scan_at),
-             self._ts(m.last_success_at), _masked(m.last_error))
+             self._ts(m.last_success_at), _masked(m.last_error), m.token)
             for m in marks
         ]
         if rows:

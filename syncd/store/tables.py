@@ -95,6 +95,7 @@ class WatermarkRow(SQLModel, table=True):
     last_full_scan_at: datetime | None = _ts(nullable=True)
     last_success_at: datetime | None = _ts(nullable=True)
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    token: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
 
 
 class FailureRow(SQLModel, table=True):
