@@ -238,9 +238,9 @@ def test_token_round_trips_through_either_store(sim: CarddavSim, store: Store) -
     assert token and p.person("bob@example.com")
 
 
-def test_migration_0004_keeps_the_watermarks_it_finds(tmp_path: Path) -> None:
+def test_migration_0005_keeps_the_watermarks_it_finds(tmp_path: Path) -> None:
     old = Store(f"sqlite:///{tmp_path / 'old.db'}")
-    upgrade(old.engine, "0003")
+    upgrade(old.engine, "0004")
     when = datetime(2026, 11, 1, tzinfo=UTC)
     with old.engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO watermark (system, cursor) VALUES ('harvest', ?)",
