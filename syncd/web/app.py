@@ -272,6 +272,14 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
     def act_on(ids: list[int], verb: str) -> list[int]:
         return model.retry(ids) if verb == "retry" else model.drop(ids)
 
+    async def acted(form: dict[str, list[str]], ids: list[int], verb: str) -> Response:
+        """Retry or drop ``ids``, then back to the page the form came from, saying how many."""
+        done = await run_in_threadpool(act_on, ids, verb)
+        what = "retried" if verb == "retry" else "dropped"
+        back = _local(_first(form, "back"), "/errors")
+        sep = "&" if "?" in back else "?"
+        return RedirectResponse(f"{back}{sep}done={quote(f'{len(done)} {what}')}", status_code=303)
+
     def no_such(request: Request, session: Session) -> Response:
         return page("message.html", request, session, 404, title="Not found",
                     message="No such write or action.", back="/errors")
@@ -288,11 +296,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
             ids = [int(target)]
         else:
             return no_such(request, session)
-        done = await run_in_threadpool(act_on, ids, verb)
-        what = "retried" if verb == "retry" else "dropped"
-        back = _local(_first(form, "back"), "/errors")
-        sep = "&" if "?" in back else "?"
-        return RedirectResponse(f"{back}{sep}done={quote(f'{len(done)} {what}')}", status_code=303)
+        return await acted(form, ids, verb)
 
     async def group_action(request: Request, session: Session) -> Response:
         form = await form_of(request)
@@ -301,10 +305,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
             return no_such(request, session)
         rows = await run_in_threadpool(model.errors)
         ids = [r["id"] for r in rows if r["group"] == group]
-        done = await run_in_threadpool(act_on, ids, verb)
-        what = "retried" if verb == "retry" else "dropped"
-        back = _local(_first(form, "back"), "/errors")
-        return RedirectResponse(f"{back}?done={quote(f'{len(done)} {what}')}", status_code=303)
+        return await acted(form, ids, verb)
 
     async def use_value(request: Request, session: Session) -> Response:
         form = await form_of(request)
