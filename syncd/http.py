@@ -9,9 +9,10 @@
 * **response rules** as a hook: :func:`default_rules` sorts 2xx / 401-403 /
   404 / 429 and 5xx / other 4xx onto the exception tree; a connector whose API
   puts the verdict in the body passes its own ``validate``;
-* **unknown outcomes**: a request that is not idempotent (a create) and got an
-  answer that may mean "applied" (5xx, timeout, cut connection) raises
-  :class:`OutcomeUnknown` and is never resent; idempotent ones are retried;
+* **retries** decided by one :class:`RetryPolicy`: a request that is not
+  idempotent (a create) and got an answer that may mean "applied" (5xx,
+  timeout, cut connection) raises :class:`OutcomeUnknown` and is never resent;
+  idempotent ones, throttle answers and a vendor's "not done" are resent;
 * one fresh login on 401/403 through an :class:`Auth` strategy, never a loop;
 * answers are read up to ``max_response_bytes``; every wait watches ``stop``.
 
@@ -71,6 +72,7 @@ __all__ = [
     "RateLimiter",
     "Request",
     "Response",
+    "RetryPolicy",
     "SystemClock",
     "default_rules",
     "id_from_location",
@@ -392,7 +394,7 @@ class Login:
             return client.request(method, url, authenticate=False, idempotent=True, what=what,
                                   validate=_token_rules, before_send=attempt, **options)
         except RetriableError as exc:
-            raise SystemUnavailable(f"{exc}; {what} given up after {client.max_retries + 1} "
+            raise SystemUnavailable(f"{exc}; {what} given up after {client.retry.max_retries + 1} "
                                     "attempts", system=client.system) from None
 
 
@@ -535,6 +537,73 @@ class FormLoginCookie(Login):
         self.token = token
 
 
+# -- the retry policy ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to do after one failed attempt: resend (after ``wait``) or give up with ``error``.
+
+    ``block`` holds the whole system for that many seconds first (a ``Retry-After``).
+    """
+
+    error: RetriableError
+    give_up: bool
+    wait: float = 0.0
+    block: float | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Decides, for one failed attempt, whether a request is sent again, after how long.
+
+    * A throttle answer (:class:`RateLimited`) means "not applied": the system is
+      held for its ``Retry-After`` (else ``throttle_window``) and the request resent.
+    * A vendor's "not done, try later" (:class:`NotApplied`) is resent with backoff,
+      whatever the method: nothing happened, so nothing can be duplicated.
+    * A 5xx, a timeout or a connection cut after the request went out may mean
+      "applied": an idempotent request is resent with backoff; any other raises
+      :class:`OutcomeUnknown` and is never resent.  A connection that never opened
+      sent nothing, so even a create is resent.
+    * After ``max_retries`` resends the last error is raised.
+    """
+
+    max_retries: int = 4
+    backoff: float = 0.5
+    max_wait: float = 120.0
+    throttle_window: float = 60.0
+
+    def decide(self, exc: Exception, attempt: int, *, idempotent: bool, label: str,
+               system: str) -> Step:
+        last = attempt >= self.max_retries
+        if isinstance(exc, RateLimited):
+            wait = exc.retry_after if exc.retry_after is not None else self.throttle_window
+            error: RetriableError = RateLimited(f"{label}: {exc}", system=system, retry_after=wait)
+            return Step(error, give_up=last, block=wait)
+        if isinstance(exc, NotApplied):
+            error = NotApplied(f"{label}: {exc}", system=system, retry_after=exc.retry_after)
+            return Step(error, give_up=last, wait=self._backoff(attempt))
+        if isinstance(exc, httpx.TimeoutException):
+            error = RetriableError(f"{label}: timed out ({type(exc).__name__})", system=system)
+            landed = True
+        elif isinstance(exc, httpx.TransportError):
+            error = RetriableError(f"{label}: network error ({type(exc).__name__}: {exc})",
+                                   system=system)
+            landed = not isinstance(exc, httpx.ConnectError)
+        else:
+            assert isinstance(exc, RetriableError)
+            error = RetriableError(f"{label}: {exc}", system=system, retry_after=exc.retry_after)
+            landed = True
+        if landed and not idempotent:
+            return Step(OutcomeUnknown(f"{error}; outcome unknown, not resent", system=system),
+                        give_up=True)
+        block = exc.retry_after if isinstance(exc, RetriableError) else None
+        return Step(error, give_up=last, wait=self._backoff(attempt), block=block)
+
+    def _backoff(self, attempt: int) -> float:
+        return float(min(self.max_wait, self.backoff * (2 ** attempt)))
+
+
 # -- the client ----------------------------------------------------------------------------
 
 
@@ -566,10 +635,7 @@ class HttpClient:
         self.system = system
         self.auth: Auth | None = BasicAuth(*basic_auth) if basic_auth else auth
         self.limiter = RateLimiter(max_rps, burst, clock=clock)
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_wait = max_wait
-        self.throttle_window = throttle_window
+        self.retry = RetryPolicy(max_retries, backoff, max_wait, throttle_window)
         self.max_response_bytes = max_response_bytes
         self.error_message = error_message
         self.validate = validate
@@ -620,7 +686,7 @@ class HttpClient:
     def _throttle(self, label: str, wait: float) -> None:
         """Block the system for ``wait``; give it up for this cycle if that is too long."""
         self.limiter.block_until(wait)
-        if wait > self.max_wait:
+        if wait > self.retry.max_wait:
             resume = datetime.now(UTC) + timedelta(seconds=wait)
             raise Throttled(f"{label}: rate limited for {wait:.0f} s; the system resumes "
                             f"after {resume:%Y-%m-%dT%H:%M:%SZ}", system=self.system)
@@ -698,7 +764,7 @@ class HttpClient:
         attempt = 0
         while True:
             blocked = self.limiter.blocked_for()
-            if blocked > self.max_wait:
+            if blocked > self.retry.max_wait:
                 self._throttle(label, blocked)
             self.limiter.acquire(self._wait)
             req_headers = dict(headers or {})
@@ -711,22 +777,11 @@ class HttpClient:
             self.stats.sent(method)
             request = self._client.build_request(method, url, params=params, json=json,
                                                  data=data, content=content, headers=req_headers)
-            error: RetriableError
             try:
                 response = self._send(request, follow_redirects, label)
-            except httpx.TimeoutException as exc:
-                error = RetriableError(f"{label}: timed out ({type(exc).__name__})",
-                                       system=self.system)
-                if not idempotent:
-                    raise OutcomeUnknown(f"{error}; outcome unknown, not resent",
-                                         system=self.system) from None
-            except httpx.TransportError as exc:
-                error = RetriableError(f"{label}: network error ({type(exc).__name__}: {exc})",
-                                       system=self.system)
-                if not idempotent and not isinstance(exc, httpx.ConnectError):
-                    # The request may have reached the server: same rule as a timeout.
-                    raise OutcomeUnknown(f"{error}; outcome unknown, not resent",
-                                         system=self.system) from None
+            except httpx.TransportError as exc:  # our own errors from _send name the request
+                step = self.retry.decide(exc, attempt, idempotent=idempotent, label=label,
+                                         system=self.system)
             else:
                 if response.status_code in ok:
                     return response
@@ -738,38 +793,23 @@ class HttpClient:
                             or not self.auth.refreshable):
                         raise AuthError(f"{label}: {exc}", system=self.system) from None
                     relogged = True
-                    self.auth.refresh(self, used)
+                    self.auth.refresh(self, used)  # the one fresh login; not an attempt
                     continue
-                except RateLimited as exc:
-                    # A throttle answer means "not applied": wait it out and resend.
-                    self.stats.throttled()
-                    wait = exc.retry_after if exc.retry_after is not None else self.throttle_window
-                    self._throttle(label, wait)
-                    error = RateLimited(f"{label}: {exc}", system=self.system, retry_after=wait)
-                    if attempt < self.max_retries:
-                        attempt += 1
-                        self.stats.retried()
-                        continue
-                    raise error from None
-                except NotApplied as exc:
-                    # The vendor says nothing happened: a resend cannot duplicate, even a create.
-                    error = NotApplied(f"{label}: {exc}", system=self.system,
-                                       retry_after=exc.retry_after)
                 except RetriableError as exc:
-                    if not idempotent:
-                        raise OutcomeUnknown(f"{label}: {exc}; outcome unknown, not resent",
-                                             system=self.system) from None
-                    error = RetriableError(f"{label}: {exc}", system=self.system,
-                                           retry_after=exc.retry_after)
-                    if exc.retry_after is not None:
-                        self._throttle(label, exc.retry_after)
+                    step = self.retry.decide(exc, attempt, idempotent=idempotent, label=label,
+                                             system=self.system)
                 except (RecordRejected, SystemUnavailable) as exc:
                     raise type(exc)(f"{label}: {exc}", system=self.system) from None
-            if attempt >= self.max_retries:
-                raise error
+            if isinstance(step.error, RateLimited):
+                self.stats.throttled()
+            if step.block is not None:
+                self._throttle(label, step.block)
+            if step.give_up:
+                raise step.error from None
             attempt += 1
             self.stats.retried()
-            self._wait(min(self.max_wait, self.backoff * (2 ** (attempt - 1))))
+            if step.wait:
+                self._wait(step.wait)
 
     # -- guarded parsing: a bad answer is our error, never a traceback ------------------------
 

@@ -18,8 +18,23 @@ import pytest
 
 from syncd.config import LogisenseConfig, ValomniaConfig, ZohoBooksConfig
 from syncd.connectors import logisense, valomnia, zoho_books
-from syncd.errors import AuthError, OutcomeUnknown, SystemUnavailable
-from syncd.http import FormLoginCookie, HttpClient, MockTransport, OAuth2Grant, Request, Response
+from syncd.errors import (
+    AuthError,
+    NotApplied,
+    OutcomeUnknown,
+    RateLimited,
+    RetriableError,
+    SystemUnavailable,
+)
+from syncd.http import (
+    FormLoginCookie,
+    HttpClient,
+    MockTransport,
+    OAuth2Grant,
+    Request,
+    Response,
+    RetryPolicy,
+)
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
 from syncd.sandbox.zoho_books import ZohoBooksSim
@@ -260,3 +275,29 @@ def test_twenty_updates_in_flight_across_a_revoked_session_cost_one_login(
     assert sim.counters["unauthorized"] >= 1  # the revocation was met ...
     assert sim.counters["login"] - logins == 1  # ... and cost one login
     assert all(r.fields["first_name"] == "Renamed" for r in listed(connector, org))
+
+
+# -- the retry policy, decision by decision ------------------------------------------------
+
+
+@pytest.mark.parametrize(("exc", "idempotent", "expect"), [
+    (RateLimited("429", retry_after=7.0), False, ("RateLimited", False, 0.0, 7.0)),
+    (RateLimited("429"), True, ("RateLimited", False, 0.0, 60.0)),
+    (NotApplied("try again later"), False, ("NotApplied", False, 1.0, None)),
+    (RetriableError("HTTP 502"), True, ("RetriableError", False, 1.0, None)),
+    (RetriableError("HTTP 503", retry_after=3.0), True, ("RetriableError", False, 1.0, 3.0)),
+    (RetriableError("HTTP 500"), False, ("OutcomeUnknown", True, 0.0, None)),
+    (httpx.ReadTimeout("slow"), False, ("OutcomeUnknown", True, 0.0, None)),
+    (httpx.ReadTimeout("slow"), True, ("RetriableError", False, 1.0, None)),
+    (httpx.RemoteProtocolError("cut"), False, ("OutcomeUnknown", True, 0.0, None)),
+    (httpx.ConnectError("refused"), False, ("RetriableError", False, 1.0, None)),
+])
+def test_the_retry_policy_resends_what_cannot_duplicate_and_nothing_else(
+    exc: Exception, idempotent: bool, expect: tuple[str, bool, float, float | None],
+) -> None:
+    step = RetryPolicy(max_retries=4, backoff=0.5).decide(exc, 1, idempotent=idempotent,
+                                                          label="acme: POST /x", system="acme")
+    assert (type(step.error).__name__, step.give_up, step.wait, step.block) == expect
+    assert str(step.error).startswith("acme: POST /x")
+    last = RetryPolicy(max_retries=1).decide(exc, 1, idempotent=True, label="l", system="s")
+    assert last.give_up
