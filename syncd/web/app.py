@@ -285,26 +285,17 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
                     message="No such write or action.", back="/errors")
 
     async def error_action(request: Request, session: Session) -> Response:
-        form = await form_of(request)
-        target, verb = request.path_params["target"], request.path_params["verb"]
-        if verb not in ("retry", "drop"):
+        """Retry or drop one quarantined write, every one, or one group of them."""
+        params = request.path_params
+        target, group, verb = params.get("target", ""), params.get("group"), params["verb"]
+        if verb not in ("retry", "drop") or not (group or target == "all" or target.isdigit()):
             return no_such(request, session)
-        rows = await run_in_threadpool(model.errors)
-        if target == "all":
-            ids = [r["id"] for r in rows]
-        elif target.isdigit():
-            ids = [int(target)]
+        form = await form_of(request)
+        if target.isdigit():
+            ids = [int(target)]  # one write: no need to read them all
         else:
-            return no_such(request, session)
-        return await acted(form, ids, verb)
-
-    async def group_action(request: Request, session: Session) -> Response:
-        form = await form_of(request)
-        group, verb = request.path_params["group"], request.path_params["verb"]
-        if verb not in ("retry", "drop"):
-            return no_such(request, session)
-        rows = await run_in_threadpool(model.errors)
-        ids = [r["id"] for r in rows if r["group"] == group]
+            rows = await run_in_threadpool(model.errors)
+            ids = [r["id"] for r in rows if group is None or r["group"] == group]
         return await acted(form, ids, verb)
 
     async def use_value(request: Request, session: Session) -> Response:
@@ -340,7 +331,7 @@ def create_app(model: ReadModel, token: str, *, guard: Guard | None = None) -> S
         Route("/runs", authed(runs_page)),
         Route("/errors", authed(errors_page)),
         Route("/errors.csv", authed(errors_csv)),
-        Route("/errors/group/{group}/{verb:str}", authed(group_action, post=True),
+        Route("/errors/group/{group}/{verb:str}", authed(error_action, post=True),
               methods=["POST"]),
         Route("/errors/{target}/{verb:str}", authed(error_action, post=True), methods=["POST"]),
         Route("/conflicts", authed(conflicts_page)),
