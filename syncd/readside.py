@@ -338,20 +338,7 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
     """
     from syncd.store.history import runs as history_runs
 
-    counts = {r["id"]: r["changes"] for r in history_runs(store, limit)}
-    found = []
-    for r in store.last_runs(limit):
-        systems = r["summary"].get("systems", {})
-        found.append({
-            "id": r["id"], "kind": r["kind"], "started": _iso(r["started_at"]),
-            "finished": _iso(r["finished_at"]), "exit_code": r["exit_code"],
-            "changes": counts.get(r["id"], 0),
-            "systems": {name: {k: int(s.get(k, 0)) for k in ("created", "updated", "deleted",
-                                                              "failed")}
-                        for name, s in sorted(systems.items())},
-            "errors": list(r["summary"].get("errors", []))[:5],
-        })
-    return found
+    return history_runs(store, limit)
 
 
 # -- history and undo (syncd.store.history, syncd.engine.undo) --------------------------------

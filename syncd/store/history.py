@@ -320,7 +320,8 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
             .group_by(H.c.run_id)).all()) if ids else {}
     found = []
     for r in listed:
-        systems = r["summary"].get("systems", {}) if isinstance(r["summary"], dict) else {}
+        summary = r["summary"] if isinstance(r["summary"], dict) else {}
+        systems = summary.get("systems", {})
         found.append({
             "id": r["id"], "kind": r["kind"],
             "started": r["started_at"].isoformat() if r["started_at"] else None,
@@ -330,6 +331,7 @@ def runs(store: Store, limit: int = 20) -> list[dict[str, Any]]:
             "systems": {name: {k: int(s.get(k, 0)) for k in
                                ("created", "updated", "deleted", "failed")}
                         for name, s in sorted(systems.items())},
+            "errors": list(summary.get("errors", []))[:5],
         })
     return found
 
