@@ -476,3 +476,6 @@ class Failure:
     quarantined: bool
     next_retry_at: datetime | None
     updated_at: datetime
+    unknown: bool = False
+    """A create that may have landed (its answer was lost): not sent again before its
+    system is read, where matching finds and links it if it did."""

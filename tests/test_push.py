@@ -32,11 +32,11 @@ from syncd.connectors.base import Capabilities, Connector, build_connector
 from syncd.connectors.memory import MemoryConnector, SimulatedCrash
 from syncd.contact import Fields
 from syncd.engine import push
-from syncd.engine.push import UNKNOWN_OUTCOME, Pusher, in_flight
+from syncd.engine.push import Pusher, in_flight
 from syncd.errors import OutcomeUnknown, SystemUnavailable
 from syncd.http import HttpClient
 from syncd.model import Action, Link, LinkKey, Write, WriteResult
-from syncd.store.repo import Failure, Store
+from syncd.store.repo import Failure, Store, Tx
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -61,12 +61,13 @@ class RecordingStore:
         self._open: dict[int, Flush] = {}
 
     @contextmanager
-    def write(self) -> Iterator[object]:
+    def transaction(self) -> Iterator[Tx]:
         token = object()
         flush = Flush({}, set(), [])
         with self._lock:
             self._open[id(token)] = flush
-        yield token
+            revision = len(self.flushes) + len(self._open)
+        yield Tx(token, revision)  # type: ignore[arg-type]
         with self._lock:
             self.flushes.append(self._open.pop(id(token)))
 
@@ -245,7 +246,7 @@ def test_a_create_of_unknown_outcome_is_not_resent() -> None:
     assert system.calls.count("p7") == 1
     assert outcome.failed["slow"] == 1 and outcome.done[("slow", "create")] == 19
     [failure] = store.failures()
-    assert failure.golden_id == "p7" and failure.last_error.startswith(UNKNOWN_OUTCOME)
+    assert failure.golden_id == "p7" and failure.unknown and "outcome unknown" in failure.last_error
     assert push.outcome_unknown(failure)
     assert ("p7", "slow") not in store.links()
 

@@ -303,3 +303,35 @@ def test_a_store_connection_cut_mid_cycle_is_one_error_and_the_next_cycle_runs(
     assert len(world.systems["b"].records) == 2
     store.close()
     admin.dispose()
+
+
+def test_migration_0006_turns_the_unknown_outcome_prefix_into_its_column(tmp_path: Path) -> None:
+    from syncd.store.migrate import upgrade
+
+    old = Store(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(old.engine, "0005")
+    at = datetime(2026, 11, 1, tzinfo=UTC).isoformat()
+    with old.engine.begin() as conn:
+        for gid, action, error in (("p1", "create", "outcome unknown: harvest: timed out"),
+                                   ("p2", "create", "harvest: HTTP 422 email invalid"),
+                                   ("p3", "update", "outcome unknown: not a create")):
+            conn.exec_driver_sql(
+                "INSERT INTO failure (system, golden_id, action, attempts, last_error, "
+                "desired_hash, quarantined, created_at, updated_at) "
+                "VALUES ('harvest', ?, ?, 1, ?, 'h', 0, ?, ?)", (gid, action, error, at, at))
+    old.upgrade()
+    found = {f.golden_id: (f.unknown, f.last_error) for f in old.failures()}
+    assert found == {"p1": (True, "harvest: timed out"),
+                     "p2": (False, "harvest: HTTP 422 email invalid"),
+                     "p3": (False, "outcome unknown: not a create")}
+    old.close()
+
+
+def test_a_failure_keeps_whether_its_outcome_is_unknown(store: Store) -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with store.write() as conn:
+        store.record_failure(conn, Failure("a", "p1", "create", None, 1, "timed out", "h",
+                                           False, now, now, unknown=True))
+        store.record_failure(conn, Failure("a", "p2", "create", None, 1, "refused", "h",
+                                           False, now, now))
+    assert {f.golden_id: f.unknown for f in store.failures()} == {"p1": True, "p2": False}

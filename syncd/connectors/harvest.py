@@ -31,7 +31,7 @@ from syncd.connectors.base import (
     parse_iso,
 )
 from syncd.contact import Fields, normalise
-from syncd.errors import BadAnswer, RetriableError
+from syncd.errors import BadAnswer, OutcomeUnknown
 from syncd.http import Auth, BasicAuth, Response, id_from_location
 from syncd.model import MOVED_FROM
 
@@ -178,9 +178,9 @@ class HarvestConnector(RestConnector):
                 hits = [r for r in found if all(
                     normalise(f, r.fields[f]) == normalise(f, values[f]) for f in keys)]
         if not hits:
-            raise RetriableError(f"{self.name}: {what}: created without a usable Location header and "
-                                 "not found under its client; the next poll will show whether it exists",
-                                 system=self.name)
+            raise OutcomeUnknown(f"{self.name}: {what}: created without a usable Location header "
+                                 "and not found under its client; the next poll will show whether "
+                                 "it exists", system=self.name)
         return max(hits, key=lambda r: int(r.remote_id or 0)).remote_id  # the newest id
 
     def update(self, remote_id: str, org_id: str, changed: Fields, desired: Fields,

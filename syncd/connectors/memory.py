@@ -41,7 +41,7 @@ from syncd.connectors.base import (
     WriteResult,
 )
 from syncd.contact import FIELDS, Fields, clean
-from syncd.errors import NotFound, RecordRejected, RetriableError
+from syncd.errors import NotFound, OutcomeUnknown, RecordRejected, RetriableError
 
 __all__ = ["InProcess", "MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
 
@@ -267,7 +267,9 @@ class MemoryConnector(InProcess):
         self.writes += 1
         if self.fail_writes > 0:
             self.fail_writes -= 1
-            raise RetriableError(f"{self.name}: {what}: injected failure", system=self.name)
+            # The answer lost after the write was sent: a create of unknown outcome.
+            lost = OutcomeUnknown if what.startswith("create") else RetriableError
+            raise lost(f"{self.name}: {what}: injected failure", system=self.name)
         if self.timeout_writes > 0:
             self.timeout_writes -= 1
             return _unknown(f"{self.name}: {what}: timed out after applying", self.name)

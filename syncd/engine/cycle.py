@@ -118,6 +118,11 @@ class Syncer:
         """This cycle's kind, start and run id (opened by its first change, see ``_commit``)."""
         self._basis: int | None = None
         """The store revision the state being planned was read at (None: not known)."""
+        self._mark = 0
+        """The store revision when this cycle began: with :attr:`_wrote`, whether anyone else
+        wrote during it (see :meth:`_foreign`)."""
+        self._wrote: list[int] = []
+        """The store revisions this cycle's own writes committed."""
         self._replanning = False
         self._hash_lock = threading.Lock()
         self.stop = threading.Event()
@@ -227,10 +232,10 @@ class Syncer:
         for name in self.connectors:
             report.systems[name] = SystemReport()
         marker = setup_marker(self.systems(), self.policy(force_delete))
-        cached = self._state()
-        self._basis = self._cache[0] if cached is not None and self._cache is not None else None
+        self._mark, self._wrote = self.store.revision(), []
+        cached = self._state(self._mark)
+        self._basis = self._mark if cached is not None else None
         unsettled = self.store.unsettled(marker) if cached is None else None
-        self.store.foreign_write = False
         try:
             # A cold process that knows who is unsettled reads only what changed.
             polls = self.poll(now, full=full, since=since, only=only,
@@ -464,6 +469,7 @@ class Syncer:
         pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
                         failures, stop=self.stop, progress=self.progress, name=people.label)
         outcome = pusher.push(due)
+        self._wrote.extend(outcome.revisions)
         self._account(report, outcome)
         done = set(outcome.links) | outcome.removed
         left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
@@ -525,14 +531,16 @@ class Syncer:
         were not derived at all: with a full derive nobody knows who is owed one
         (the set is dropped), with a scoped one nobody in scope is settled.
         """
-        if scope is not None and (held or self.store.foreign_write or not scope - left):
+        foreign = self._foreign()
+        if scope is not None and (held or foreign or not scope - left):
             return  # nothing settled, or someone else wrote meanwhile: keep the superset
-        with self.store.write() as conn:
+        with self.store.transaction() as tx:
             if scope is None:
-                known = not held and not self.store.foreign_write
-                self.store.track_unsettled(conn, left if known else None, marker)
+                known = not held and not foreign
+                self.store.track_unsettled(tx.conn, left if known else None, marker)
             else:
-                self.store.settle(conn, scope - left)
+                self.store.settle(tx.conn, scope - left)
+        self._wrote.append(tx.revision)
 
     def _hold(self, polls: list[PollResult], result: PlanResult,
               observations: Sequence[Observation]) -> dict[str, set[str]]:
@@ -568,7 +576,12 @@ class Syncer:
 
     # -- the in-memory state cache ----------------------------------------------------------
 
-    def _state(self) -> tuple[State, set[str]] | None:
+    def _foreign(self) -> bool:
+        """Whether someone else wrote to the store since this cycle began: its own writes
+        are not the unbroken run of revisions after the one it began at."""
+        return sorted(self._wrote) != list(range(self._mark + 1, self._mark + 1 + len(self._wrote)))
+
+    def _state(self, revision: int) -> tuple[State, set[str]] | None:
         """The state, from memory when the store has not moved since our last write.
 
         With a warm cache the planner derives writes only for people touched
@@ -576,12 +589,12 @@ class Syncer:
         costs a few small queries, not a pass over every person.
         """
         cache = self._cache
-        if cache is not None and cache[0] == self.store.revision():
+        if cache is not None and cache[0] == revision:
             return cache[1], set(cache[2])
         return None
 
     def _remember(self, result: PlanResult, outcome: PushOutcome, unsettled: set[str]) -> None:
-        if self.store.foreign_write or self.store.known_revision is None:
+        if self._foreign():
             return
         links = result.state.links
         index = result.state.index()
@@ -603,7 +616,7 @@ class Syncer:
             if gone is not None and gone.remote_id is not None:
                 index.get(gone.system, {}).pop(gone.remote_id, None)
         state = State(goldens=result.state.goldens, links=links, remote_index=index)
-        self._cache = (self.store.known_revision, state, unsettled)
+        self._cache = (max(self._wrote, default=self._mark), state, unsettled)
 
     def _commit(
         self,
@@ -617,9 +630,10 @@ class Syncer:
     ) -> None:
         changes = (history.packed_changes(before, result.goldens_changed, result.sources)
                    if result.goldens_changed and history.enabled(self.store) else [])
-        with self.store.write() as conn:
+        with self.store.transaction() as tx:
+            conn = tx.conn
             if result.goldens_changed and (self._basis is None
-                                           or self.store.writing != self._basis + 1):
+                                           or tx.revision != self._basis + 1):
                 # Someone wrote since this plan's state was read (an operator's undo):
                 # committing over a person it changed would throw that change away.
                 stored = history.stored_goldens(self.store, conn, result.goldens_changed)
@@ -664,6 +678,7 @@ class Syncer:
                     Failure(rej.system, rej.golden_id, rej.action.value, rej.remote_id, 0,
                             reason, "", True, None, now),
                 )
+        self._wrote.append(tx.revision)
 
     def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
              now: datetime, read: set[str]) -> list[Write]:
@@ -716,14 +731,15 @@ class Syncer:
                        "errors": report.errors[:20], "conflicts": report.conflicts,
                        "capped_until": caps(self.connectors, report.finished_at)}
             history.prune_history(self.store, report.finished_at)
-            self.store.record_run(kind, report.started_at, report.finished_at, report.exit_code,
-                                  summary, run_id=self._run[2])
+            self._wrote.append(self.store.record_run(
+                kind, report.started_at, report.finished_at, report.exit_code, summary,
+                run_id=self._run[2]))
             # Our own run row moved the revision: keep the cache valid unless someone
             # else wrote meanwhile.
-            if self.store.foreign_write or self.store.known_revision is None:
+            if self._foreign():
                 self._cache = None
             elif self._cache is not None:
-                self._cache = (self.store.known_revision, self._cache[1], self._cache[2])
+                self._cache = (max(self._wrote), self._cache[1], self._cache[2])
         for name, rep in sorted(report.systems.items()):
             # One line per system at info level: what an operator reads of a healthy cycle.
             log.info("system_synced", system=name, read=rep.read, created=rep.created,

@@ -40,11 +40,9 @@ from syncd.connectors.base import Connector
 from syncd.contact import content_hash
 from syncd.errors import (
     ConnectorError,
-    NotApplied,
     NotFound,
     OutcomeUnknown,
     RecordRejected,
-    RetriableError,
     Stale,
     SystemUnavailable,
 )
@@ -53,7 +51,7 @@ from syncd.model import MOVED_FROM, Action, Link, LinkKey, Write
 from syncd.store.repo import Failure, Store
 
 __all__ = [
-    "UNKNOWN_OUTCOME", "PushOutcome", "Pusher", "backoff", "in_flight", "outcome_unknown",
+    "PushOutcome", "Pusher", "backoff", "in_flight", "outcome_unknown",
 ]
 
 log = get_logger("syncd.push")
@@ -61,13 +59,9 @@ _BATCH = 50
 _BATCH_SECONDS = 1.0
 
 
-UNKNOWN_OUTCOME = "outcome unknown: "
-"""Prefix of a failed create's stored error when the create may have been applied."""
-
-
 def outcome_unknown(failure: Failure) -> bool:
     """A create that may have landed: not to be sent again before its system is read."""
-    return failure.action == Action.CREATE.value and failure.last_error.startswith(UNKNOWN_OUTCOME)
+    return failure.unknown and failure.action == Action.CREATE.value
 
 
 def backoff(attempts: int) -> timedelta:
@@ -86,6 +80,8 @@ class PushOutcome:
     links: dict[LinkKey, Link] = field(default_factory=dict)
     """Links as the successful writes left them (for the in-memory state)."""
     removed: set[LinkKey] = field(default_factory=set)
+    revisions: list[int] = field(default_factory=list)
+    """The store revisions the push's bookkeeping committed (the cycle's cache key)."""
 
 
 def in_flight(connector: Connector) -> int:
@@ -354,16 +350,13 @@ class Pusher:
         before = self.previous.get((write.system, write.golden_id))
         attempts = (before.attempts if before and before.desired_hash == desired_hash else 0) + 1
         quarantined = isinstance(exc, RecordRejected) or attempts >= self.max_attempts
-        error = str(exc)
-        if (write.action is Action.CREATE and isinstance(exc, RetriableError)
-                and not isinstance(exc, NotApplied)):
-            # A 5xx, a timeout or a cut connection may mean "applied": the next read of
-            # the system finds the record and matching links it; until then, no resend.
-            error = UNKNOWN_OUTCOME + error
         batch.failures.append(
             Failure(
                 write.system, write.golden_id, write.action.value, write.remote_id, attempts,
-                error, desired_hash, quarantined, self.now + backoff(attempts), self.now,
+                str(exc), desired_hash, quarantined, self.now + backoff(attempts), self.now,
+                # Decided where the answer was lost (the HTTP layer, the connector): the
+                # next read finds the record and matching links it; until then, no resend.
+                unknown=write.action is Action.CREATE and isinstance(exc, OutcomeUnknown),
             )
         )
         batch.failed[write.system] += 1
@@ -384,7 +377,8 @@ class Pusher:
             outcome.messages.extend(batch.messages)
         if not len(batch) and not batch.cleared:
             return
-        with self.store.write() as conn:
+        with self.store.transaction() as tx:
+            conn = tx.conn
             self.store.save_changes(
                 conn, goldens={}, links=batch.links, removed=batch.removed, now=self.now
             )
@@ -393,3 +387,5 @@ class Pusher:
             )
             for failure in batch.failures:
                 self.store.record_failure(conn, failure)
+        with self._outcome_lock:
+            outcome.revisions.append(tx.revision)

@@ -16,6 +16,7 @@ import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,14 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+@dataclass(frozen=True)
+class Tx:
+    """An open write transaction and the store revision it commits."""
+
+    conn: Connection
+    revision: int
+
+
 class Store:
     """One store (SQLite file or Postgres database)."""
 
@@ -151,10 +160,6 @@ class Store:
             raise ConfigError(f"store.url: cannot use {_safe_url(url)}: {type(exc).__name__}") from None
         if self.is_sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.known_revision: int | None = None
-        self.writing: int | None = None
-        """Inside :meth:`write`: the revision the open transaction will commit."""
-        self.foreign_write = False
         self._lock_conn: Connection | None = None
         self._file_lock: FileLock | None = None
 
@@ -341,28 +346,25 @@ class Store:
         return Path(database)
 
     @contextmanager
-    def write(self) -> Iterator[Connection]:
+    def transaction(self) -> Iterator[Tx]:
         """One write transaction at a time (SQLite allows no more anyway).
 
-        Every write bumps the store revision.  A revision that moved by more
-        than our own writes means another process wrote (an operator's
-        ``quarantine drop``, say): :attr:`foreign_write` tells the cache.
-        The bump comes first: from then on the transaction holds the revision
-        row (Postgres) or the write lock (SQLite), so write transactions of
-        different processes never overlap, and :attr:`writing` (the revision
-        this one commits) tells the writer whether anyone wrote since it read.
+        Every write bumps the store revision, first: from then on the
+        transaction holds the revision row (Postgres) or the write lock
+        (SQLite), so write transactions of different processes never overlap,
+        and :attr:`Tx.revision` (the revision this one commits) tells the
+        writer whether anyone wrote since it read (it is then more than one
+        past the revision read).
         """
         with self._write_lock, self.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE store_revision SET value = value + 1 WHERE id = 1")
-            new = int(conn.exec_driver_sql(_REVISION).scalar_one())
-            self.writing = new
-            try:
-                yield conn
-            finally:
-                self.writing = None
-            if self.known_revision is not None and new != self.known_revision + 1:
-                self.foreign_write = True
-            self.known_revision = new
+            yield Tx(conn, int(conn.exec_driver_sql(_REVISION).scalar_one()))
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction whose revision the caller does not need (see :meth:`transaction`)."""
+        with self.transaction() as tx:
+            yield tx.conn
 
     def revision(self) -> int:
         with self.engine.connect() as conn:
@@ -685,12 +687,13 @@ class Store:
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 "SELECT system, golden_id, action, remote_id, attempts, last_error, desired_hash, "
-                "quarantined, next_retry_at, updated_at FROM failure ORDER BY system, golden_id"
+                "quarantined, next_retry_at, updated_at, outcome_unknown FROM failure "
+                "ORDER BY system, golden_id"
             ).all()
         found = [
             Failure(sys_, gid, action, rid, attempts, err, digest, bool(q), read_utc(retry),
-                    read_utc(at) or datetime.now(UTC))
-            for sys_, gid, action, rid, attempts, err, digest, q, retry, at in rows
+                    read_utc(at) or datetime.now(UTC), bool(unknown))
+            for sys_, gid, action, rid, attempts, err, digest, q, retry, at, unknown in rows
         ]
         return [f for f in found if quarantined is None or f.quarantined == quarantined]
 
@@ -702,6 +705,7 @@ class Store:
             "last_error": redact(failure.last_error),
             "desired_hash": failure.desired_hash,
             "quarantined": failure.quarantined,
+            "outcome_unknown": failure.unknown,
             "next_retry_at": failure.next_retry_at,
             "updated_at": failure.updated_at,
         }
@@ -792,8 +796,9 @@ class Store:
     def record_run(
         self, kind: str, started: datetime, finished: datetime, exit_code: int, summary: Any,
         *, run_id: int | None = None,
-    ) -> None:
-        """One row per cycle: what `status` shows as the last run (secrets masked).
+    ) -> int:
+        """One row per cycle: what `status` shows as the last run (secrets masked); the
+        store revision it committed.
 
         ``run_id``: the row the cycle's first committed change opened (see
         ``syncd.store.history.start_run``), finished here instead of a new one.
@@ -802,7 +807,8 @@ class Store:
         a run some kept change still names stays, so ``undo --run`` reaches it.
         """
         mark = "?" if self.is_sqlite else "%s"
-        with self.write() as conn:
+        with self.transaction() as tx:
+            conn = tx.conn
             values = (self._ts(finished), exit_code, _dumps(redact_value(summary)))
             if run_id is None:
                 conn.exec_driver_sql(
@@ -819,6 +825,7 @@ class Store:
                 R.c.started_at < started - self.keep_runs,
                 ~sa.exists().where(H.c.run_id == R.c.id),
             ))
+        return tx.revision
 
     def last_runs(self, limit: int = 1) -> list[dict[str, Any]]:
         query = sa.select(R).order_by(R.c.id.desc()).limit(limit)

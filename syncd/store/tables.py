@@ -111,6 +111,8 @@ class FailureRow(SQLModel, table=True):
     last_error: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     desired_hash: str = Field(max_length=64)
     quarantined: bool = False
+    outcome_unknown: bool = Field(default=False, sa_column=sa.Column(
+        sa.Boolean, nullable=False, server_default=sa.false()))
     next_retry_at: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
