@@ -177,7 +177,7 @@ def backfill(
                             force_delete=force_delete, kind="backfill")
         if s.stop.is_set():
             report.errors.append("interrupted: run backfill again to finish (done work is kept)")
-            report.exit_code = 130
+            report.interrupted = True
         return report
 
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from syncd.engine.batch import Group, Splitter, _taken
-from syncd.engine.cycle import CycleReport, Syncer
+from syncd.engine.cycle import Syncer
 from syncd.engine.plan import golden_id_for
 from syncd.engine.spool import Spool
 from syncd.model import Golden, Observation, RemoteRecord
@@ -133,9 +133,11 @@ def _counting(world: World, groups: list[int]) -> None:
     """A fresh process whose split cycles note how many groups they planned."""
 
     class Counting(Syncer):
-        def _run_groups(self, found: list[Group], *args: Any, **kwargs: Any) -> CycleReport:
-            groups.append(len(found))
-            return super()._run_groups(found, *args, **kwargs)
+        def _split(self, *args: Any, **kwargs: Any) -> list[Group] | None:
+            found = super()._split(*args, **kwargs)
+            if found is not None:
+                groups.append(len(found))
+            return found
 
     world.syncer = Counting(world.settings, world.store, world.systems, clock=world.clock)
 

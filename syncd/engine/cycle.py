@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,56 @@ class _Raced(Exception):
         super().__init__(f"{len(people)} people changed meanwhile")
         self.people = people
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
+
+
+@dataclass
+class _Batch:
+    """People planned together: the records read of them and how to read their state."""
+
+    observations: list[Observation]
+    read: Callable[[], State]
+    scope: set[str] | None
+    """The people writes are derived for besides those the plan touches (None: all)."""
+    whole: bool = False
+    """The state holds everyone: worth keeping in memory for the next cycle."""
+
+
+class _Named:
+    """The people of a cycle planned a group at a time that the report names: those
+    with a write or a rejection (every person of every group would be the whole state)."""
+
+    def __init__(self) -> None:
+        self.state = State(goldens={}, links={})
+
+    def add(self, result: PlanResult, writes: list[Write], rejections: list[Rejection],
+            systems: Iterable[str]) -> People:
+        goldens, links = self.state.goldens, self.state.links
+        assert isinstance(goldens, dict) and isinstance(links, dict)
+        for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
+            if gid in result.state.goldens:
+                goldens[gid] = result.state.goldens[gid]
+            for system in systems:
+                if (link := result.state.links.get((gid, system))) is not None:
+                    links[(gid, system)] = link
+        return People(self.state)
+
+
+def _note_polls(report: CycleReport, polls: list[PollResult]) -> None:
+    """Put what each system's read found (its records skipped, its failure) in the report."""
+    for p in polls:
+        rep = report.systems[p.system]
+        rep.full_scan = p.full
+        rep.read = p.listed
+        for item in p.skipped:
+            report.errors.append(
+                f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}")
+            rep.rejected += 1
+            log.warning("record_skipped", system=p.system, remote_id=item.remote_id,
+                        reason=item.reason)
+        if p.error is not None:
+            rep.error = str(p.error)
+            report.errors.append(str(p.error))
+            log.warning("poll_failed", system=p.system, error=str(p.error))
 
 
 def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
@@ -222,19 +273,20 @@ class Syncer:
         only: set[str] | None,
         kind: str,
     ) -> CycleReport:
+        """Poll, then for each batch of (state, records read) — one batch, or a group of
+        people at a time — plan, guard, commit, derive and push."""
         now = self.clock()
         if not self._replanning or self._run[0] != kind:
             self._run = (kind, now, None)
-        report = CycleReport(started_at=now, dry_run=dry_run)
+        report = CycleReport(started_at=now, dry_run=dry_run,
+                             systems={name: SystemReport() for name in self.connectors})
         started = time.monotonic()
         before = {name: (c.request_count(), c.throttled_count())
                   for name, c in self.connectors.items()}
-        for name in self.connectors:
-            report.systems[name] = SystemReport()
-        marker = setup_marker(self.systems(), self.policy(force_delete))
+        policy = self.policy(force_delete)
+        marker = setup_marker(self.systems(), policy)
         self._mark, self._wrote = self.store.revision(), []
         cached = self._state(self._mark)
-        self._basis = self._mark if cached is not None else None
         unsettled = self.store.unsettled(marker) if cached is None else None
         try:
             # A cold process that knows who is unsettled reads only what changed.
@@ -242,85 +294,109 @@ class Syncer:
                               hashes=self._hashes if unsettled is not None else None)
         except Interrupted as exc:
             report.errors.append(str(exc))
-            report.exit_code = 130
+            report.interrupted = True
             return self._finish(report, started, before, kind)
-        for p in polls:
-            rep = report.systems[p.system]
-            rep.full_scan = p.full
-            rep.read = p.listed
-            for item in p.skipped:
-                message = f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}"
-                report.errors.append(message)
-                rep.rejected += 1
-                report.exit_code = max(report.exit_code, 1)
-                log.warning("record_skipped", system=p.system, remote_id=item.remote_id,
-                            reason=item.reason)
-            if p.error is not None:
-                rep.error = str(p.error)
-                report.errors.append(str(p.error))
-                report.exit_code = max(report.exit_code, 4)
-                log.warning("poll_failed", system=p.system, error=str(p.error))
-        # Taken after polling: opening a connector may have changed what it can do.
-        systems = self.systems()
+        _note_polls(report, polls)
+        systems = self.systems()  # after polling: opening a connector may change what it can do
+        if setup_marker(systems, policy) != marker:
+            marker = setup_marker(systems, policy)
+            cached = unsettled = None  # kept under another set-up: owed writes unknown
+            self._cache = None
         observations = [p.observation for p in polls if p.observation is not None]
-        scope: set[str] | None
+        batches = self._batches(observations, systems, cached, unsettled)
+        left: set[str] = set()
+        held = False
+        last: tuple[PlanResult, PushOutcome] | None = None
+        scope: set[str] | None = None
+        named = _Named()
+        for number, batch in enumerate(batches):
+            if number and self.stop.is_set():
+                report.errors.append(f"stopped after {number} of {len(batches)} groups of people")
+                report.interrupted = True
+                return self._finish(report, started, before, kind)
+            state = batch.read()
+            try:
+                result = plan(state, batch.observations, systems, policy)
+            except MassDeleteError as exc:
+                report.errors.append(str(exc))
+                report.guard_tripped = True
+                log.error("mass_delete_guard", trips=exc.trips)
+                return self._finish(report, started, before, kind)
+            scope = batch.scope | result.touched() if batch.scope is not None else None
+            hold = self._hold(polls, result, batch.observations)
+            held = held or bool(hold)
+            writes, rejections = derive_writes(result.state, systems.values(), scope, hold,
+                                               policy)
+            people = self._note(report, result, rejections)
+            report.people = (people if len(batches) == 1
+                             else named.add(result, writes, rejections, systems))
+            if dry_run:
+                report.planned.extend(writes)
+                continue
+            self._cache = None
+            failures = self._failures(result, writes, rejections)
+            # Writes held for a system not read may be owed to anyone derived for: with a
+            # partial scope, all of it stays unsettled (a whole one is distrusted in _settle).
+            owed = scope if hold and scope is not None else set()
+            # The watermarks go with the last batch: one stopped before reads it all again.
+            self._commit(result, polls if number == len(batches) - 1 else [], rejections,
+                         failures, now, {w.golden_id for w in writes}
+                         | {r.golden_id for r in rejections} | owed, state.goldens)
+            outcome, still = self._push(report, writes, rejections, failures, polls, now, people,
+                                        first=number == 0)
+            left |= still
+            last = (result, outcome)
+        if not dry_run and batches:
+            self._settle(scope if len(batches) == 1 else None, left, held, marker)
+            if last is not None and len(batches) == 1 and batches[0].whole and not held:
+                # Held writes are pending, derived only from a full state; a partial
+                # state is no state to keep.
+                self._remember(*last, left)
+        return self._finish(report, started, before, kind)
+
+    def _batches(self, observations: list[Observation], systems: Mapping[str, SystemInfo],
+                 cached: tuple[State, set[str]] | None, unsettled: set[str] | None) -> list[_Batch]:
+        """What this cycle plans, in order: the cached state; or the stored people the
+        records read touch (and the unsettled ones); or groups of people (a large
+        first sync); or everyone."""
         if cached is not None:
             state, scope = cached
-        else:
-            if setup_marker(systems, self.policy(force_delete)) != marker:
-                unsettled = None  # opening a connector changed what it can do
+            self._basis = self._mark
+            return [_Batch(observations, lambda: state, scope, whole=True)]
+        needed = self._needed(observations, systems, unsettled)
+        if needed is not None:
+            people, counts = needed
+            return [_Batch(observations, self._reading(
+                lambda: self.store.load_people(people, systems, counts=counts)), people)]
+        groups = self._split(observations, systems)
+        if groups is not None:
+            return [
+                _Batch(group.observations, self._reading(
+                    lambda group=group: self.store.load_people(group.people, systems,  # type: ignore[misc]
+                                                               counts=False)), None)
+                for group in groups
+            ]
+        return [_Batch(observations, self._reading(self.store.load_state), None, whole=True)]
+
+    def _reading(self, load: Callable[[], State]) -> Callable[[], State]:
+        """``load``, noting the store revision the state is read at (see ``_commit``)."""
+        def read() -> State:
             self._basis = self.store.revision()
-            loaded, scope = self._load(observations, systems, unsettled)
-            if loaded is None:
-                groups = self._split(observations, systems)
-                if groups is not None:
-                    return self._run_groups(
-                        groups, polls, systems, report,
-                        setup_marker(systems, self.policy(force_delete)),
-                        dry_run=dry_run, force_delete=force_delete, now=now,
-                        finish=lambda: self._finish(report, started, before, kind),
-                    )
-                self._basis = self.store.revision()
-                loaded = self.store.load_state()
-            state = loaded
-        policy = self.policy(force_delete)
-        marker = setup_marker(systems, policy)
-        try:
-            result = plan(state, observations, systems, policy)
-        except MassDeleteError as exc:
-            report.errors.append(str(exc))
-            report.exit_code = 3
-            log.error("mass_delete_guard", trips=exc.trips)
-            return self._finish(report, started, before, kind)
-        if scope is not None:
-            scope = scope | result.touched()
-        hold = self._hold(polls, result, observations)
-        writes, rejections = derive_writes(result.state, systems.values(), scope, hold, policy)
-        report.people = people = self._note(report, result, rejections)
-        if dry_run:
-            report.planned = writes
-            return self._finish(report, started, before, kind)
-        self._cache = None
-        # Writes held for a system not read may be owed to anyone derived for: with a
-        # partial scope, all of it stays unsettled (a whole one is distrusted in _settle).
-        owed = scope if hold and scope is not None else set()
-        outcome, left = self._push(report, result, writes, rejections, polls, now,
-                                   people, first=True, owed=owed, before=state.goldens)
-        self._settle(scope, left, bool(hold), marker)
-        if hold or (cached is None and scope is not None):
-            # Held writes are pending, but derived only from a full state; a partial
-            # state is no state to keep.
-            self._cache = None
-        else:
-            self._remember(result, outcome, left)
-        return self._finish(report, started, before, kind)
+            return load()
+        return read
 
     # -- a large cycle, a group of people at a time ------------------------------------------
 
     def _split(self, observations: list[Observation],
                systems: Mapping[str, SystemInfo]) -> list[Group] | None:
         """Groups of people to plan one after the other, or None: plan the cycle whole
-        (it is small, or it deletes something)."""
+        (it is small, or it deletes something).
+
+        The watermarks are saved with the last group only: a cycle stopped
+        between groups reads the same records again, and what the finished
+        groups linked is then found unchanged.  Who is owed a write is kept
+        as in a whole cycle: every stored person is in some group.
+        """
         size = self.settings.sync.batch_records
         if sum(len(o.records) for o in observations) <= size:
             return None
@@ -340,74 +416,11 @@ class Syncer:
                      records=sum(len(o.records) for o in observations))
         return groups
 
-    def _run_groups(
-        self,
-        groups: list[Group],
-        polls: list[PollResult],
-        systems: Mapping[str, SystemInfo],
-        report: CycleReport,
-        marker: str,
-        *,
-        dry_run: bool,
-        force_delete: bool,
-        now: datetime,
-        finish: Callable[[], CycleReport],
-    ) -> CycleReport:
-        """Plan, commit and push each group in turn (see :mod:`syncd.engine.batch`).
-
-        The watermarks are saved with the last group only: a cycle stopped
-        between groups reads the same records again, and what the finished
-        groups linked is then found unchanged.  Who is owed a write is kept
-        as in a whole cycle: every stored person is in some group.
-        """
-        self._cache = None
-        policy = self.policy(force_delete)
-        named = State(goldens={}, links={})
-        assert isinstance(named.goldens, dict) and isinstance(named.links, dict)
-        left: set[str] = set()
-        held = False
-        for number, group in enumerate(groups):
-            if self.stop.is_set():
-                report.errors.append(f"stopped after {number} of {len(groups)} groups of people")
-                report.exit_code = 130
-                return finish()
-            self._basis = self.store.revision()
-            state = self.store.load_people(group.people, systems, counts=False)
-            try:
-                result = plan(state, group.observations, systems, policy)
-            except MassDeleteError as exc:  # cannot happen: a split cycle deletes nothing
-                report.errors.append(str(exc))
-                report.exit_code = 3
-                return finish()
-            hold = self._hold(polls, result, group.observations)
-            held = held or bool(hold)
-            writes, rejections = derive_writes(result.state, systems.values(), None, hold,
-                                               policy)
-            people = self._note(report, result, rejections)
-            for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
-                if gid in result.state.goldens:
-                    named.goldens[gid] = result.state.goldens[gid]
-                for system in systems:
-                    if (link := result.state.links.get((gid, system))) is not None:
-                        named.links[(gid, system)] = link
-            if dry_run:
-                report.planned.extend(writes)
-                continue
-            # The watermarks go with the last group: one stopped before reads it all again.
-            left |= self._push(report, result, writes, rejections, polls, now, people,
-                               first=number == 0, marks=number == len(groups) - 1,
-                               before=state.goldens)[1]
-        report.people = People(named)
-        if not dry_run:
-            self._settle(None, left, held, marker)
-        return finish()
-
     def _note(self, report: CycleReport, result: PlanResult,
               rejections: list[Rejection]) -> People:
         """Put a plan's invalid records, conflicts and rejections in the report and log."""
         for problem in result.invalid:
             report.errors.append(problem)
-            report.exit_code = max(report.exit_code, 1)
             log.warning("record_invalid", error=problem)
         report.conflicts += len(result.conflicts)
         for conflict in result.conflicts:
@@ -424,29 +437,11 @@ class Syncer:
             log.warning("write_rejected", system=rej.system, person=rej.golden_id,
                         who=people.label(rej.golden_id), remote_id=rej.remote_id,
                         field=rej.field, reason=rej.reason)
-        if rejections:
-            report.exit_code = max(report.exit_code, 1)
         return people
 
-    def _push(
-        self,
-        report: CycleReport,
-        result: PlanResult,
-        writes: list[Write],
-        rejections: list[Rejection],
-        polls: list[PollResult],
-        now: datetime,
-        people: People,
-        *,
-        first: bool,
-        marks: bool = True,
-        owed: set[str] | None = None,
-        before: Mapping[str, Golden] | None = None,
-    ) -> tuple[PushOutcome, set[str]]:
-        """Commit a plan (with ``polls``' watermarks if ``marks``), then push what is due;
-        the outcome and the people still owed a write.  ``owed``: more people to keep
-        unsettled (stored before the push, with those the writes are for); ``before``:
-        the golden records the plan started from (what the history diffs against)."""
+    def _failures(self, result: PlanResult, writes: list[Write],
+                  rejections: list[Rejection]) -> dict[tuple[str, str], Failure]:
+        """The stored failures, read only when this plan writes or links anything."""
         if self.store.locking and not self.store.lock_held():
             # Its connection died (a failover, a network cut): another instance may be
             # writing already, so this one commits and pushes nothing more.
@@ -454,13 +449,23 @@ class Syncer:
                 "lost the instance lock on the store (its connection died) during the cycle; "
                 "nothing more was written: run syncd again when the store is reachable"
             )
-        failures = (
-            {(f.system, f.golden_id): f for f in self.store.failures()}
-            if writes or rejections or result.links_changed else {}
-        )
-        self._commit(result, polls if marks else [], rejections, failures, now,
-                     {w.golden_id for w in writes} | {r.golden_id for r in rejections}
-                     | (owed or set()), before or {})
+        if not (writes or rejections or result.links_changed):
+            return {}
+        return {(f.system, f.golden_id): f for f in self.store.failures()}
+
+    def _push(
+        self,
+        report: CycleReport,
+        writes: list[Write],
+        rejections: list[Rejection],
+        failures: Mapping[tuple[str, str], Failure],
+        polls: list[PollResult],
+        now: datetime,
+        people: People,
+        *,
+        first: bool,
+    ) -> tuple[PushOutcome, set[str]]:
+        """Push the writes that are due; the outcome and the people still owed a write."""
         read = {p.system for p in polls if p.error is None}
         due = self._due(writes, failures, now, read)
         for name in self.connectors:
@@ -492,14 +497,14 @@ class Syncer:
         with self._hash_lock:
             return self.store.link_extras(system)
 
-    def _load(
+    def _needed(
         self,
         observations: list[Observation],
         systems: Mapping[str, SystemInfo],
         unsettled: set[str] | None,
-    ) -> tuple[State | None, set[str] | None]:
-        """The state this cycle plans on: everyone (None: load it), or only the people
-        it touches.
+    ) -> tuple[set[str], bool] | None:
+        """The only people this cycle need plan for, and whether to count each system's
+        links (the mass-delete guard's base); None: everyone.
 
         Partial when the unsettled people are known and every record read is
         linked already: the people those records (and a complete scan's missing
@@ -507,7 +512,7 @@ class Syncer:
         first-sync matching against everyone: then the whole state.
         """
         if unsettled is None or any(o.complete and o.unlisted is None for o in observations):
-            return None, None
+            return None
         needed = set(unsettled)
         deleting = any(r.deleted for obs in observations for r in obs.records) or any(
             obs.complete and obs.unlisted for obs in observations)
@@ -519,9 +524,9 @@ class Syncer:
             org_map = systems[obs.system].org_map
             if any(r.remote_id.strip() and r.remote_id not in found and not r.deleted
                    and r.org_id in org_map for r in obs.records):
-                return None, None
+                return None
             needed.update(found.values())
-        return self.store.load_people(needed, systems, counts=deleting), needed
+        return needed, deleting
 
     def _settle(self, scope: set[str] | None, left: set[str], held: bool, marker: str) -> None:
         """Keep the unsettled people in the store (written before pushing, see ``_commit``).
@@ -704,11 +709,9 @@ class Syncer:
             setattr(rep, past, getattr(rep, past) + n)
         for system, n in outcome.failed.items():
             report.systems[system].failed += n
-            report.exit_code = max(report.exit_code, 1)
         for system, error in outcome.unavailable.items():
             report.systems[system].error = error
             report.errors.append(error)
-            report.exit_code = max(report.exit_code, 4)
         report.errors.extend(outcome.messages)
 
     def _finish(

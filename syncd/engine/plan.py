@@ -88,9 +88,6 @@ class PlanResult:
     links_changed: dict[LinkKey, Link] = field(default_factory=dict)
     links_removed: set[LinkKey] = field(default_factory=set)
     conflicts: list[Conflict] = field(default_factory=list)
-    deletions: dict[str, int] = field(default_factory=dict)
-    """Per system: records found deleted this cycle."""
-    read: dict[str, int] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
     """Records refused as they were read (no usable remote id): never linked."""
     sources: dict[str, Mapping[str, tuple[str, bool]]] = field(default_factory=dict)
@@ -319,7 +316,6 @@ class _Planner:
                     extra=dict(rec.extra),
                 )
             )
-        self.result.read[obs.system] = len(obs.records)
         if obs.complete:
             known = self.index.get(obs.system, _NO_IDS)
             missing = known.keys() - seen if obs.unlisted is None else obs.unlisted - seen
@@ -403,7 +399,6 @@ class _Planner:
         for systems in self.deletes.values():
             for system in systems:
                 counts[system] += 1
-        self.result.deletions = dict(counts)
         if self.policy.force_delete or not counts:
             return
         linked: dict[str, int] = defaultdict(int)

@@ -43,7 +43,6 @@ class CycleReport:
     started_at: datetime
     dry_run: bool = False
     finished_at: datetime | None = None
-    exit_code: int = 0
     systems: dict[str, SystemReport] = field(default_factory=dict)
     planned: list[Write] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
@@ -54,6 +53,24 @@ class CycleReport:
     people: People | None = field(default=None, repr=False)
     """The planned state's people: names the person of each planned write and rejection,
     and holds each system's old values for the dry run's ``old → new``."""
+    interrupted: bool = False
+    """Stopped by a signal before the cycle was done (the done work is kept)."""
+    guard_tripped: bool = False
+    """The mass-delete guard stopped the cycle before it committed anything."""
+
+    @property
+    def exit_code(self) -> int:
+        """CONTRACT §3: 130 interrupted, 3 mass-delete guard, 4 a system unreachable or
+        failing, 1 a record or write refused or failed, else 0."""
+        if self.interrupted:
+            return 130
+        if self.guard_tripped:
+            return 3
+        if any(s.error is not None for s in self.systems.values()):
+            return 4
+        if self.errors or any(s.rejected or s.failed for s in self.systems.values()):
+            return 1
+        return 0
 
     @property
     def writes(self) -> int:
