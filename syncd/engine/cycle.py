@@ -1,11 +1,15 @@
 """``run_once``: poll → plan → push, the one entry point of every command.
 
-Poll reads every enabled system concurrently.  The plan is committed in one
-transaction together with the watermarks it justifies, so a watermark never
-runs ahead of what is stored.  Push then sends the derived writes, one thread
-per system, recording each result in the link at once (in small batches); a
-crash between a write and its bookkeeping is healed by the next poll, which
-sees the record and matches it instead of writing it again.
+A cycle polls every enabled system concurrently, then takes what it must plan
+as batches of (state, records read) — the state kept in memory, the stored
+people the records touch, a group of people at a time (a large first sync) or
+everyone — and for each batch plans, guards, commits, derives and pushes.
+The plan is committed in one transaction together with the watermarks it
+justifies (:mod:`syncd.engine.commit`), so a watermark never runs ahead of
+what is stored.  Push then sends the derived writes, one thread per system,
+recording each result in the link at once (in small batches); a crash between
+a write and its bookkeeping is healed by the next poll, which sees the record
+and matches it instead of writing it again.
 """
 
 from __future__ import annotations
@@ -13,34 +17,26 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from syncd.config import Settings
 from syncd.connectors.base import Connector
-from syncd.contact import content_hash
 from syncd.engine.batch import Group, Splitter
 from syncd.engine.budget import caps, resume_budgets
+from syncd.engine.cache import OwnWrites, StateCache
+from syncd.engine.commit import Commit, Raced, commit_plan, due
 from syncd.engine.match import KEY_FIELDS
 from syncd.engine.plan import PlanResult, plan
 from syncd.engine.poll import Hashes, Interrupted, Poller, PollResult, Progress
-from syncd.engine.push import Pusher, PushOutcome, outcome_unknown
-from syncd.engine.report import CycleReport, SystemReport
+from syncd.engine.push import Pusher, PushOutcome
+from syncd.engine.report import CycleReport, Named, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
-from syncd.model import (
-    Failure,
-    Golden,
-    Observation,
-    Policy,
-    Rejection,
-    State,
-    SystemInfo,
-    Write,
-)
+from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
 from syncd.people import People
 from syncd.store import history
 from syncd.store.repo import Store
@@ -55,15 +51,6 @@ _REPLANS = 3
 """Plans of one cycle thrown away because golden records changed under them, at most."""
 
 
-class _Raced(Exception):
-    """Golden records this plan changes were changed by someone else since it read them."""
-
-    def __init__(self, people: list[str]) -> None:
-        super().__init__(f"{len(people)} people changed meanwhile")
-        self.people = people
-_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
-
-
 @dataclass
 class _Batch:
     """People planned together: the records read of them and how to read their state."""
@@ -74,44 +61,6 @@ class _Batch:
     """The people writes are derived for besides those the plan touches (None: all)."""
     whole: bool = False
     """The state holds everyone: worth keeping in memory for the next cycle."""
-
-
-class _Named:
-    """The people of a cycle planned a group at a time that the report names: those
-    with a write or a rejection (every person of every group would be the whole state)."""
-
-    def __init__(self) -> None:
-        self.state = State(goldens={}, links={})
-
-    def add(self, result: PlanResult, writes: list[Write], rejections: list[Rejection],
-            systems: Iterable[str]) -> People:
-        goldens, links = self.state.goldens, self.state.links
-        assert isinstance(goldens, dict) and isinstance(links, dict)
-        for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
-            if gid in result.state.goldens:
-                goldens[gid] = result.state.goldens[gid]
-            for system in systems:
-                if (link := result.state.links.get((gid, system))) is not None:
-                    links[(gid, system)] = link
-        return People(self.state)
-
-
-def _note_polls(report: CycleReport, polls: list[PollResult]) -> None:
-    """Put what each system's read found (its records skipped, its failure) in the report."""
-    for p in polls:
-        rep = report.systems[p.system]
-        rep.full_scan = p.full
-        rep.read = p.listed
-        for item in p.skipped:
-            report.errors.append(
-                f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}")
-            rep.rejected += 1
-            log.warning("record_skipped", system=p.system, remote_id=item.remote_id,
-                        reason=item.reason)
-        if p.error is not None:
-            rep.error = str(p.error)
-            report.errors.append(str(p.error))
-            log.warning("poll_failed", system=p.system, error=str(p.error))
 
 
 def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
@@ -163,17 +112,14 @@ class Syncer:
         self.store = store
         self.connectors = dict(connectors)
         self.clock = clock
-        self._cache: tuple[int, State, set[str]] | None = None
+        self._cache = StateCache()
+        self._writes = OwnWrites(0)
+        """The store revisions this cycle wrote: whether the cache is still true."""
         self._run: tuple[str, datetime, int | None] = ("once", datetime.min.replace(tzinfo=UTC),
                                                        None)
-        """This cycle's kind, start and run id (opened by its first change, see ``_commit``)."""
+        """This cycle's kind, start and run id (opened by its first change, see ``commit``)."""
         self._basis: int | None = None
         """The store revision the state being planned was read at (None: not known)."""
-        self._mark = 0
-        """The store revision when this cycle began: with :attr:`_wrote`, whether anyone else
-        wrote during it (see :meth:`_foreign`)."""
-        self._wrote: list[int] = []
-        """The store revisions this cycle's own writes committed."""
         self._replanning = False
         self._hash_lock = threading.Lock()
         self.stop = threading.Event()
@@ -249,16 +195,16 @@ class Syncer:
                     with self.store.unusable_as("failed during the cycle", mid_work=True):
                         return self._run_once(dry_run=dry_run, force_delete=force_delete,
                                               full=full, since=since, only=only, kind=kind)
-                except _Raced as exc:
+                except Raced as exc:
                     # Nothing of that plan was committed: read and plan again.
-                    self._cache = None
+                    self._cache.drop()
                     log.warning("cycle_replanned", people=exc.people[:10], attempt=attempt)
             raise StoreUnavailable(
                 f"store {self.store.where}: golden records changed under the cycle "
                 f"{_REPLANS} times in a row (another process writing); nothing was committed"
             )
         except StoreUnavailable:
-            self._cache = None  # what the cycle held in memory may not have been stored
+            self._cache.drop()  # what the cycle held in memory may not have been stored
             raise
         finally:
             self._replanning = False
@@ -273,8 +219,8 @@ class Syncer:
         only: set[str] | None,
         kind: str,
     ) -> CycleReport:
-        """Poll, then for each batch of (state, records read) — one batch, or a group of
-        people at a time — plan, guard, commit, derive and push."""
+        """Poll, then for each batch of (state, records read): plan, guard, commit,
+        derive, push."""
         now = self.clock()
         if not self._replanning or self._run[0] != kind:
             self._run = (kind, now, None)
@@ -285,8 +231,8 @@ class Syncer:
                   for name, c in self.connectors.items()}
         policy = self.policy(force_delete)
         marker = setup_marker(self.systems(), policy)
-        self._mark, self._wrote = self.store.revision(), []
-        cached = self._state(self._mark)
+        self._writes = OwnWrites(self.store.revision())
+        cached = self._cache.get(self._writes.start)
         unsettled = self.store.unsettled(marker) if cached is None else None
         try:
             # A cold process that knows who is unsettled reads only what changed.
@@ -296,19 +242,18 @@ class Syncer:
             report.errors.append(str(exc))
             report.interrupted = True
             return self._finish(report, started, before, kind)
-        _note_polls(report, polls)
+        report.add_polls(polls)
         systems = self.systems()  # after polling: opening a connector may change what it can do
         if setup_marker(systems, policy) != marker:
             marker = setup_marker(systems, policy)
             cached = unsettled = None  # kept under another set-up: owed writes unknown
-            self._cache = None
-        observations = [p.observation for p in polls if p.observation is not None]
-        batches = self._batches(observations, systems, cached, unsettled)
+        batches = self._batches([p.observation for p in polls if p.observation is not None],
+                                systems, cached, unsettled)
         left: set[str] = set()
         held = False
-        last: tuple[PlanResult, PushOutcome] | None = None
+        last: tuple[State, PushOutcome] | None = None
         scope: set[str] | None = None
-        named = _Named()
+        named = Named()
         for number, batch in enumerate(batches):
             if number and self.stop.is_set():
                 report.errors.append(f"stopped after {number} of {len(batches)} groups of people")
@@ -327,41 +272,44 @@ class Syncer:
             held = held or bool(hold)
             writes, rejections = derive_writes(result.state, systems.values(), scope, hold,
                                                policy)
-            people = self._note(report, result, rejections)
+            people = report.add_plan(result, rejections)
             report.people = (people if len(batches) == 1
-                             else named.add(result, writes, rejections, systems))
+                             else named.add(result.state, writes, rejections, systems))
             if dry_run:
                 report.planned.extend(writes)
                 continue
-            self._cache = None
+            self._cache.drop()
             failures = self._failures(result, writes, rejections)
             # Writes held for a system not read may be owed to anyone derived for: with a
             # partial scope, all of it stays unsettled (a whole one is distrusted in _settle).
             owed = scope if hold and scope is not None else set()
-            # The watermarks go with the last batch: one stopped before reads it all again.
-            self._commit(result, polls if number == len(batches) - 1 else [], rejections,
-                         failures, now, {w.golden_id for w in writes}
-                         | {r.golden_id for r in rejections} | owed, state.goldens)
+            self._commit(Commit(
+                result, state.goldens, self._basis,
+                {w.golden_id for w in writes} | {r.golden_id for r in rejections} | owed,
+                rejections, failures,
+                # The watermarks go with the last batch: one stopped before reads it all again.
+                [p.watermark for p in polls] if number == len(batches) - 1 else [],
+            ), now)
             outcome, still = self._push(report, writes, rejections, failures, polls, now, people,
                                         first=number == 0)
             left |= still
-            last = (result, outcome)
-        if not dry_run and batches:
+            last = (result.state, outcome)
+        if not dry_run:
             self._settle(scope if len(batches) == 1 else None, left, held, marker)
             if last is not None and len(batches) == 1 and batches[0].whole and not held:
                 # Held writes are pending, derived only from a full state; a partial
                 # state is no state to keep.
-                self._remember(*last, left)
+                self._cache.keep(*last, left, self._writes)
         return self._finish(report, started, before, kind)
 
     def _batches(self, observations: list[Observation], systems: Mapping[str, SystemInfo],
                  cached: tuple[State, set[str]] | None, unsettled: set[str] | None) -> list[_Batch]:
-        """What this cycle plans, in order: the cached state; or the stored people the
-        records read touch (and the unsettled ones); or groups of people (a large
+        """What this cycle plans, in order: the state kept in memory; or the stored people
+        the records read touch (and the unsettled ones); or groups of people (a large
         first sync); or everyone."""
         if cached is not None:
             state, scope = cached
-            self._basis = self._mark
+            self._basis = self._writes.start
             return [_Batch(observations, lambda: state, scope, whole=True)]
         needed = self._needed(observations, systems, unsettled)
         if needed is not None:
@@ -370,132 +318,21 @@ class Syncer:
                 lambda: self.store.load_people(people, systems, counts=counts)), people)]
         groups = self._split(observations, systems)
         if groups is not None:
-            return [
-                _Batch(group.observations, self._reading(
-                    lambda group=group: self.store.load_people(group.people, systems,  # type: ignore[misc]
-                                                               counts=False)), None)
-                for group in groups
-            ]
+            return [_Batch(group.observations, self._reading(self._group_loader(group, systems)),
+                           None) for group in groups]
         return [_Batch(observations, self._reading(self.store.load_state), None, whole=True)]
 
+    def _group_loader(self, group: Group, systems: Mapping[str, SystemInfo]) -> Callable[[], State]:
+        return lambda: self.store.load_people(group.people, systems, counts=False)
+
     def _reading(self, load: Callable[[], State]) -> Callable[[], State]:
-        """``load``, noting the store revision the state is read at (see ``_commit``)."""
+        """``load``, noting the store revision the state is read at (see ``commit``)."""
         def read() -> State:
             self._basis = self.store.revision()
             return load()
         return read
 
-    # -- a large cycle, a group of people at a time ------------------------------------------
-
-    def _split(self, observations: list[Observation],
-               systems: Mapping[str, SystemInfo]) -> list[Group] | None:
-        """Groups of people to plan one after the other, or None: plan the cycle whole
-        (it is small, or it deletes something).
-
-        The watermarks are saved with the last group only: a cycle stopped
-        between groups reads the same records again, and what the finished
-        groups linked is then found unchanged.  Who is owed a write is kept
-        as in a whole cycle: every stored person is in some group.
-        """
-        size = self.settings.sync.batch_records
-        if sum(len(o.records) for o in observations) <= size:
-            return None
-        fields = self.settings.fields
-        if any(fields[f].targets is not None for f in KEY_FIELDS & fields.keys()):
-            # Matching then reads a key field from the links too (``engine.kept``),
-            # which the groups are not drawn by: plan the cycle whole.
-            return None
-        splitter = Splitter(
-            systems, self.settings.sync.default_region,
-            linked=self.store.linked_people, existing=self.store.existing_goldens,
-            goldens=self.store.iter_goldens, known_ids=self.store.linked_ids,
-        )
-        groups = splitter.split(observations, size)
-        if groups is not None:
-            log.info("cycle_split", groups=len(groups),
-                     records=sum(len(o.records) for o in observations))
-        return groups
-
-    def _note(self, report: CycleReport, result: PlanResult,
-              rejections: list[Rejection]) -> People:
-        """Put a plan's invalid records, conflicts and rejections in the report and log."""
-        for problem in result.invalid:
-            report.errors.append(problem)
-            log.warning("record_invalid", error=problem)
-        report.conflicts += len(result.conflicts)
-        for conflict in result.conflicts:
-            report.systems[conflict.winner].conflicts += 1
-        report.rejections.extend(rejections)
-        people = People(result.state)
-        for refusal in result.refused:
-            report.refused.add((refusal.golden_id, refusal.system))
-            log.info("policy_refused", person=refusal.golden_id, who=people.label(refusal.golden_id),
-                     system=refusal.system, field=refusal.field, value=refusal.value,
-                     kept=refusal.golden, rule=refusal.reason)
-        for rej in rejections:
-            report.systems[rej.system].rejected += 1
-            log.warning("write_rejected", system=rej.system, person=rej.golden_id,
-                        who=people.label(rej.golden_id), remote_id=rej.remote_id,
-                        field=rej.field, reason=rej.reason)
-        return people
-
-    def _failures(self, result: PlanResult, writes: list[Write],
-                  rejections: list[Rejection]) -> dict[tuple[str, str], Failure]:
-        """The stored failures, read only when this plan writes or links anything."""
-        if self.store.locking and not self.store.lock_held():
-            # Its connection died (a failover, a network cut): another instance may be
-            # writing already, so this one commits and pushes nothing more.
-            raise StoreLockedError(
-                "lost the instance lock on the store (its connection died) during the cycle; "
-                "nothing more was written: run syncd again when the store is reachable"
-            )
-        if not (writes or rejections or result.links_changed):
-            return {}
-        return {(f.system, f.golden_id): f for f in self.store.failures()}
-
-    def _push(
-        self,
-        report: CycleReport,
-        writes: list[Write],
-        rejections: list[Rejection],
-        failures: Mapping[tuple[str, str], Failure],
-        polls: list[PollResult],
-        now: datetime,
-        people: People,
-        *,
-        first: bool,
-    ) -> tuple[PushOutcome, set[str]]:
-        """Push the writes that are due; the outcome and the people still owed a write."""
-        read = {p.system for p in polls if p.error is None}
-        due = self._due(writes, failures, now, read)
-        for name in self.connectors:
-            self.progress(name, "planned" if first else "planned_more",
-                          sum(1 for w in due if w.system == name))
-        pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
-                        failures, stop=self.stop, progress=self.progress, name=people.label)
-        outcome = pusher.push(due)
-        self._wrote.extend(outcome.revisions)
-        self._account(report, outcome)
-        done = set(outcome.links) | outcome.removed
-        left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
-        left |= {r.golden_id for r in rejections}
-        return outcome, left
-
-    def _synced_ids(self, system: str) -> set[str]:
-        """One system's linked records still synced (a scoped scan must account for each)."""
-        with self._hash_lock:
-            return self.store.linked_ids(system, excluded=False)
-
-    def _hashes(self, system: str) -> dict[str, int]:
-        """One system's link hashes, read by one poll thread at a time: an in-memory
-        SQLite store has a single connection for every thread."""
-        with self._hash_lock:
-            return self.store.record_hashes(system)
-
-    def _extras(self, system: str) -> dict[str, tuple[str, dict[str, Any]]]:
-        """One token system's links' connector data (see :class:`~syncd.connectors.base.SyncTokens`)."""
-        with self._hash_lock:
-            return self.store.link_extras(system)
+    # -- what to plan ---------------------------------------------------------------------
 
     def _needed(
         self,
@@ -528,15 +365,92 @@ class Syncer:
             needed.update(found.values())
         return needed, deleting
 
+    def _split(self, observations: list[Observation],
+               systems: Mapping[str, SystemInfo]) -> list[Group] | None:
+        """Groups of people to plan one after the other, or None: plan the cycle whole
+        (it is small, or it deletes something).
+
+        The watermarks are saved with the last group only: a cycle stopped
+        between groups reads the same records again, and what the finished
+        groups linked is then found unchanged.  Who is owed a write is kept
+        as in a whole cycle: every stored person is in some group.
+        """
+        size = self.settings.sync.batch_records
+        if sum(len(o.records) for o in observations) <= size:
+            return None
+        fields = self.settings.fields
+        if any(fields[f].targets is not None for f in KEY_FIELDS & fields.keys()):
+            # Matching then reads a key field from the links too (``engine.kept``),
+            # which the groups are not drawn by: plan the cycle whole.
+            return None
+        splitter = Splitter(
+            systems, self.settings.sync.default_region,
+            linked=self.store.linked_people, existing=self.store.existing_goldens,
+            goldens=self.store.iter_goldens, known_ids=self.store.linked_ids,
+        )
+        groups = splitter.split(observations, size)
+        if groups is not None:
+            log.info("cycle_split", groups=len(groups),
+                     records=sum(len(o.records) for o in observations))
+        return groups
+
+    # -- commit, push, settle ---------------------------------------------------------------
+
+    def _failures(self, result: PlanResult, writes: list[Write],
+                  rejections: list[Rejection]) -> dict[tuple[str, str], Failure]:
+        """The stored failures, read only when this plan writes or links anything."""
+        if self.store.locking and not self.store.lock_held():
+            # Its connection died (a failover, a network cut): another instance may be
+            # writing already, so this one commits and pushes nothing more.
+            raise StoreLockedError(
+                "lost the instance lock on the store (its connection died) during the cycle; "
+                "nothing more was written: run syncd again when the store is reachable"
+            )
+        if not (writes or rejections or result.links_changed):
+            return {}
+        return {(f.system, f.golden_id): f for f in self.store.failures()}
+
+    def _commit(self, plan: Commit, now: datetime) -> None:
+        revision, run_id = commit_plan(self.store, plan, now, self._run)
+        self._writes.add([revision])
+        self._run = (*self._run[:2], run_id)
+
+    def _push(
+        self,
+        report: CycleReport,
+        writes: list[Write],
+        rejections: list[Rejection],
+        failures: Mapping[tuple[str, str], Failure],
+        polls: list[PollResult],
+        now: datetime,
+        people: People,
+        *,
+        first: bool,
+    ) -> tuple[PushOutcome, set[str]]:
+        """Push the writes that are due; the outcome and the people still owed a write."""
+        sending = due(writes, failures, now, {p.system for p in polls if p.error is None})
+        for name in self.connectors:
+            self.progress(name, "planned" if first else "planned_more",
+                          sum(1 for w in sending if w.system == name))
+        pusher = Pusher(self.store, self.connectors, self.settings.sync.max_attempts, now,
+                        failures, stop=self.stop, progress=self.progress, name=people.label)
+        outcome = pusher.push(sending)
+        self._writes.add(outcome.revisions)
+        report.add_push(outcome)
+        done = set(outcome.links) | outcome.removed
+        left = {w.golden_id for w in writes if (w.golden_id, w.system) not in done}
+        left |= {r.golden_id for r in rejections}
+        return outcome, left
+
     def _settle(self, scope: set[str] | None, left: set[str], held: bool, marker: str) -> None:
-        """Keep the unsettled people in the store (written before pushing, see ``_commit``).
+        """Keep the unsettled people in the store (written before pushing, see ``commit``).
 
         After writes derived for everyone the set is exactly ``left``; after a
         scoped cycle the scope's settled people leave it.  A held system's writes
         were not derived at all: with a full derive nobody knows who is owed one
         (the set is dropped), with a scoped one nobody in scope is settled.
         """
-        foreign = self._foreign()
+        foreign = self._writes.foreign()
         if scope is not None and (held or foreign or not scope - left):
             return  # nothing settled, or someone else wrote meanwhile: keep the superset
         with self.store.transaction() as tx:
@@ -545,7 +459,7 @@ class Syncer:
                 self.store.track_unsettled(tx.conn, left if known else None, marker)
             else:
                 self.store.settle(tx.conn, scope - left)
-        self._wrote.append(tx.revision)
+        self._writes.add([tx.revision])
 
     def _hold(self, polls: list[PollResult], result: PlanResult,
               observations: Sequence[Observation]) -> dict[str, set[str]]:
@@ -579,140 +493,21 @@ class Syncer:
                     hold[name].update(gid for rid, gid in ids.items() if rid not in seen.unlisted)
         return hold
 
-    # -- the in-memory state cache ----------------------------------------------------------
+    def _synced_ids(self, system: str) -> set[str]:
+        """One system's linked records still synced (a scoped scan must account for each)."""
+        with self._hash_lock:
+            return self.store.linked_ids(system, excluded=False)
 
-    def _foreign(self) -> bool:
-        """Whether someone else wrote to the store since this cycle began: its own writes
-        are not the unbroken run of revisions after the one it began at."""
-        return sorted(self._wrote) != list(range(self._mark + 1, self._mark + 1 + len(self._wrote)))
+    def _hashes(self, system: str) -> dict[str, int]:
+        """One system's link hashes, read by one poll thread at a time: an in-memory
+        SQLite store has a single connection for every thread."""
+        with self._hash_lock:
+            return self.store.record_hashes(system)
 
-    def _state(self, revision: int) -> tuple[State, set[str]] | None:
-        """The state, from memory when the store has not moved since our last write.
-
-        With a warm cache the planner derives writes only for people touched
-        this cycle or left unsettled by the last one: a quiet incremental cycle
-        costs a few small queries, not a pass over every person.
-        """
-        cache = self._cache
-        if cache is not None and cache[0] == revision:
-            return cache[1], set(cache[2])
-        return None
-
-    def _remember(self, result: PlanResult, outcome: PushOutcome, unsettled: set[str]) -> None:
-        if self._foreign():
-            return
-        links = result.state.links
-        index = result.state.index()
-        if outcome.links or outcome.removed:
-            # The planner may have handed on the previous state's dicts untouched
-            # (copy-on-write): copy before changing.
-            links = dict(links)
-            index = {system: dict(ids) for system, ids in index.items()}
-        assert isinstance(links, dict)
-        for key, link in outcome.links.items():
-            old = links.get(key)
-            if old is not None and old.remote_id not in (None, link.remote_id):
-                index.get(old.system, {}).pop(old.remote_id, None)  # re-created or moved
-            links[key] = link
-            if link.remote_id is not None:
-                index.setdefault(link.system, {})[link.remote_id] = link.golden_id
-        for key in outcome.removed:
-            gone = links.pop(key, None)
-            if gone is not None and gone.remote_id is not None:
-                index.get(gone.system, {}).pop(gone.remote_id, None)
-        state = State(goldens=result.state.goldens, links=links, remote_index=index)
-        self._cache = (max(self._wrote, default=self._mark), state, unsettled)
-
-    def _commit(
-        self,
-        result: PlanResult,
-        polls: list[PollResult],
-        rejections: list[Rejection],
-        failures: Mapping[tuple[str, str], Failure],
-        now: datetime,
-        owed: set[str],
-        before: Mapping[str, Golden],
-    ) -> None:
-        changes = (history.packed_changes(before, result.goldens_changed, result.sources)
-                   if result.goldens_changed and history.enabled(self.store) else [])
-        with self.store.transaction() as tx:
-            conn = tx.conn
-            if result.goldens_changed and (self._basis is None
-                                           or tx.revision != self._basis + 1):
-                # Someone wrote since this plan's state was read (an operator's undo):
-                # committing over a person it changed would throw that change away.
-                stored = history.stored_goldens(self.store, conn, result.goldens_changed)
-                raced = sorted(g for g in result.goldens_changed if stored.get(g) != before.get(g))
-                if raced:
-                    raise _Raced(raced)
-            # Before any push: a crash after this leaves these people unsettled.
-            self.store.add_unsettled(conn, owed)
-            self.store.save_changes(
-                conn,
-                goldens=result.goldens_changed,
-                links=result.links_changed,
-                removed=result.links_removed,
-                now=now,
-            )
-            if changes:
-                # In the same transaction as the golden records: never one without the other.
-                kind, started, run_id = self._run
-                if run_id is None:
-                    run_id = history.start_run(self.store, conn, kind, started)
-                    self._run = (kind, started, run_id)
-                history.save_history(self.store, conn, run_id, changes, now)
-            self.store.save_conflicts(conn, result.conflicts, now)
-            self.store.save_watermarks(conn, [p.watermark for p in polls])
-            # A failed create whose record the poll found and matched is done: its
-            # failure row would otherwise outlive it (and keep the person "pending").
-            landed = [
-                key for key, f in failures.items()
-                if f.action == "create"
-                and (link := result.state.links.get((f.golden_id, f.system))) is not None
-                and link.remote_id is not None
-            ]
-            if landed:
-                self.store.clear_failures(conn, landed)
-            for rej in rejections:
-                reason = f"rejected before sending: field {rej.field}: {rej.reason}"
-                known = failures.get((rej.system, rej.golden_id))
-                if known is not None and known.quarantined and known.last_error == reason:
-                    continue  # the same rejection as last cycle: nothing new to store
-                self.store.record_failure(
-                    conn,
-                    Failure(rej.system, rej.golden_id, rej.action.value, rej.remote_id, 0,
-                            reason, "", True, None, now),
-                )
-        self._wrote.append(tx.revision)
-
-    def _due(self, writes: list[Write], failures: Mapping[tuple[str, str], Failure],
-             now: datetime, read: set[str]) -> list[Write]:
-        """Leave out writes that are backing off or quarantined with the same content,
-        and creates of unknown outcome to a system not read since (``read``: this cycle)."""
-        due: list[Write] = []
-        for write in writes:
-            failure = failures.get((write.system, write.golden_id))
-            if failure is not None and outcome_unknown(failure) and write.system not in read:
-                continue
-            if failure is not None and failure.desired_hash == content_hash(write.desired):
-                if failure.quarantined:
-                    continue
-                if failure.next_retry_at is not None and failure.next_retry_at > now:
-                    continue
-            due.append(write)
-        return due
-
-    def _account(self, report: CycleReport, outcome: PushOutcome) -> None:
-        for (system, action), n in outcome.done.items():
-            rep = report.systems[system]
-            past = _PAST[action]
-            setattr(rep, past, getattr(rep, past) + n)
-        for system, n in outcome.failed.items():
-            report.systems[system].failed += n
-        for system, error in outcome.unavailable.items():
-            report.systems[system].error = error
-            report.errors.append(error)
-        report.errors.extend(outcome.messages)
+    def _extras(self, system: str) -> dict[str, tuple[str, dict[str, Any]]]:
+        """One token system's links' connector data (see :class:`~syncd.connectors.base.SyncTokens`)."""
+        with self._hash_lock:
+            return self.store.link_extras(system)
 
     def _finish(
         self,
@@ -734,15 +529,10 @@ class Syncer:
                        "errors": report.errors[:20], "conflicts": report.conflicts,
                        "capped_until": caps(self.connectors, report.finished_at)}
             history.prune_history(self.store, report.finished_at)
-            self._wrote.append(self.store.record_run(
+            self._writes.add([self.store.record_run(
                 kind, report.started_at, report.finished_at, report.exit_code, summary,
-                run_id=self._run[2]))
-            # Our own run row moved the revision: keep the cache valid unless someone
-            # else wrote meanwhile.
-            if self._foreign():
-                self._cache = None
-            elif self._cache is not None:
-                self._cache = (max(self._wrote), self._cache[1], self._cache[2])
+                run_id=self._run[2])])
+            self._cache.moved(self._writes)  # our own run row moved the revision
         for name, rep in sorted(report.systems.items()):
             # One line per system at info level: what an operator reads of a healthy cycle.
             log.info("system_synced", system=name, read=rep.read, created=rep.created,

@@ -7,15 +7,25 @@ masked: a system's error may quote our own request.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.model import Action, Rejection, Write
+from syncd.logs import get_logger
+from syncd.model import Action, Rejection, State, Write
 from syncd.people import People, describe_write
 from syncd.redact import redact, redact_value
 
-__all__ = ["CycleReport", "SystemReport"]
+if TYPE_CHECKING:
+    from syncd.engine.plan import PlanResult
+    from syncd.engine.poll import PollResult
+    from syncd.engine.push import PushOutcome
+
+__all__ = ["CycleReport", "Named", "SystemReport"]
+
+log = get_logger("syncd.cycle")
+_PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
 @dataclass
@@ -86,6 +96,60 @@ class CycleReport:
         return (actions.count(Action.CREATE), actions.count(Action.UPDATE),
                 actions.count(Action.DELETE))
 
+    # -- what the cycle found, planned and did ------------------------------------------------
+
+    def add_polls(self, polls: Iterable[PollResult]) -> None:
+        """Each system's read: its records skipped, its failure."""
+        for p in polls:
+            rep = self.systems[p.system]
+            rep.full_scan = p.full
+            rep.read = p.listed
+            for item in p.skipped:
+                self.errors.append(
+                    f"{p.system}: record {item.remote_id or '(no id)'} skipped: {item.reason}")
+                rep.rejected += 1
+                log.warning("record_skipped", system=p.system, remote_id=item.remote_id,
+                            reason=item.reason)
+            if p.error is not None:
+                rep.error = str(p.error)
+                self.errors.append(str(p.error))
+                log.warning("poll_failed", system=p.system, error=str(p.error))
+
+    def add_plan(self, result: PlanResult, rejections: list[Rejection]) -> People:
+        """A plan's invalid records, conflicts, refusals and rejections; its people."""
+        for problem in result.invalid:
+            self.errors.append(problem)
+            log.warning("record_invalid", error=problem)
+        self.conflicts += len(result.conflicts)
+        for conflict in result.conflicts:
+            self.systems[conflict.winner].conflicts += 1
+        self.rejections.extend(rejections)
+        people = People(result.state)
+        for refusal in result.refused:
+            self.refused.add((refusal.golden_id, refusal.system))
+            log.info("policy_refused", person=refusal.golden_id, who=people.label(refusal.golden_id),
+                     system=refusal.system, field=refusal.field, value=refusal.value,
+                     kept=refusal.golden, rule=refusal.reason)
+        for rej in rejections:
+            self.systems[rej.system].rejected += 1
+            log.warning("write_rejected", system=rej.system, person=rej.golden_id,
+                        who=people.label(rej.golden_id), remote_id=rej.remote_id,
+                        field=rej.field, reason=rej.reason)
+        return people
+
+    def add_push(self, outcome: PushOutcome) -> None:
+        """What the push did: writes done and failed, systems given up."""
+        for (system, action), n in outcome.done.items():
+            rep = self.systems[system]
+            past = _PAST[action]
+            setattr(rep, past, getattr(rep, past) + n)
+        for system, n in outcome.failed.items():
+            self.systems[system].failed += n
+        for system, error in outcome.unavailable.items():
+            self.systems[system].error = error
+            self.errors.append(error)
+        self.errors.extend(outcome.messages)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "started_at": self.started_at.isoformat(),
@@ -119,3 +183,24 @@ class CycleReport:
         }
         masked: dict[str, Any] = redact_value(doc)
         return masked
+
+
+class Named:
+    """The people of a cycle planned a group at a time that its report names: those
+    with a write or a rejection (every person of every group would be the whole state)."""
+
+    def __init__(self) -> None:
+        self.state = State(goldens={}, links={})
+
+    def add(self, planned: State, writes: list[Write], rejections: list[Rejection],
+            systems: Iterable[str]) -> People:
+        goldens, links = self.state.goldens, self.state.links
+        assert isinstance(goldens, dict) and isinstance(links, dict)
+        names = list(systems)
+        for gid in {w.golden_id for w in writes} | {r.golden_id for r in rejections}:
+            if gid in planned.goldens:
+                goldens[gid] = planned.goldens[gid]
+            for system in names:
+                if (link := planned.links.get((gid, system))) is not None:
+                    links[(gid, system)] = link
+        return People(self.state)
