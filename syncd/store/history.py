@@ -252,7 +252,7 @@ def save_history(store: Store, conn: Connection, run_id: int, rows: Sequence[Pac
     if any(count >= PER_ROW for _, count, _ in rows):
         raise ValueError(f"more than {PER_ROW - 1} changes to one person in one commit")
     mark = "?" if store.is_sqlite else "%s"
-    stamp = store._ts(at)  # the store's own driver form of a datetime
+    stamp = store.dialect.ts(at)  # the store's own driver form of a datetime
     conn.exec_driver_sql(
         "INSERT INTO history (at, run_id, golden_id, count, changes_json) "  # noqa: S608
         f"VALUES ({', '.join([mark] * 5)})",

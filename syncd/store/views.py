@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from syncd.model import Failure
 from syncd.store import history
 from syncd.store.admin import drop_quarantined
-from syncd.store.repo import C, F, G, Store, _dumps
+from syncd.store.dialect import dumps
+from syncd.store.repo import C, F, G, Store
 from syncd.store.tables import read_utc
 
 __all__ = [
@@ -105,7 +106,7 @@ def use_conflict_value(store: Store, conflict_id: int, system: str) -> dict[str,
             old = fields.get(row.field, "") or ""
             fields[row.field] = value
             conn.execute(sa.update(G).where(G.c.id == row.golden_id).values(
-                fields_json=_dumps(fields), updated_at=now))
+                fields_json=dumps(fields), updated_at=now))
         conn.execute(sa.update(C).where(C.c.id == conflict_id).values(resolved=True))
         store.add_unsettled(conn, [row.golden_id])
         run_id = None
