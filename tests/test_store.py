@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from syncd.errors import StoreLockedError
 from syncd.model import Conflict, Golden, Link
 from syncd.store import Store
+from syncd.store.dialect import CHUNK, GOLDEN_COLUMNS, LINK_COLUMNS
 from syncd.store.repo import Failure, Watermark
 from syncd.store.tables import metadata
 
@@ -115,6 +116,50 @@ def test_failures_retry_and_quarantine(store: Store) -> None:
     assert store.retry_quarantined("a") == 1
     assert store.failures(quarantined=True) == []
     assert store.failures()[0].attempts == 0
+
+
+def test_failures_are_selected_by_quarantine_system_and_person(store: Store) -> None:
+    def failure(system: str, gid: str, quarantined: bool) -> Failure:
+        return Failure(system, gid, "update", "7", 5, "HTTP 422", "h", quarantined, None, NOW)
+
+    with store.write() as conn:
+        for f in (failure("b", "g1", True), failure("a", "g2", True), failure("a", "g1", True),
+                  failure("a", "g3", False)):
+            store.record_failure(conn, f)
+    assert [(f.system, f.golden_id) for f in store.failures()] == [
+        ("a", "g1"), ("a", "g2"), ("a", "g3"), ("b", "g1")]
+    assert [f.golden_id for f in store.failures(quarantined=False)] == ["g3"]
+    assert [(f.system, f.golden_id) for f in store.quarantined()] == [
+        ("a", "g1"), ("a", "g2"), ("b", "g1")]
+    assert [f.golden_id for f in store.quarantined("a")] == ["g1", "g2"]
+    assert [f.system for f in store.quarantined(golden_id="g1")] == ["a", "b"]
+    assert [f.system for f in store.quarantined("b", "g1")] == ["b"]
+    assert store.quarantined("a", "g3") == []  # failed, not quarantined
+
+
+def test_the_dialect_speaks_each_driver(store: Store) -> None:
+    dialect = store.dialect
+    assert dialect.mark == ("?" if store.is_sqlite else "%s")
+    assert dialect.marks(3) == ", ".join([dialect.mark] * 3)
+    with pytest.raises(ValueError, match="naive datetime"):
+        dialect.ts(datetime(2026, 1, 1))
+    assert dialect.ts(None) is None
+    berlin = datetime(2026, 11, 23, 13, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert dialect.ts(berlin) == ("2026-11-23 12:00:00.000000" if store.is_sqlite else berlin)
+    people = {f"g{i:04d}": _person(f"g{i:04d}") for i in range(CHUNK + 2)}  # two chunks
+    with store.write() as conn:
+        store.save_changes(conn, goldens=people, links={("g0001", "a"): _link("g0001")},
+                           removed=[], now=NOW)
+        # In the caller's transaction: a person written in it is seen before the commit.
+        store.save_changes(conn, goldens={"new": _person("new")}, links={}, removed=[], now=NOW)
+        seen = dialect.select_in("SELECT id FROM golden WHERE id IN ({marks})", ["new"], conn=conn)
+        assert seen == [("new",)]
+    rows = dialect.select_in(f"SELECT {GOLDEN_COLUMNS} FROM golden WHERE id IN ({{marks}})",
+                             [*people, "nobody"])
+    assert dialect.goldens(rows) == people
+    with dialect.cursor() as cursor:
+        cursor.execute(f"SELECT {LINK_COLUMNS} FROM link WHERE system = {dialect.mark}", ("a",))
+        assert dialect.links(cursor.fetchall()) == {("g0001", "a"): _link("g0001")}
 
 
 def test_conflicts_are_logged(store: Store) -> None:

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from syncd.store.repo import F, L, Store
+from syncd.store.repo import Store
+from syncd.store.tables import F, L
 
 __all__ = ["drop_quarantined"]
 

@@ -25,8 +25,9 @@ from sqlalchemy.engine import Connection
 
 from syncd.contact import FIELDS
 from syncd.model import Golden
-from syncd.store.repo import G, H, R, Store
-from syncd.store.tables import read_utc
+from syncd.store.dialect import CHUNK, GOLDEN_COLUMNS, dumps
+from syncd.store.repo import Store
+from syncd.store.tables import H, R, read_utc
 
 __all__ = [
     "DELETED",
@@ -154,7 +155,7 @@ def packed_changes(
     10 000 people holds 10 000 strings, not 60 000 objects for the collector to walk.
     """
     rows: list[Packed] = []
-    encode = _ENCODER.encode
+    encode = dumps
     for gid, new in after.items():
         old = before.get(gid)
         taken = sources.get(gid, _NO_SOURCES)
@@ -169,13 +170,13 @@ def packed_changes(
     return rows
 
 
-_QUOTE = json.encoder.encode_basestring  # a JSON string, as _ENCODER writes it (C)
+_QUOTE = json.encoder.encode_basestring  # a JSON string, as dumps writes it (C)
 _HEADS = {name: f"[{_QUOTE(name)},\"\"," for name in (*FIELDS, ORGANIZATION)}
 _FIELD_SET = frozenset(FIELDS)
 
 
 def _new_person(new: Golden, source: str, conflict: bool) -> tuple[int, str]:
-    """A first-seen person's changes as :func:`_person_diff` and ``_ENCODER`` would give
+    """A first-seen person's changes as :func:`_person_diff` and ``dumps`` would give
     them, written straight as JSON: the bulk of a first sync, so the one hot path."""
     tail = f",{_QUOTE(source)},{int(conflict)}]"
     fields = new.fields
@@ -211,22 +212,18 @@ def pack(changes: Sequence[FieldChange]) -> list[Packed]:
         if rows and rows[-1][0] == change.person:
             person, _count, text = rows[-1]
             items = [*json.loads(text), item]
-            rows[-1] = (person, len(items), _ENCODER.encode(items))
+            rows[-1] = (person, len(items), dumps(items))
         else:
-            rows.append((change.person, 1, _ENCODER.encode([item])))
+            rows.append((change.person, 1, dumps([item])))
     return rows
 
 
 def stored_goldens(store: Store, conn: Connection, gids: Iterable[str]) -> dict[str, Golden]:
     """The golden records of these people as the caller's transaction sees them."""
-    wanted = sorted(set(gids))
-    found: dict[str, Golden] = {}
-    for start in range(0, len(wanted), 500):
-        rows = conn.execute(sa.select(G.c.id, G.c.org, G.c.fields_json, G.c.deleted)
-                            .where(G.c.id.in_(wanted[start : start + 500])))
-        found.update((gid, Golden(gid, org, json.loads(fields), bool(deleted)))
-                     for gid, org, fields, deleted in rows)
-    return found
+    dialect = store.dialect
+    return dialect.goldens(dialect.select_in(
+        f"SELECT {GOLDEN_COLUMNS} FROM golden WHERE id IN ({{marks}})", gids,  # noqa: S608
+        conn=conn))
 
 
 def start_run(store: Store, conn: Connection, kind: str, started: datetime) -> int:
@@ -241,8 +238,6 @@ def start_run(store: Store, conn: Connection, kind: str, started: datetime) -> i
 PER_ROW = 100
 """Change ``i`` of stored row ``r`` has the id ``r * PER_ROW + i`` (a record has fewer fields)."""
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
 
 def save_history(store: Store, conn: Connection, run_id: int, rows: Sequence[Packed],
                  at: datetime) -> None:
@@ -251,13 +246,9 @@ def save_history(store: Store, conn: Connection, run_id: int, rows: Sequence[Pac
         return
     if any(count >= PER_ROW for _, count, _ in rows):
         raise ValueError(f"more than {PER_ROW - 1} changes to one person in one commit")
-    mark = "?" if store.is_sqlite else "%s"
-    stamp = store._ts(at)  # the store's own driver form of a datetime
-    conn.exec_driver_sql(
-        "INSERT INTO history (at, run_id, golden_id, count, changes_json) "  # noqa: S608
-        f"VALUES ({', '.join([mark] * 5)})",
-        [(stamp, run_id, gid, count, text) for gid, count, text in rows],
-    )
+    stamp = store.dialect.ts(at)
+    store.dialect.insert(conn, "history", ("at", "run_id", "golden_id", "count", "changes_json"),
+                         [(stamp, run_id, gid, count, text) for gid, count, text in rows])
 
 
 def _changes(row: Any) -> list[Change]:
@@ -286,8 +277,8 @@ def changes_by_id(store: Store, ids: Iterable[int]) -> dict[int, Change]:
     wanted = set(ids)
     rows = sorted({i // PER_ROW for i in wanted})
     found: dict[int, Change] = {}
-    for start in range(0, len(rows), 500):
-        chunk = rows[start : start + 500]
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start : start + CHUNK]
         found.update((c.id, c) for c in _select(store, sa.select(H).where(H.c.id.in_(chunk)))
                      if c.id in wanted)
     return found

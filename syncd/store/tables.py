@@ -13,15 +13,24 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 __all__ = [
+    "C",
     "ChangeRow",
     "ConflictRow",
+    "F",
     "FailureRow",
+    "G",
     "GoldenRow",
+    "H",
+    "L",
     "LinkRow",
+    "R",
     "RevisionRow",
     "RunRow",
+    "U",
     "UTCDateTime",
     "UnsettledRow",
+    "V",
+    "W",
     "WatermarkRow",
     "metadata",
     "read_utc",
@@ -192,3 +201,14 @@ class ChangeRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+# The tables themselves, for SQLAlchemy Core queries.
+G: sa.Table = GoldenRow.__table__  # type: ignore[attr-defined]
+L: sa.Table = LinkRow.__table__  # type: ignore[attr-defined]
+W: sa.Table = WatermarkRow.__table__  # type: ignore[attr-defined]
+F: sa.Table = FailureRow.__table__  # type: ignore[attr-defined]
+C: sa.Table = ConflictRow.__table__  # type: ignore[attr-defined]
+R: sa.Table = RunRow.__table__  # type: ignore[attr-defined]
+V: sa.Table = RevisionRow.__table__  # type: ignore[attr-defined]
+U: sa.Table = UnsettledRow.__table__  # type: ignore[attr-defined]
+H: sa.Table = ChangeRow.__table__  # type: ignore[attr-defined]

@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from syncd.model import Failure
-from syncd.store import history
+from syncd.store import history, runs
 from syncd.store.admin import drop_quarantined
-from syncd.store.repo import C, F, G, Store, _dumps
-from syncd.store.tables import read_utc
+from syncd.store.dialect import dumps
+from syncd.store.repo import Store
+from syncd.store.tables import C, F, G
 
 __all__ = [
     "drop_failures", "failures_by_id", "open_conflicts", "retry_failures", "use_conflict_value",
@@ -26,19 +27,7 @@ __all__ = [
 
 def failures_by_id(store: Store, *, quarantined: bool | None = None) -> dict[int, Failure]:
     """Every stored failure under its row id (the ``id`` of ``quarantine list --json``)."""
-    query = sa.select(
-        F.c.id, F.c.system, F.c.golden_id, F.c.action, F.c.remote_id, F.c.attempts,
-        F.c.last_error, F.c.desired_hash, F.c.quarantined, F.c.next_retry_at, F.c.updated_at,
-    ).order_by(F.c.system, F.c.golden_id)
-    if quarantined is not None:
-        query = query.where(F.c.quarantined.is_(quarantined))
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return {
-        int(fid): Failure(system, gid, action, rid, attempts, err, digest, bool(q),
-                          read_utc(retry), read_utc(at) or datetime.now(UTC))
-        for fid, system, gid, action, rid, attempts, err, digest, q, retry, at in rows
-    }
+    return dict(runs.failures(store.dialect, quarantined=quarantined))
 
 
 def retry_failures(store: Store, ids: Iterable[int]) -> list[int]:
@@ -91,11 +80,11 @@ def use_conflict_value(store: Store, conflict_id: int, system: str) -> dict[str,
             return None
         chosen = next((c for c in json.loads(row.candidates_json) if c.get("system") == system),
                       None)
-        golden = conn.execute(sa.select(G).where(G.c.id == row.golden_id)).first()
+        golden = history.stored_goldens(store, conn, [row.golden_id]).get(row.golden_id)
         if chosen is None or golden is None or golden.deleted:
             return None
         now = datetime.now(UTC)
-        fields = json.loads(golden.fields_json)
+        fields = dict(golden.fields)
         value = str(chosen.get("value") or "")
         if row.field == history.ORGANIZATION:  # a move's conflict: the person's organization
             old = golden.org
@@ -105,7 +94,7 @@ def use_conflict_value(store: Store, conflict_id: int, system: str) -> dict[str,
             old = fields.get(row.field, "") or ""
             fields[row.field] = value
             conn.execute(sa.update(G).where(G.c.id == row.golden_id).values(
-                fields_json=_dumps(fields), updated_at=now))
+                fields_json=dumps(fields), updated_at=now))
         conn.execute(sa.update(C).where(C.c.id == conflict_id).values(resolved=True))
         store.add_unsettled(conn, [row.golden_id])
         run_id = None
