@@ -110,7 +110,7 @@ def test_a_hash_shared_by_different_records_hides_nothing(
         return record_hash(fields, org_id, extra)
 
     monkeypatch.setattr(poll_module, "record_hash", colliding)
-    monkeypatch.setattr("syncd.store.repo.record_hash", colliding)
+    monkeypatch.setattr("syncd.store.state.record_hash", colliding)
     world.systems["a"].edit(world.find("a", "ada@example.com")[0], phone="+1 555 0100")
     world.cycle()  # Ada's link now carries the colliding hash
     world.systems["a"].edit(world.find("a", "bob@example.com")[0], job_title="Architect")

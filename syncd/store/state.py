@@ -8,7 +8,7 @@ they go straight through the driver (see :mod:`syncd.store.dialect`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +32,6 @@ _LINK_WRITE_COLUMNS = (
     "extra_json", "excluded", "updated_at",
 )
 _GOLDEN_WRITE_COLUMNS = ("id", "org", "fields_json", "deleted", "updated_at")
-
-Digest = Callable[[Mapping[str, str], str, Mapping[str, Any]], int]
-"""How a link's stored hash is computed: :func:`~syncd.model.record_hash`."""
 
 # -- loading --------------------------------------------------------------------------------
 
@@ -214,7 +211,6 @@ def save_changes(
     links: Mapping[LinkKey, Link],
     removed: Iterable[LinkKey],
     now: datetime,
-    digest: Digest = record_hash,
 ) -> None:
     """Write changed people and links in the caller's transaction (upserts)."""
     stamp = dialect.ts(now)
@@ -230,7 +226,7 @@ def save_changes(
         ts = dialect.ts
         dialect.upsert(conn, "link", _LINK_WRITE_COLUMNS, ("golden_id", "system"), [
             (link.system, link.remote_id, link.golden_id, link.org_id, dumps(link.fields),
-             f"{digest(link.fields, link.org_id, link.extra):016x}", ts(link.remote_updated_at),
+             f"{record_hash(link.fields, link.org_id, link.extra):016x}", ts(link.remote_updated_at),
              dumps(dict(link.extra)) if link.extra else "{}", link.excluded, stamp)
             for link in links.values()
         ])
