@@ -345,26 +345,6 @@ def test_matching_finds_a_person_by_a_field_kept_out_of_the_golden_record(store:
     assert world.cycle().writes == 0
 
 
-def test_a_joined_name_keeps_the_systems_own_part_outside_the_targets() -> None:
-    """Lightening writes ``name`` = first + last from the write's ``desired``: with the last
-    name kept from it, a new first name goes with Lightening's own last name."""
-    from syncd.connectors.lightening import LighteningConnector
-    from syncd.engine.writes import derive_writes
-    from syncd.model import FieldPolicy, Golden, Link, Policy, State, SystemInfo
-
-    info = SystemInfo("lightening", LighteningConnector.capabilities, {"1": "acme"})
-    fields = dict.fromkeys(LighteningConnector.capabilities.fields, "")
-    golden = Golden("g1", "acme", {**fields, "first_name": "Augusta", "last_name": "Lovelace"})
-    held = {**fields, "first_name": "Ada", "last_name": "Byron"}
-    state = State({"g1": golden}, {("g1", "lightening"): Link("lightening", "g1", "7", "1", held)})
-    policy = Policy(fields={"last_name": FieldPolicy(targets=frozenset({"harvest"}))})
-    (write,), _ = derive_writes(state, [info], policy=policy)
-    assert write.changed == {"first_name": "Augusta"}
-    assert (write.desired["first_name"], write.desired["last_name"]) == ("Augusta", "Byron")
-    (plain,), _ = derive_writes(state, [info])  # without the policy both go
-    assert plain.changed == {"first_name": "Augusta", "last_name": "Lovelace"}
-
-
 @pytest.mark.parametrize("how", ["timeout_writes", "fail_after_apply"])
 def test_a_lost_create_holding_too_little_to_match_is_linked_not_doubled(
     store: Store, how: str

@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from syncd.config import Settings, load_settings
+from syncd.config import load_settings
 from syncd.logs import configure_logging, redact_secrets
 from syncd.redact import MASK, REDACTOR, Redactor, encoded_forms, redact, redact_value
 from syncd.sandbox.logisense import LogisenseSim
@@ -109,24 +109,6 @@ def test_nested_values_are_masked_and_other_values_keep_their_type() -> None:
     masked = r.value(doc)
     assert masked == {"errors": [f"HTTP 400 password={MASK}"], MASK: (1, MASK),
                       "n": 3, "at": when, "exc": f"bad {MASK}"}
-
-
-def test_settings_name_every_secret_with_its_basic_partners() -> None:
-    cfg = Settings.model_validate({
-        "store": {"url": "postgresql+psycopg://syncd:pg%40pass@db/syncd"},
-        "systems": {
-            "light": {"kind": "lightening", "base_url": "http://l", "token": "tok-123"},
-            "harvest": {"kind": "harvest", "base_url": "http://h", "username": "ops",
-                        "password": "hv-pass"},
-            "zoho": {"kind": "zoho_books", "organization_id": "1", "client_id": "cid",
-                     "client_secret": "zs-secret", "refresh_token": "zr-token"},
-            "mem": {"kind": "memory"},
-        },
-    })
-    assert cfg.secrets() == {
-        "tok-123": frozenset(), "hv-pass": {"ops"}, "zs-secret": {"cid"},
-        "zr-token": {"cid"}, "pg@pass": frozenset(),
-    }
 
 
 def test_loading_settings_arms_the_process_redactor(
