@@ -3,7 +3,9 @@
 The field case: a LogiSense login answered 400 quoting the request body, and
 ``password=...`` showed in stderr, ``once --json``, ``status --json`` and the
 store.  Masking by key name could not catch it; these tests prove the value
-itself, in every encoding a request carries it, never gets out.
+itself, in every encoding a request carries it, never gets out.  Masking by
+key (``syncd.logs.redact_secrets``: ``SecretStr`` values, ``token`` and
+``Authorization``) is tested here too, with the logging set-up of ``syncd.logs``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from syncd.config import load_settings
@@ -165,6 +168,26 @@ def test_log_events_are_masked_by_value_everywhere_in_the_event() -> None:
     assert_no_leak(json.dumps(event, default=str), "log event")
     assert event["user"] == USER and event["event"] == f"login refused: password={MASK}"
     assert "RuntimeError: echoed " + MASK in event["exception"]
+
+
+def test_secrets_are_redacted_from_every_log_event() -> None:
+    with capture_logs(processors=[redact_secrets]) as logs:
+        structlog.get_logger().error(
+            "login", password=SecretStr("s3cret"), token="abc123", headers={"Authorization": "x"},
+            nested=[SecretStr("deep")], user="ops",
+        )
+    (event,) = logs
+    flat = json.dumps(event, default=str)
+    assert "s3cret" not in flat and "abc123" not in flat and "deep" not in flat
+    assert event["user"] == "ops" and event["headers"]["Authorization"] == "**********"
+
+
+def test_configured_logging_redacts_before_rendering() -> None:
+    configure_logging("info", json=True)
+    processors = structlog.get_config()["processors"]
+    assert redact_secrets in processors
+    assert processors.index(redact_secrets) < len(processors) - 1
+    configure_logging("error", json=True)
 
 
 # -- libraries logging through the standard library (httpx, httpcore, apscheduler) ---------
