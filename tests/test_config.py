@@ -41,8 +41,7 @@ def test_settings_name_every_secret_with_its_basic_partners() -> None:
     }
 
 
-# The store's check of its configured URL: at home in test_store.py (being changed elsewhere
-# at the moment).
+# The store's check of its configured URL (store/repo.py): to join test_store.py.
 def test_store_url_errors_hide_the_password() -> None:
     from syncd.errors import ConfigError
 

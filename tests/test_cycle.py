@@ -183,7 +183,7 @@ def test_d3_crash_mid_push_does_not_duplicate_name_only_people(store: Store) -> 
     assert world.cycle().writes == 0
 
 
-# The push's own batch size: at home in test_push.py (being changed elsewhere at the moment).
+# The push's own batch size (engine/push.py): to join test_push.py.
 def test_d3_push_records_results_in_small_batches() -> None:
     from syncd.engine import push
 
