@@ -17,7 +17,7 @@ from syncd.config import FieldConfig
 from syncd.connectors.memory import MemoryConnector
 from syncd.contact import normalise, project
 from syncd.store import Store
-from tests.test_cli import syncd, write_config
+from tests.e2e import syncd, write_config
 from tests.world import World, make_world
 
 pytestmark = pytest.mark.usefixtures("debug_logs")  # policy_refused is an info event

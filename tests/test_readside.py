@@ -10,7 +10,7 @@ import pytest
 
 from syncd.config import load_settings
 from syncd.readside import error_groups, error_kind, health
-from tests.test_cli import write_config
+from tests.e2e import write_config
 
 NOW = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
