@@ -24,7 +24,7 @@ __all__ = ["world"]  # the fixture, for pytest
 
 def test_create_propagates(world: World) -> None:
     report = seed(world, ADA)
-    assert report
+    assert report == [world.find("a", "ada@example.com")[0]]
     for name in ("b", "c"):
         _, fields = world.find(name, "ada@example.com")
         assert fields["last_name"] == "Lovelace"
@@ -44,7 +44,7 @@ def test_update_propagates(world: World) -> None:
 def test_write_fails_then_succeeds_next_cycle(world: World) -> None:
     world.systems["b"].fail_writes = 1
     report = seed(world, ADA)
-    assert report
+    assert report == [world.find("a", "ada@example.com")[0]]
     first = world.store.failures()
     assert [(f.system, f.attempts) for f in first] == [("b", 1)]
     with pytest.raises(KeyError):

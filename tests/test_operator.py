@@ -342,7 +342,7 @@ def test_rejected_write_names_the_person(tmp_path: Path) -> None:
     assert main(["--config", str(cfg), "--log-level", "warning", "once"]) in (0, 1)
     done = syncd("--config", str(cfg), "once", "--json")
     doc = json.loads(done.stdout)
-    assert doc["rejected"], doc
+    assert [(r["system"], r["field"]) for r in doc["rejected"]] == [("billing", "email")], doc
     rej = doc["rejected"][0]
     assert rej["name"] == "Ada Lovelace" and rej["ids"] == {"crm": "1001"} and rej["field"] == "email"
     assert "Ada Lovelace" in rej["text"]

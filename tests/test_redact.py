@@ -251,7 +251,7 @@ def test_the_sandbox_servers_errors_are_masked_too(
     lines = stderr_lines()
     assert_no_leak("\n".join(lines), "stderr")
     failure = [json.loads(line) for line in lines if "uvicorn" in line]
-    assert failure and failure[0]["logger"] == "uvicorn.error"
+    assert [f["logger"] for f in failure] == ["uvicorn.error"]
     assert f"cannot parse Basic {MASK}" in failure[0]["exception"]
 
 
