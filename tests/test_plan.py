@@ -2,11 +2,11 @@
 
 Diffs that propose nothing, merges and their conflicts (``newest``, ``priority``,
 a lagging link), deletes (``propagate``, ``ignore``, modify beats delete), the
-mass-delete guard, organization moves and records it must leave out.  Pure
-calls of :func:`plan` first (a property test of its purity among them), then
-the same decisions as scenarios over memory systems around a real store
-(``tests.world``, SQLite and Postgres), where a cycle puts the planner's
-result into effect.  First-sync matching has its own module (``test_match``).
+mass-delete guard, organization moves and records it must leave out.  Mostly
+scenarios over memory systems around a real store (``tests.world``, SQLite
+and Postgres), where a cycle puts the planner's result into effect; at the
+end, pure calls of :func:`plan` (a property test of its purity among them).
+First-sync matching has its own module (``test_match``).
 """
 
 from __future__ import annotations

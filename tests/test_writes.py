@@ -3,8 +3,8 @@
 Golden record against link: the changed fields and the desired record of each
 write, what a field policy keeps out of it, and the writes refused before
 sending (a value past a field limit, an invalid email) — one write rejected,
-the others sent.  A pure call of :func:`derive_writes`, then cycles over
-memory systems around a real store (``tests.world``, SQLite and Postgres).
+the others sent.  Cycles over memory systems around a real store
+(``tests.world``, SQLite and Postgres), and a pure call of :func:`derive_writes`.
 """
 
 from __future__ import annotations
