@@ -1,3 +1,11 @@
+"""Fixtures every test module may use: an empty store of each backend (SQLite, Postgres),
+the Postgres schema of one test, and the log levels (quiet by default, ``debug_logs``).
+
+Shared helpers that are not fixtures live in modules of their own: ``tests.world``
+(memory systems around a store), ``tests.e2e`` (the command line), ``tests.contract``
+(the connector contract), ``tests.dav``, ``tests.history`` and ``tests.policies``.
+"""
+
 from __future__ import annotations
 
 import os

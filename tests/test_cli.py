@@ -1,56 +1,23 @@
-"""The command line as operators and scripts use it: exit codes, --json, config errors."""
+"""The command line as operators and scripts use it: exit codes, --json, config errors, ages.
+
+What an operator reads of one person (show, dry-run values, 80-column tables) is in
+``test_operator``; the helpers that write a configuration are in ``tests/e2e.py``.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncd.cli import main
-from syncd.connectors.memory import MemoryConnector
+from syncd.cli import _ago, main
 from syncd.store import Store
-
-
-def write_config(tmp: Path, extra: str = "", **sync: object) -> Path:
-    lines = [f'[store]\nurl = "sqlite:///{tmp / "syncd.db"}"\n', "[sync]"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in sync.items()]
-    lines.append(f"""
-[systems.crm]
-kind = "memory"
-path = "{tmp / 'crm.json'}"
-
-[systems.billing]
-kind = "memory"
-path = "{tmp / 'billing.json'}"
-incremental = true
-
-[organizations.acme]
-crm = "1"
-billing = "77"
-{extra}""")
-    path = tmp / "syncd.toml"
-    path.write_text("\n".join(lines))
-    return path
-
-
-def syncd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncd", *args], capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def crm(tmp: Path) -> MemoryConnector:
-    return MemoryConnector("crm", path=tmp / "crm.json")
-
-
-def billing(tmp: Path) -> MemoryConnector:
-    return MemoryConnector("billing", path=tmp / "billing.json", incremental=True)
+from tests.e2e import billing, crm, syncd, write_config
 
 
 def test_once_json_syncs_and_second_run_is_quiet(tmp_path: Path) -> None:
@@ -310,3 +277,14 @@ def test_a_config_path_that_is_a_directory_is_one_line_and_exit_2(tmp_path: Path
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(folder) in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "now"), (42, "42s ago"), (59.9, "59s ago"), (60, "1m ago"), (3599, "59m ago"),
+    (7200, "2h ago"), (86400 * 12 + 5, "12d ago"), (-90, "in 1m"),
+])
+def test_status_times_are_ages_in_one_unit(seconds: float, shown: str) -> None:
+    now = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    assert _ago((now - timedelta(seconds=seconds)).isoformat(), now) == shown
+    assert _ago(None, now) == "-"
+    assert _ago((now - timedelta(seconds=seconds)).replace(tzinfo=None).isoformat(), now) == shown

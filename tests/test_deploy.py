@@ -224,7 +224,7 @@ def test_workload_reads_config_map_and_secrets(kind: str) -> None:
 
         # System secrets: a whole Secret whose keys are all SYNCD_* variables.
         refs = [s["secretRef"]["name"] for s in container.get("envFrom", []) if "secretRef" in s]
-        assert refs, f"{container['name']}: no envFrom secretRef"
+        assert refs == ["syncd-secrets"], f"{container['name']}: envFrom secretRef {refs}"
         for name in refs:
             keys = _one("Secret", name)["stringData"]
             assert all(k.startswith("SYNCD_") and "__" in k for k in keys), keys
@@ -485,8 +485,8 @@ def test_example_loads_when_secrets_come_from_env(clean_env: pytest.MonkeyPatch)
         for key in _secret_fields(type(cfg)):
             value = getattr(cfg, key).get_secret_value()
             assert value == env[f"SYNCD_SYSTEMS__{name.upper()}__{key.upper()}"]
-    assert settings.organizations
-    assert settings.enabled_systems()
+    assert sorted(settings.organizations) == ["acme", "globex"]
+    assert set(settings.organizations["acme"]) == set(settings.enabled_systems())  # all of them
 
 
 def test_example_holds_no_secret(clean_env: pytest.MonkeyPatch) -> None:

@@ -81,7 +81,12 @@ def test_login_posts_the_password_grant_form_and_sends_bearer(
     assert sim.logins == [
         {"grant_type": "password", "client_id": "syncd", "username": "api", "password": "secret"}
     ]
-    assert sim.log
+    assert [(e["method"], e["path"]) for e in sim.log] == [
+        ("GET", "/ResourceServer/api/v6/Contact/Metadata"),
+        ("GET", "/ResourceServer/api/v6/Account/Metadata"),
+        ("GET", "/ResourceServer/api/v6/ContactPointType/"),
+        ("GET", "/ResourceServer/api/v6/Account/16/Detail"),
+    ]
     for entry in sim.log:
         scheme, _, token = entry["authorization"].partition(" ")
         assert scheme == "Bearer" and token in sim.tokens

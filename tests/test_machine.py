@@ -30,7 +30,7 @@ from syncd.engine.plan import MASS_DELETE_MIN
 from syncd.model import State
 from syncd.store import Store
 from tests.history import replay_history
-from tests.test_policies import field_policies, taken, targeted
+from tests.policies import field_policies, taken, targeted
 from tests.world import World, make_world
 
 NAMES = ("a", "b", "c")

@@ -17,7 +17,8 @@ from syncd.config import FieldConfig
 from syncd.connectors.memory import MemoryConnector
 from syncd.contact import normalise, project
 from syncd.store import Store
-from tests.test_cli import syncd, write_config
+from tests.e2e import syncd, write_config
+from tests.policies import CHOICES, RULED, SYSTEMS, field_policies, taken, targeted
 from tests.world import World, make_world
 
 pytestmark = pytest.mark.usefixtures("debug_logs")  # policy_refused is an info event
@@ -218,56 +219,6 @@ def test_dry_run_lists_the_write_back_with_reason_policy_and_status_the_policies
 
 # -- any policy, any edits: convergence and quiescence (Hypothesis) -------------------------
 
-SYSTEMS = ("a", "b", "c")
-RULED = ("email", "phone", "mobile", "job_title")
-CHOICES = {
-    "email": ["", "x@example.com", "y@example.com"],
-    "phone": ["", "+1 555 0100", "555.0199"],
-    "mobile": ["", "+44 7700 900123"],
-    "job_title": ["", "CEO", "Clerk"],
-}
-
-
-@st.composite
-def field_rule(draw: st.DrawFn, systems: tuple[str, ...] = SYSTEMS,
-               targets_too: bool = True) -> dict[str, Any]:
-    """One ``[fields.NAME]`` table as an operator may write it (sources within targets)."""
-    rule: dict[str, Any] = {}
-    targets = draw(st.none() | st.lists(st.sampled_from(systems), min_size=1, unique=True)
-                   if targets_too else st.none())
-    if targets is not None:
-        rule["targets"] = targets
-    sources = draw(st.none() | st.lists(st.sampled_from(targets or systems), min_size=1,
-                                        unique=True))
-    if sources is not None:
-        rule["sources"] = sources
-    if draw(st.booleans()):
-        rule["never_clear"] = True
-    if draw(st.booleans()):
-        rule["conflict"] = draw(st.sampled_from(["newest", "priority"]))
-        rule["priority"] = draw(st.permutations(systems))
-    return rule
-
-
-def field_policies(fields: tuple[str, ...] = RULED, systems: tuple[str, ...] = SYSTEMS,
-                   no_targets: tuple[str, ...] = ()) -> st.SearchStrategy[dict[str, Any]]:
-    """``[fields.*]`` tables for some of ``fields``; no ``targets`` for ``no_targets``."""
-    return st.fixed_dictionaries({}, optional={
-        name: field_rule(systems, targets_too=name not in no_targets) for name in fields})
-
-
-def taken(policy: dict[str, Any], system: str, field: str, value: str) -> bool:
-    """Whether the policy lets ``system``'s change of ``field`` to ``value`` through."""
-    rule = policy.get(field, {})
-    return (targeted(policy, system, field) and system in rule.get("sources", [system])
-            and not (rule.get("never_clear") and not value))
-
-
-def targeted(policy: dict[str, Any], system: str, field: str) -> bool:
-    """Whether ``system`` may hold ``field`` under the policy (is among its targets)."""
-    return system in policy.get(field, {}).get("targets", [system])
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     policy=field_policies(),
@@ -343,26 +294,6 @@ def test_matching_finds_a_person_by_a_field_kept_out_of_the_golden_record(store:
     (rec_c,) = world.systems["c"].records.values()
     assert rec_c.fields["email"] == "" and rec_c.fields["last_name"] == "Lovelace"
     assert world.cycle().writes == 0
-
-
-def test_a_joined_name_keeps_the_systems_own_part_outside_the_targets() -> None:
-    """Lightening writes ``name`` = first + last from the write's ``desired``: with the last
-    name kept from it, a new first name goes with Lightening's own last name."""
-    from syncd.connectors.lightening import LighteningConnector
-    from syncd.engine.writes import derive_writes
-    from syncd.model import FieldPolicy, Golden, Link, Policy, State, SystemInfo
-
-    info = SystemInfo("lightening", LighteningConnector.capabilities, {"1": "acme"})
-    fields = dict.fromkeys(LighteningConnector.capabilities.fields, "")
-    golden = Golden("g1", "acme", {**fields, "first_name": "Augusta", "last_name": "Lovelace"})
-    held = {**fields, "first_name": "Ada", "last_name": "Byron"}
-    state = State({"g1": golden}, {("g1", "lightening"): Link("lightening", "g1", "7", "1", held)})
-    policy = Policy(fields={"last_name": FieldPolicy(targets=frozenset({"harvest"}))})
-    (write,), _ = derive_writes(state, [info], policy=policy)
-    assert write.changed == {"first_name": "Augusta"}
-    assert (write.desired["first_name"], write.desired["last_name"]) == ("Augusta", "Byron")
-    (plain,), _ = derive_writes(state, [info])  # without the policy both go
-    assert plain.changed == {"first_name": "Augusta", "last_name": "Lovelace"}
 
 
 @pytest.mark.parametrize("how", ["timeout_writes", "fail_after_apply"])

@@ -3,7 +3,9 @@
 The field case: a LogiSense login answered 400 quoting the request body, and
 ``password=...`` showed in stderr, ``once --json``, ``status --json`` and the
 store.  Masking by key name could not catch it; these tests prove the value
-itself, in every encoding a request carries it, never gets out.
+itself, in every encoding a request carries it, never gets out.  Masking by
+key (``syncd.logs.redact_secrets``: ``SecretStr`` values, ``token`` and
+``Authorization``) is tested here too, with the logging set-up of ``syncd.logs``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import pytest
 import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from syncd.config import Settings, load_settings
+from syncd.config import load_settings
 from syncd.logs import configure_logging, redact_secrets
 from syncd.redact import MASK, REDACTOR, Redactor, encoded_forms, redact, redact_value
 from syncd.sandbox.logisense import LogisenseSim
@@ -111,24 +114,6 @@ def test_nested_values_are_masked_and_other_values_keep_their_type() -> None:
                       "n": 3, "at": when, "exc": f"bad {MASK}"}
 
 
-def test_settings_name_every_secret_with_its_basic_partners() -> None:
-    cfg = Settings.model_validate({
-        "store": {"url": "postgresql+psycopg://syncd:pg%40pass@db/syncd"},
-        "systems": {
-            "light": {"kind": "lightening", "base_url": "http://l", "token": "tok-123"},
-            "harvest": {"kind": "harvest", "base_url": "http://h", "username": "ops",
-                        "password": "hv-pass"},
-            "zoho": {"kind": "zoho_books", "organization_id": "1", "client_id": "cid",
-                     "client_secret": "zs-secret", "refresh_token": "zr-token"},
-            "mem": {"kind": "memory"},
-        },
-    })
-    assert cfg.secrets() == {
-        "tok-123": frozenset(), "hv-pass": {"ops"}, "zs-secret": {"cid"},
-        "zr-token": {"cid"}, "pg@pass": frozenset(),
-    }
-
-
 def test_loading_settings_arms_the_process_redactor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,6 +168,26 @@ def test_log_events_are_masked_by_value_everywhere_in_the_event() -> None:
     assert_no_leak(json.dumps(event, default=str), "log event")
     assert event["user"] == USER and event["event"] == f"login refused: password={MASK}"
     assert "RuntimeError: echoed " + MASK in event["exception"]
+
+
+def test_secrets_are_redacted_from_every_log_event() -> None:
+    with capture_logs(processors=[redact_secrets]) as logs:
+        structlog.get_logger().error(
+            "login", password=SecretStr("s3cret"), token="abc123", headers={"Authorization": "x"},
+            nested=[SecretStr("deep")], user="ops",
+        )
+    (event,) = logs
+    flat = json.dumps(event, default=str)
+    assert "s3cret" not in flat and "abc123" not in flat and "deep" not in flat
+    assert event["user"] == "ops" and event["headers"]["Authorization"] == "**********"
+
+
+def test_configured_logging_redacts_before_rendering() -> None:
+    configure_logging("info", json=True)
+    processors = structlog.get_config()["processors"]
+    assert redact_secrets in processors
+    assert processors.index(redact_secrets) < len(processors) - 1
+    configure_logging("error", json=True)
 
 
 # -- libraries logging through the standard library (httpx, httpcore, apscheduler) ---------
@@ -246,7 +251,7 @@ def test_the_sandbox_servers_errors_are_masked_too(
     lines = stderr_lines()
     assert_no_leak("\n".join(lines), "stderr")
     failure = [json.loads(line) for line in lines if "uvicorn" in line]
-    assert failure and failure[0]["logger"] == "uvicorn.error"
+    assert [f["logger"] for f in failure] == ["uvicorn.error"]
     assert f"cannot parse Basic {MASK}" in failure[0]["exception"]
 
 

@@ -19,8 +19,7 @@ import pytest
 
 from syncd.cli import main
 from syncd.sandbox.serve import Sandbox, available_kinds, build_sandbox, write_config
-from tests.e2e import REPO
-from tests.test_operator import assert_fits
+from tests.e2e import REPO, assert_fits
 
 SYSTEMS = set(available_kinds(synced_only=True))
 """The five APIs, and the address book where Radicale is installed (the dev extras)."""

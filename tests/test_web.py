@@ -33,7 +33,7 @@ from syncd.store.repo import Failure
 from syncd.web import Console
 from syncd.web.auth import Lockout
 from tests.conftest import PG_URL
-from tests.test_cli import crm, write_config
+from tests.e2e import crm, write_config
 
 TOKEN = "console-token-for-tests-7f3a"
 EVIL = "<script>alert(1)</script>"

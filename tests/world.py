@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from syncd.config import MemoryConfig, Settings, SyncConfig
 from syncd.connectors.memory import MemoryConnector
 from syncd.contact import normalise
@@ -105,3 +107,29 @@ def make_world(
         fields=fields or {},
     )
     return World(store, systems, settings, clock)
+
+
+# -- the three-system world of the engine tests (test_cycle, test_plan, test_match, test_writes)
+# A module takes the fixture with ``from tests.world import world`` (and lists it in __all__).
+
+ADA = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com",
+       "phone": "+44 20 7946 0000"}
+BOB = {"first_name": "Bob", "last_name": "Babbage", "email": "bob@example.com"}
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return make_world(store, ("a", "b", "c"), incremental=("c",),
+                      sync={"max_delete_fraction": 0.5})
+
+
+def seed(world: World, *people: dict[str, str], system: str = "a") -> list[str]:
+    """Add ``people`` to ``system`` and run the cycle that spreads them; their ids there."""
+    ids = [world.systems[system].add(f"org-{system}", p) for p in people]
+    world.cycle()
+    return ids
+
+
+def names(world: World, system: str) -> list[str]:
+    """Everyone ``system`` holds, as sorted "First Last"."""
+    return sorted(f"{p['first_name']} {p['last_name']}" for p in world.people(system))

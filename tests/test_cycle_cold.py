@@ -1,4 +1,5 @@
-"""Cold cycles that read only what changed (issue 15), on SQLite and Postgres.
+"""The cycle (``syncd.engine.cycle``) in a cold process that reads only what changed (issue 15),
+on SQLite and Postgres.
 
 A fresh process (the CronJob) drops listed records whose hash equals their
 link's and loads only the people the rest touch plus the stored unsettled

@@ -1,10 +1,13 @@
-"""A system whose scan asks only the mapped organizations (Lightening's ``customer_id[]``).
+"""The poller (``syncd.engine.poll``) and a system whose scan asks only the mapped organizations
+(Lightening's ``customer_id[]``).
 
 A linked record missing from such a scan has been deleted *or moved to an
 organization nobody mapped*; only a read by id tells which, and a person who
 left is deleted nowhere.  A cycle reads at most ``Poller.confirm_max`` of them
 by id; the rest wait, and the mass-delete guard counts them with the deletes
 so that a mass delete cannot slip under it a few records a cycle.
+
+Over memory systems around a real store (SQLite and Postgres).
 """
 
 from __future__ import annotations
