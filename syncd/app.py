@@ -6,13 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-
 from syncd.config import Settings
 from syncd.connectors.base import Connector, build_connector
 from syncd.engine.cycle import Syncer
 from syncd.errors import ConfigError
+from syncd.store.migrate import HEAD, stored_revision
 from syncd.store.repo import Store
 
 __all__ = [
@@ -20,23 +18,17 @@ __all__ = [
 ]
 
 
-def _head() -> str | None:
-    from syncd.store.migrate import _config
-
-    return ScriptDirectory.from_config(_config()).get_current_head()
-
-
 def ensure_schema(store: Store) -> None:
     """Migrate an SQLite store in place; a Postgres store must be upgraded explicitly."""
     with store.engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-    if current == _head():
+        current = stored_revision(conn)
+    if current == HEAD:
         return
     if store.is_sqlite:
         store.upgrade()
         return
     raise ConfigError(
-        f"store schema is at revision {current or 'none'}, syncd needs {_head()}: "
+        f"store schema is at revision {current or 'none'}, syncd needs {HEAD}: "
         "run 'syncd db upgrade' first"
     )
 

@@ -25,7 +25,7 @@ from syncd.config import Settings, config_path, load_settings
 from syncd.engine.report import CycleReport
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import configure_logging
-from syncd.people import People, Person, format_changes
+from syncd.people import People, format_changes
 from syncd.redact import redact, redact_value
 
 __all__ = ["main"]
@@ -187,7 +187,7 @@ def cmd_once(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
-    from syncd.daemon import backfill
+    from syncd.backfill import backfill
 
     since = _parse_since(args.since) if args.since else None
     report = backfill(settings, systems=args.system, since=since, force_delete=args.force_delete)
@@ -269,40 +269,14 @@ def cmd_conflicts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-class Ambiguous(ConfigError):
-    """A query that means several people: a usage error that lists them (exit 2)."""
-
-    def __init__(self, message: str, candidates: list[Person]) -> None:
-        super().__init__(message)
-        self.candidates = candidates
-
-
-def _one_person(people: People, query: str) -> Person:
-    """The person a ``--person``/``show`` query means; none or several is a usage error (2)."""
-    found = people.find(query)
-    if not found:
-        raise ConfigError(
-            f"no person matches {query!r}: give an email, a name, system:remote-id "
-            "(e.g. harvest:1001) or a person id"
-        )
-    if len(found) > 1:
-        listed = "\n".join(f"  {p.id}  {p.label()}" for p in found[:20])
-        more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
-        raise Ambiguous(
-            f"{query!r} matches {len(found)} people; give one of their ids or an email:\n"
-            f"{listed}{more}", found,
-        )
-    return found[0]
-
-
 def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
-    from syncd.readside import quarantine_rows
+    from syncd.readside import one_person, quarantine_rows
     from syncd.store.admin import drop_quarantined
 
     with migrated_store(settings) as store:
         people = People(store.load_state())
-        who = _one_person(people, args.person) if args.person else None
+        who = one_person(people, args.person) if args.person else None
         gid = who.id if who else None
         if args.action == "retry":
             n = store.retry_quarantined(args.system, gid)
@@ -330,14 +304,14 @@ def cmd_quarantine(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_show(settings: Settings, args: argparse.Namespace) -> int:
     """One person as every system holds them, and what is still to happen to them."""
     from syncd.app import migrated_store
-    from syncd.readside import connected, person
+    from syncd.readside import Ambiguous, connected, one_person, person
     from syncd.store.history import person_changes
 
     with migrated_store(settings) as store:
         state = store.load_state()
         people = People(state)
         try:
-            who = _one_person(people, args.query)
+            who = one_person(people, args.query)
         except Ambiguous as exc:
             if not args.json:
                 raise
@@ -443,13 +417,14 @@ def _limit(args: argparse.Namespace) -> None:
 
 def cmd_history(settings: Settings, args: argparse.Namespace) -> int:
     from syncd.app import migrated_store
+    from syncd.readside import one_person
     from syncd.store.history import person_changes
 
     _limit(args)
 
     with migrated_store(settings) as store:
         state = store.load_state()
-        who = _one_person(People(state), args.query)
+        who = one_person(People(state), args.query)
         changes = [c.as_dict() for c in person_changes(store, who.id, args.limit)]
     golden = state.goldens.get(who.id)
     doc = {**who.as_dict(), "label": who.label(), "organization": golden.org if golden else None,

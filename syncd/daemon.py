@@ -1,4 +1,4 @@
-"""The daemon (``syncd run``) and the one-shot backfill, on top of ``Syncer.run_once``.
+"""The daemon (``syncd run``), on top of ``Syncer.run_once``.
 
 The daemon schedules one APScheduler job per enabled system at its interval
 (jittered) and, for incremental systems, a full-scan sweep at
@@ -13,7 +13,6 @@ start, the lock is released and the process exits 0.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,13 +23,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from syncd.app import syncer
 from syncd.config import Settings
-from syncd.engine.cycle import Syncer
-from syncd.engine.report import CycleReport
 from syncd.errors import StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
 from syncd.metrics import Metrics, MetricsServer
 
-__all__ = ["Backoff", "backfill", "run_daemon"]
+__all__ = ["Backoff", "run_daemon", "signals"]
 
 log = get_logger("syncd.daemon")
 MAX_BACKOFF = timedelta(hours=1)
@@ -58,7 +55,7 @@ class Backoff:
 
 
 @contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
+def signals(stop: threading.Event) -> Iterator[None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("stopping", signal=signal.Signals(signum).name)
         stop.set()
@@ -88,7 +85,7 @@ def run_daemon(
     cycle_lock = threading.Lock()
     lock_lost = threading.Event()
     try:
-        with syncer(settings) as s, _signals(s.stop):
+        with syncer(settings) as s, signals(s.stop):
 
             def job(system: str, full: bool) -> None:
                 if s.stop.is_set():
@@ -156,77 +153,3 @@ def run_daemon(
             "that only one instance writes: restart syncd when the store is reachable"
         )
     return 0
-
-
-def backfill(
-    settings: Settings,
-    *,
-    systems: list[str] | None = None,
-    since: datetime | None = None,
-    force_delete: bool = False,
-) -> CycleReport:
-    """Re-read ignoring watermarks, reconcile, push; resumable because writes are derived."""
-    from syncd.errors import ConfigError
-
-    unknown = [n for n in systems or [] if n not in settings.systems]
-    if unknown:
-        raise ConfigError(f"--system: unknown system(s) {', '.join(unknown)}")
-    with syncer(settings) as s, _signals(s.stop), _progress(s):
-        full = set(systems) if systems else set()
-        report = s.run_once(full=full if since is None else None, since=since,
-                            force_delete=force_delete, kind="backfill")
-        if s.stop.is_set():
-            report.errors.append("interrupted: run backfill again to finish (done work is kept)")
-            report.interrupted = True
-        return report
-
-
-@contextmanager
-def _progress(s: Syncer) -> Iterator[None]:
-    """A rich progress bar per system on a TTY, plain log lines otherwise."""
-    if not sys.stderr.isatty():
-        counts: dict[tuple[str, str], int] = {}
-
-        def plain(system: str, what: str, n: int) -> None:
-            key = (system, what)
-            counts[key] = counts.get(key, 0) + n
-            if what != "written" or counts[key] % 500 == 0:
-                log.info("backfill_progress", system=system, step=what, count=counts[key])
-
-        s.progress = plain
-        yield
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
-    tasks: dict[tuple[str, str], TaskID] = {}
-    planned: dict[str, int] = {}
-
-    def fancy(system: str, what: str, n: int) -> None:
-        if what == "planned":
-            tasks[(system, "written")] = bar.add_task(f"{system}: writes", total=n)
-            planned[system] = n
-            return
-        if what == "planned_more":  # the next group of a large cycle
-            planned[system] = planned.get(system, 0) + n
-            bar.update(tasks[(system, "written")], total=planned[system])
-            return
-        key = (system, what)
-        if key not in tasks:
-            tasks[key] = bar.add_task(f"{system}: records read", total=None)
-        bar.advance(tasks[key], n)
-
-    s.progress = fancy
-    with bar:
-        yield
-
-

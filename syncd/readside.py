@@ -25,13 +25,14 @@ from typing import Any
 from syncd.config import Settings
 from syncd.connectors.base import Budgeted, Connector
 from syncd.contact import FIELDS
-from syncd.errors import SyncdError
+from syncd.errors import ConfigError, SyncdError
 from syncd.model import Failure, Policy, Rejection, State, Write
-from syncd.people import People, describe_write
+from syncd.people import People, Person, describe_write
 from syncd.store.repo import Store
 from syncd.store.views import failures_by_id, open_conflicts
 
 __all__ = [
+    "Ambiguous",
     "HistoryUnavailable",
     "Snapshot",
     "conflict_rows",
@@ -40,6 +41,7 @@ __all__ = [
     "error_kind",
     "health",
     "history",
+    "one_person",
     "person",
     "quarantine_rows",
     "runs",
@@ -248,6 +250,32 @@ def _field_of(error: str) -> str | None:
     """The canonical field an error names (``email``, ``phone`` …), if it names one."""
     low = error.casefold()
     return next((f for f in FIELDS if f in low or f.replace("_", " ") in low), None)
+
+
+class Ambiguous(ConfigError):
+    """A query that means several people: a usage error that lists them (exit 2)."""
+
+    def __init__(self, message: str, candidates: list[Person]) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+
+
+def one_person(people: People, query: str) -> Person:
+    """The person a ``--person``/``show`` query means; none or several is a usage error (2)."""
+    found = people.find(query)
+    if not found:
+        raise ConfigError(
+            f"no person matches {query!r}: give an email, a name, system:remote-id "
+            "(e.g. harvest:1001) or a person id"
+        )
+    if len(found) > 1:
+        listed = "\n".join(f"  {p.id}  {p.label()}" for p in found[:20])
+        more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
+        raise Ambiguous(
+            f"{query!r} matches {len(found)} people; give one of their ids or an email:\n"
+            f"{listed}{more}", found,
+        )
+    return found[0]
 
 
 def quarantine_rows(store: Store, people: People, system: str | None = None,

@@ -380,3 +380,11 @@ def test_a_failure_keeps_whether_its_outcome_is_unknown(store: Store) -> None:
         store.record_failure(conn, Failure("a", "p2", "create", None, 1, "refused", "h",
                                            False, now, now))
     assert {f.golden_id: f.unknown for f in store.failures()} == {"p1": True, "p2": False}
+
+
+def test_the_head_the_commands_compare_against_is_the_newest_migration(store: Store) -> None:
+    from syncd.store.migrate import HEAD, head, stored_revision
+
+    assert head() == HEAD
+    with store.engine.connect() as conn:
+        assert stored_revision(conn) == HEAD
