@@ -69,9 +69,9 @@ def test_a_no_op_read_is_one_request(sim: CarddavSim, connector: CarddavConnecto
         sim.admin_create(ORG, {**PERSON, "email": f"p{i}@example.com"})
     token = pages(connector)[-1].token
     connector.resume_sync(token, {})
-    before = connector.request_count()
+    before = connector.traffic.request_count()
     assert [r for p in pages(connector, incremental=True) for r in p.records] == []
-    assert connector.request_count() - before == 1
+    assert connector.traffic.request_count() - before == 1
 
 
 def test_multiget_fetches_cards_in_batches(sim: CarddavSim) -> None:

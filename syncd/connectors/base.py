@@ -61,6 +61,7 @@ __all__ = [
     "RestConnector",
     "Skipped",
     "SyncTokens",
+    "Traffic",
     "TypedChildren",
     "WriteResult",
     "build_connector",
@@ -73,9 +74,55 @@ log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
+class Traffic(Protocol):
+    """A system's request bookkeeping and throttle state, as the engine reads them.
+
+    :class:`~syncd.http.HttpClient` is one (the REST base exposes its client); a system
+    living in this process has a plain one.
+    """
+
+    def request_count(self) -> int:
+        """Requests sent so far (the cycle report's ``requests``, a daily budget's spend)."""
+        ...
+
+    def throttled_count(self) -> int:
+        """How many times the system answered with its rate-limit signal so far."""
+        ...
+
+    def watch(self, stop: threading.Event) -> None:
+        """Cut every wait short once ``stop`` is set (SIGTERM)."""
+        ...
+
+    def throttled_for(self) -> float:
+        """Seconds until the system's own throttle signal lets us send again (0: not throttled)."""
+        ...
+
+    def leave_cycle(self) -> None:
+        """Give up the throttle wait in hand: the others are done and will not wait for us."""
+        ...
+
+
+@runtime_checkable
 class Connector(Protocol):
+    """What a system is (its name, capabilities, how many writes it takes at once) and does
+    (open, read, write, close); its traffic is :attr:`traffic`'s."""
+
     name: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the connector can do, fixed once it is built."""
+        ...
+
+    @property
+    def max_in_flight(self) -> int:
+        """How many writes the push may have in flight here at once (at least 1)."""
+        ...
+
+    @property
+    def traffic(self) -> Traffic:
+        """Its request counts and throttle state."""
+        ...
 
     def open(self) -> None:
         """Log in and discover what the server offers; may narrow ``capabilities``.
@@ -112,24 +159,6 @@ class Connector(Protocol):
         ...
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None: ...
-
-    def request_count(self) -> int: ...
-
-    def throttled_count(self) -> int:
-        """How many times the system answered with its rate-limit signal so far."""
-        ...
-
-    def watch(self, stop: threading.Event) -> None:
-        """Cut every wait short once ``stop`` is set (SIGTERM)."""
-        ...
-
-    def throttled_for(self) -> float:
-        """Seconds until the system's own throttle signal lets us send again (0: not throttled)."""
-        ...
-
-    def leave_cycle(self) -> None:
-        """Give up the throttle wait in hand: the others are done and will not wait for us."""
-        ...
 
     def close(self) -> None: ...
 
@@ -344,7 +373,7 @@ class RestConnector:
         self.cfg = cfg
         self.clock: Callable[[], datetime] = options.get("clock", lambda: datetime.now(UTC))
         wanted = int(getattr(cfg, "max_in_flight", 1))
-        self.max_in_flight = min(wanted, self.in_flight_cap or wanted)
+        self.max_in_flight: int = min(wanted, self.in_flight_cap or wanted)
         """How many writes the push may have in flight here (``engine.push.in_flight``)."""
 
     # -- construction ---------------------------------------------------------------------
@@ -392,20 +421,10 @@ class RestConnector:
     def open(self) -> None:
         return None
 
-    def watch(self, stop: threading.Event) -> None:
-        self.http.stop = stop
-
-    def throttled_for(self) -> float:
-        return self.http.throttled_for()
-
-    def leave_cycle(self) -> None:
-        self.http.leave_cycle()
-
-    def request_count(self) -> int:
-        return self.http.stats.requests
-
-    def throttled_count(self) -> int:
-        return self.http.stats.rate_limited
+    @property
+    def traffic(self) -> Traffic:
+        """The client's: it counts the requests and holds the throttle state."""
+        return self.http
 
     def close(self) -> None:
         self.http.close()

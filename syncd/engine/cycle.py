@@ -134,7 +134,7 @@ class Syncer:
         )
         self.poller.extras = self._extras
         for connector in self.connectors.values():
-            connector.watch(self.stop)
+            connector.traffic.watch(self.stop)
         # A read too large to plan at once is kept compressed (see ``_split``).
         self.poller.spill_after = max(1, settings.sync.batch_records // max(1, len(connectors)))
         self.poller.linked = self._synced_ids
@@ -227,7 +227,7 @@ class Syncer:
             self._run = (kind, now, None)
         report = CycleReport(started_at=now, dry_run=dry_run)
         started = time.monotonic()
-        before = {name: (c.request_count(), c.throttled_count())
+        before = {name: (c.traffic.request_count(), c.traffic.throttled_count())
                   for name, c in self.connectors.items()}
         for name in self.connectors:
             report.systems[name] = SystemReport()
@@ -723,8 +723,8 @@ class Syncer:
         for name, conn in self.connectors.items():
             rep = report.systems[name]
             requests, throttled = before.get(name, (0, 0))
-            rep.requests = conn.request_count() - requests
-            rep.rate_limited = conn.throttled_count() - throttled
+            rep.requests = conn.traffic.request_count() - requests
+            rep.rate_limited = conn.traffic.throttled_count() - throttled
             rep.duration_s = elapsed
         if not report.dry_run:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},

@@ -290,8 +290,9 @@ class Poller:
                 # A system still sitting out its throttle once another is done is left
                 # out of this cycle rather than holding every push back by minutes.
                 for name, future in futures.items():
-                    if future in pending and self.connectors[name].throttled_for() > 0:
-                        self.connectors[name].leave_cycle()
+                    traffic = self.connectors[name].traffic
+                    if future in pending and traffic.throttled_for() > 0:
+                        traffic.leave_cycle()
         return [futures[job[0]].result() for job in jobs]
 
     def close(self) -> None:
