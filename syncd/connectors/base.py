@@ -8,7 +8,9 @@ semantics.  It never decides *what* to write: the engine does.
 What a connector tells the engine about itself is :class:`Capabilities`:
 whether it can list incrementally, whether it can delete, which canonical
 fields it holds, and their limits (so an over-long value is rejected before
-it is sent).
+it is sent).  They are fixed once it is built; what it finds out about its
+server afterwards (no delete route, no change listing) is a
+:class:`Discovered` fact that ``open`` returns.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from syncd.errors import (
 from syncd.http import SYSTEM_CLOCK, Auth, HttpClient, Response, default_rules, vendor_message
 from syncd.model import (
     Capabilities,
+    Discovered,
     FieldLimit,
     Page,
     RemoteRecord,
@@ -54,6 +57,7 @@ __all__ = [
     "Budgeted",
     "Capabilities",
     "Connector",
+    "Discovered",
     "FieldLimit",
     "Listing",
     "Page",
@@ -124,11 +128,12 @@ class Connector(Protocol):
         """Its request counts and throttle state."""
         ...
 
-    def open(self) -> None:
-        """Log in and discover what the server offers; may narrow ``capabilities``.
+    def open(self) -> Discovered:
+        """Log in and discover what the server offers: what it was found not to offer so far.
 
-        Called before every cycle's reads (cheap once done); the planner takes
-        its snapshot of capabilities after it.
+        Called before every cycle's reads (cheap once done).  ``capabilities`` stay as
+        built: the poll carries this fact, and the planner's view of the system is
+        ``capabilities`` narrowed by it (:meth:`Discovered.apply`).
         """
         ...
 
@@ -375,6 +380,9 @@ class RestConnector:
         wanted = int(getattr(cfg, "max_in_flight", 1))
         self.max_in_flight: int = min(wanted, self.in_flight_cap or wanted)
         """How many writes the push may have in flight here (``engine.push.in_flight``)."""
+        self.discovered = Discovered()
+        """What the server was found not to offer so far (:meth:`stop_deleting` ...):
+        what :meth:`open` returns."""
 
     # -- construction ---------------------------------------------------------------------
 
@@ -418,8 +426,8 @@ class RestConnector:
 
     # -- the Connector protocol's plumbing -------------------------------------------------
 
-    def open(self) -> None:
-        return None
+    def open(self) -> Discovered:
+        return self.discovered
 
     @property
     def traffic(self) -> Traffic:
@@ -444,10 +452,15 @@ class RestConnector:
             raise self.reject(what, f"{problem[0]}: {problem[1]}")
 
     def stop_deleting(self, event: str, **detail: Any) -> None:
-        """The server offers no delete: say so once, and stop offering deletes to the planner."""
-        if self.capabilities.can_delete:
+        """The server offers no delete: say so once, send none from now on (:meth:`remove`),
+        and tell the planner so (the fact :meth:`open` returns)."""
+        if self._may_delete():
             log.warning(event, system=self.name, **detail)
-            self.capabilities = dataclasses.replace(self.capabilities, can_delete=False)
+            self.discovered = dataclasses.replace(self.discovered, can_delete=False)
+
+    def _may_delete(self) -> bool:
+        """The capabilities allow deletes and the server was not found to offer none."""
+        return self.discovered.apply(self.capabilities).can_delete
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -620,7 +633,7 @@ class RestConnector:
         ``ok`` adds statuses the caller reads itself from the answer returned.  Once the server
         was found to offer no delete (:meth:`stop_deleting`), nothing is sent.
         """
-        if not self.capabilities.can_delete:
+        if not self._may_delete():
             raise self.reject(what, "the server offers no contact delete; deletes are off here")
         response, _ = self.send(method, path, values, what=what, ok=(404, *ok),
                                 idempotent=True, read_answer=False)

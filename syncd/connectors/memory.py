@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from syncd.config import MemoryConfig
 from syncd.connectors.base import (
     Capabilities,
+    Discovered,
     FieldLimit,
     Page,
     RemoteRecord,
@@ -100,8 +101,8 @@ class InProcess:
     def traffic(self) -> InProcessTraffic:
         return InProcessTraffic(lambda: self.requests)
 
-    def open(self) -> None:
-        return None
+    def open(self) -> Discovered:
+        return Discovered()  # its capabilities say it all
 
     def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
         raise NotImplementedError(f"{type(self).__name__} reads no record by id")

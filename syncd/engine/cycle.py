@@ -31,6 +31,7 @@ from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
 from syncd.model import (
+    Discovered,
     Failure,
     Golden,
     Observation,
@@ -63,12 +64,15 @@ class _Raced(Exception):
 _PAST = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
-def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
-    """What the planner needs to know of each connected system."""
+def system_infos(settings: Settings, connectors: Mapping[str, Connector],
+                 discovered: Mapping[str, Discovered] | None = None) -> dict[str, SystemInfo]:
+    """What the planner needs to know of each connected system: its capabilities, narrowed
+    by what opening it found (``discovered``, the poller's; none for a system not opened)."""
+    found = discovered or {}
     return {
         name: SystemInfo(
             name=name,
-            capabilities=conn.capabilities,
+            capabilities=found.get(name, Discovered()).apply(conn.capabilities),
             org_map=settings.org_map(name),
             read_only=settings.systems[name].read_only,
         )
@@ -141,7 +145,7 @@ class Syncer:
         resume_budgets(store, self.connectors, clock())  # a fresh process: today's spend
 
     def systems(self) -> dict[str, SystemInfo]:
-        return system_infos(self.settings, self.connectors)
+        return system_infos(self.settings, self.connectors, self.poller.discovered)
 
     def policy(self, force_delete: bool) -> Policy:
         sync = self.settings.sync
