@@ -109,7 +109,7 @@ class Traffic(Protocol):
 @runtime_checkable
 class Connector(Protocol):
     """What a system is (its name, capabilities, how many writes it takes at once) and does
-    (open, read, write, close); its traffic is :attr:`traffic`'s."""
+    (open, read, write, close); its request counts and throttle state are :attr:`traffic`."""
 
     name: str
 
