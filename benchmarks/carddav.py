@@ -84,12 +84,12 @@ def one_run(n: int, in_flight: int, workdir: Path) -> tuple[float, int, float]:
         created = time.perf_counter() - start
         assert report.exit_code == 0, report.as_dict()
         assert report.systems["book"].created == n, report.as_dict()
-        before = book.request_count()
+        before = book.traffic.request_count()
         start = time.perf_counter()
         quiet = syncer.run_once()
         noop = time.perf_counter() - start
         assert quiet.exit_code == 0 and quiet.writes == 0, quiet.as_dict()
-        return created, book.request_count() - before, noop
+        return created, book.traffic.request_count() - before, noop
     finally:
         if syncer is not None:
             syncer.close()

@@ -675,6 +675,20 @@ class HttpClient:
             clock.sleep(min(left, WAKE_EVERY))
             left = deadline - clock.now()
 
+    # -- its traffic, as the engine reads it (``syncd.connectors.base.Traffic``) ------------
+
+    def request_count(self) -> int:
+        """Requests sent so far (each resend counts)."""
+        return self.stats.requests
+
+    def throttled_count(self) -> int:
+        """How many times the system answered with its rate-limit signal so far."""
+        return self.stats.rate_limited
+
+    def watch(self, stop: threading.Event) -> None:
+        """Cut every wait short once ``stop`` is set (SIGTERM)."""
+        self.stop = stop
+
     def throttled_for(self) -> float:
         """Seconds until this system's throttle block ends (0 when it is not throttled)."""
         return self.limiter.blocked_for()

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -32,6 +32,7 @@ __all__ = [
     "Conflict",
     "ConflictPolicy",
     "DeletePolicy",
+    "Discovered",
     "Failure",
     "FieldLimit",
     "FieldPolicy",
@@ -100,6 +101,32 @@ class Capabilities:
     """A scan lists only the mapped organizations' records (Lightening asks by customer), so a
     linked record missing from it may have moved out of them: the poller reads it by id
     (``Connector.read_ids``) before anyone concludes it was deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """What opening a system (or writing to it) found its server not to offer.
+
+    A connector's :class:`Capabilities` are fixed once it is built; what it learns of
+    its server later is this fact, returned by ``Connector.open``, carried by the poll and
+    applied where the planner's :class:`SystemInfo` are built.  None: nothing found.
+    A fact only takes away: a server cannot grant what the connector does not do.
+    """
+
+    can_delete: bool | None = None
+    """False: the server has no contact delete (a LogiSense without the route, a Valomnia
+    answering 405)."""
+    incremental: bool | None = None
+    """False: the server offers no change listing (a CardDAV server without
+    ``sync-collection``): every read is a full scan."""
+
+    def apply(self, caps: Capabilities) -> Capabilities:
+        """``caps`` narrowed by what was found."""
+        can_delete = caps.can_delete and self.can_delete is not False
+        incremental = caps.incremental and self.incremental is not False
+        if (can_delete, incremental) == (caps.can_delete, caps.incremental):
+            return caps
+        return replace(caps, can_delete=can_delete, incremental=incremental)
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ from syncd.http import (
     HttpClient,
     OAuth2Grant,
 )
-from syncd.model import Watermark
+from syncd.model import Discovered, Watermark
 from tests.world import SimTime
 
 
@@ -188,6 +188,48 @@ def test_a_server_ignoring_the_page_is_a_loop_and_the_scan_is_not_complete(
     result = poller.poll_one("people", Watermark("people"), datetime.now(UTC), True, None)
     assert result.error is not None
     assert result.observation is not None and not result.observation.complete
+
+
+class NoDeleteRoute(PeopleConnector):
+    """A server whose opening shows no delete route (as a LogiSense's Metadata may)."""
+
+    fail_open = False
+
+    def open(self) -> Discovered:
+        if self.fail_open:
+            raise RetriableError("people: down", system=self.name)
+        self.stop_deleting("people.no_delete")
+        return self.discovered
+
+
+def test_what_opening_finds_rides_on_the_poll_and_the_capabilities_stay_as_built(
+    served_sim: Any,
+) -> None:
+    api = PeopleApi(2)
+    connector = NoDeleteRoute.from_config("people", PeopleConfig(base_url=served_sim(api)))
+    poller = Poller({"people": connector}, lambda name: {"7": "acme"},
+                    skew=timedelta(0), full_scan_interval=timedelta(hours=1),
+                    stop=threading.Event())
+    (result,) = poller.poll({}, datetime.now(UTC))
+    assert result.error is None and result.discovered == Discovered(can_delete=False)
+    assert poller.discovered == {"people": Discovered(can_delete=False)}
+    assert connector.capabilities == NoDeleteRoute.capabilities  # fixed once built
+    assert not result.discovered.apply(connector.capabilities).can_delete
+    with pytest.raises(RecordRejected, match="no contact delete"):
+        connector.delete("1", "7", {})
+    assert not [r for r in api.requests if r.startswith("DELETE")] and "1" in api.people
+    connector.fail_open = True  # an opening that fails keeps what an earlier one found
+    (result,) = poller.poll({}, datetime.now(UTC))
+    assert result.error is not None and result.discovered == Discovered(can_delete=False)
+
+
+def test_a_discovered_fact_only_takes_away() -> None:
+    caps = Capabilities(fields=frozenset({"email"}), incremental=True)
+    assert Discovered().apply(caps) is caps
+    assert Discovered(can_delete=True, incremental=True).apply(caps) is caps
+    assert Discovered(incremental=False).apply(caps) == Capabilities(fields=frozenset({"email"}))
+    none = Capabilities(fields=frozenset({"email"}), can_delete=False)
+    assert not Discovered(can_delete=True).apply(none).can_delete
 
 
 def test_a_bad_item_skips_that_record_only_and_an_item_without_id_is_never_a_record(

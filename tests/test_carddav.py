@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from syncd.connectors.carddav import CarddavConnector
 from syncd.errors import AuthError, NotFound, Stale
-from syncd.model import Page
+from syncd.model import Discovered, Page
 from syncd.sandbox.carddav import SANDBOX_PASSWORD, CarddavSim
 from tests.contract import PERSON, ConnectorContract, by_id, listed
 from tests.dav import ORG, book, dav_server, make, sim
@@ -69,9 +69,9 @@ def test_a_no_op_read_is_one_request(sim: CarddavSim, connector: CarddavConnecto
         sim.admin_create(ORG, {**PERSON, "email": f"p{i}@example.com"})
     token = pages(connector)[-1].token
     connector.resume_sync(token, {})
-    before = connector.request_count()
+    before = connector.traffic.request_count()
     assert [r for p in pages(connector, incremental=True) for r in p.records] == []
-    assert connector.request_count() - before == 1
+    assert connector.traffic.request_count() - before == 1
 
 
 def test_multiget_fetches_cards_in_batches(sim: CarddavSim) -> None:
@@ -167,8 +167,8 @@ def test_a_server_without_sync_collection_is_a_full_scan_system(sim: CarddavSim)
     sim.hostile.no_sync = True
     connector = make(sim)
     uid = sim.admin_create(ORG, PERSON)
-    connector.open()
-    assert not connector.capabilities.incremental
+    assert connector.open() == Discovered(incremental=False)
+    assert not connector.open().apply(connector.capabilities).incremental
     assert uid in by_id(connector, ORG)
     assert all(p.token is None for p in pages(connector))
 
@@ -179,7 +179,7 @@ def test_a_server_that_stops_offering_sync_reports_is_listed_in_full(sim: Cardda
     connector.open()
     sim.hostile.no_sync = True  # advertised, then refused
     assert uid in by_id(connector, ORG)
-    assert not connector.capabilities.incremental
+    assert connector.open() == Discovered(incremental=False)  # the next poll reads in full
 
 
 def test_an_expired_token_falls_back_to_a_complete_listing_with_deletions(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.model import Watermark
+from syncd.model import Discovered, Watermark
 from syncd.sandbox.carddav import CarddavSim
 from syncd.store import Store
 from syncd.store.migrate import upgrade
@@ -120,7 +120,7 @@ def test_a_server_that_rewrites_every_card_causes_no_echo(two: Pair) -> None:
 def test_a_server_without_sync_collection_still_sees_deletions(two: Pair) -> None:
     two.sim.hostile.no_sync = True
     settled(two)
-    assert not two.book.capabilities.incremental
+    assert two.book.open() == Discovered(incremental=False)
     assert_quiet(two)
     two.sim.admin_delete(two.card("bob@example.com")["id"])
     two.cycle()

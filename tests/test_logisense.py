@@ -17,6 +17,7 @@ from syncd.config import LogisenseConfig
 from syncd.connectors.logisense import LogisenseConnector, from_config
 from syncd.connectors.memory import MemoryConnector
 from syncd.errors import AuthError, RecordRejected, SystemUnavailable
+from syncd.model import Discovered
 from syncd.sandbox.logisense import LogisenseSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import once_json
@@ -188,7 +189,9 @@ def test_a_server_whose_metadata_offers_no_delete_gets_none(served_sim: Any, deb
         listed(connector, ORG)
         with pytest.raises(RecordRejected, match="no contact delete"):
             connector.delete(rid, ORG, {})
-    assert not connector.capabilities.can_delete  # the planner derives no delete from here on
+    # The poll carries it: the planner derives no delete from here on.
+    assert connector.open() == Discovered(can_delete=False)
+    assert not connector.open().apply(connector.capabilities).can_delete
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["logisense.no_delete"]
     assert vendor_calls(sim, "PATCH") == [] and rid in dump(sim)
 
@@ -437,6 +440,27 @@ def test_end_to_end_syncd_once_both_ways_then_quiet(
     sim.counters.clear()
     assert moved(once(config)) == 0
     assert sim.writes() == 0, dict(sim.counters)
+
+
+def test_a_cycle_derives_no_delete_for_a_server_found_without_one(
+    tmp_path: Path, served_sim: Any
+) -> None:
+    """Its capabilities stay as built: what opening found rides on the poll to the planner,
+    from the first cycle of a fresh process on."""
+    sim = LogisenseSim(deletes=False)
+    config = tmp_path / "syncd.toml"
+    write_config(config, served_sim(sim), tmp_path)
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    cy = mem.add("1", {"first_name": "Cy", "last_name": "Cole", "email": "cy@x.com"})
+    mem.close()
+    assert once(config)["systems"]["logisense"]["created"] == 1
+    mem = MemoryConnector(name="mem", path=tmp_path / "mem.json")
+    mem.remove(cy)
+    mem.close()
+    sim.log.clear()
+    report = once(config)["systems"]["logisense"]
+    assert (report["deleted"], report["failed"], report["rejected"]) == (0, 0, 0)
+    assert vendor_calls(sim, "PATCH") == [] and "cy@x.com" in ls_people(sim)
 
 
 @pytest.mark.skipif(not os.environ.get("SYNCD_ECONOMY"), reason="set SYNCD_ECONOMY=1 to measure")

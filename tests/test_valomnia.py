@@ -31,7 +31,7 @@ from syncd.connectors.valomnia import (
 from syncd.engine.writes import derive_writes
 from syncd.errors import AuthError, NotFound, OutcomeUnknown, RecordRejected, SystemUnavailable
 from syncd.http import MockTransport, Request, Response
-from syncd.model import MOVED_FROM, Golden, Link, State, SystemInfo
+from syncd.model import MOVED_FROM, Discovered, Golden, Link, State, SystemInfo
 from syncd.sandbox.harvest import HarvestSim
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
@@ -324,7 +324,7 @@ def test_a_delete_of_a_vanished_contact_is_already_gone(
     rid = sim.admin_create(ORG, PERSON)
     connector.delete(rid, ORG, {})
     connector.delete(rid, ORG, {})  # 404 not_found: the goal is reached
-    assert rid not in dump(sim) and connector.capabilities.can_delete
+    assert rid not in dump(sim) and connector.open() == Discovered()  # deletes stay on
 
 
 def test_server_error_is_retried_on_put_but_a_create_is_outcome_unknown(
@@ -415,11 +415,12 @@ def test_a_405_on_delete_turns_deletes_off_once_and_the_planner_derives_none(
                 c.delete(rid, ORG, {})
     assert sim.counters["DELETE"] == 1  # the second one is not even sent
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["valomnia.no_delete"]
-    assert not c.capabilities.can_delete and rid in dump(sim)
-    # The planner, given these capabilities, derives no delete for this system.
+    assert c.capabilities.can_delete and rid in dump(sim)  # fixed once built
+    assert c.open() == Discovered(can_delete=False)  # what the next poll carries
+    # The planner, given these capabilities narrowed so, derives no delete for this system.
     golden = Golden("g1", "acme", {"first_name": "Ada"}, deleted=True)
     link = Link("valomnia", "g1", rid, ORG, {"first_name": "Ada"})
-    info = SystemInfo("valomnia", c.capabilities, {ORG: "acme"})
+    info = SystemInfo("valomnia", c.open().apply(c.capabilities), {ORG: "acme"})
     writes, rejections = derive_writes(State({"g1": golden}, {("g1", "valomnia"): link}), [info])
     assert writes == [] and rejections == []
 

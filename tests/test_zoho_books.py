@@ -440,7 +440,7 @@ def test_writes_go_first_and_reads_are_paced(served_sim: Any) -> None:
     c = make(served_sim(sim), clock=clock, daily_budget=100)
     for i in range(12):  # writes may spend past the reads' share: 12 of 100 at 00:01
         c.create(parents[0], {"first_name": f"W{i}"})
-    assert c.budget.reads_allowed(clock(), c.request_count()) == 0
+    assert c.budget.reads_allowed(clock(), c.traffic.request_count()) == 0
     pages = list(c.list_records(parents, None))
     assert pages[0].unread_orgs == frozenset(parents) and sim.counters["GET"] == 0
     clock.advance(hours=12)
@@ -484,7 +484,7 @@ def test_per_minute_429_is_waited_out_and_resent(sim: ZohoBooksSim, url: str) ->
     rid = sim.admin_create(PARENT, PERSON)
     sim.faults.throttle_next = 2
     assert rid in by_id(c, PARENT)
-    assert c.throttled_count() == 2 and c.budget.capped_until is None
+    assert c.traffic.throttled_count() == 2 and c.budget.capped_until is None
 
 
 def test_the_daily_message_is_told_apart_from_the_minute_one() -> None:

@@ -8,7 +8,9 @@ semantics.  It never decides *what* to write: the engine does.
 What a connector tells the engine about itself is :class:`Capabilities`:
 whether it can list incrementally, whether it can delete, which canonical
 fields it holds, and their limits (so an over-long value is rejected before
-it is sent).
+it is sent).  They are fixed once it is built; what it finds out about its
+server afterwards (no delete route, no change listing) is a
+:class:`Discovered` fact that ``open`` returns.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from syncd.errors import (
 from syncd.http import SYSTEM_CLOCK, Auth, HttpClient, Response, default_rules, vendor_message
 from syncd.model import (
     Capabilities,
+    Discovered,
     FieldLimit,
     Page,
     RemoteRecord,
@@ -54,6 +57,7 @@ __all__ = [
     "Budgeted",
     "Capabilities",
     "Connector",
+    "Discovered",
     "FieldLimit",
     "Listing",
     "Page",
@@ -61,6 +65,7 @@ __all__ = [
     "RestConnector",
     "Skipped",
     "SyncTokens",
+    "Traffic",
     "TypedChildren",
     "WriteResult",
     "build_connector",
@@ -73,15 +78,62 @@ log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
+class Traffic(Protocol):
+    """A system's request bookkeeping and throttle state, as the engine reads them.
+
+    :class:`~syncd.http.HttpClient` is one (the REST base exposes its client); a system
+    living in this process has a plain one.
+    """
+
+    def request_count(self) -> int:
+        """Requests sent so far (the cycle report's ``requests``, a daily budget's spend)."""
+        ...
+
+    def throttled_count(self) -> int:
+        """How many times the system answered with its rate-limit signal so far."""
+        ...
+
+    def watch(self, stop: threading.Event) -> None:
+        """Cut every wait short once ``stop`` is set (SIGTERM)."""
+        ...
+
+    def throttled_for(self) -> float:
+        """Seconds until the system's own throttle signal lets us send again (0: not throttled)."""
+        ...
+
+    def leave_cycle(self) -> None:
+        """Give up the throttle wait in hand: the others are done and will not wait for us."""
+        ...
+
+
+@runtime_checkable
 class Connector(Protocol):
+    """What a system is (its name, capabilities, how many writes it takes at once) and does
+    (open, read, write, close); its request counts and throttle state are :attr:`traffic`."""
+
     name: str
-    capabilities: Capabilities
 
-    def open(self) -> None:
-        """Log in and discover what the server offers; may narrow ``capabilities``.
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the connector can do, fixed once it is built."""
+        ...
 
-        Called before every cycle's reads (cheap once done); the planner takes
-        its snapshot of capabilities after it.
+    @property
+    def max_in_flight(self) -> int:
+        """How many writes the push may have in flight here at once (at least 1)."""
+        ...
+
+    @property
+    def traffic(self) -> Traffic:
+        """Its request counts and throttle state."""
+        ...
+
+    def open(self) -> Discovered:
+        """Log in and discover what the server offers: what it was found not to offer so far.
+
+        Called before every cycle's reads (cheap once done).  ``capabilities`` stay as
+        built: the poll carries this fact, and the planner's view of the system is
+        ``capabilities`` narrowed by it (:meth:`Discovered.apply`).
         """
         ...
 
@@ -112,24 +164,6 @@ class Connector(Protocol):
         ...
 
     def delete(self, remote_id: str, org_id: str, extra: Mapping[str, Any]) -> None: ...
-
-    def request_count(self) -> int: ...
-
-    def throttled_count(self) -> int:
-        """How many times the system answered with its rate-limit signal so far."""
-        ...
-
-    def watch(self, stop: threading.Event) -> None:
-        """Cut every wait short once ``stop`` is set (SIGTERM)."""
-        ...
-
-    def throttled_for(self) -> float:
-        """Seconds until the system's own throttle signal lets us send again (0: not throttled)."""
-        ...
-
-    def leave_cycle(self) -> None:
-        """Give up the throttle wait in hand: the others are done and will not wait for us."""
-        ...
 
     def close(self) -> None: ...
 
@@ -344,8 +378,11 @@ class RestConnector:
         self.cfg = cfg
         self.clock: Callable[[], datetime] = options.get("clock", lambda: datetime.now(UTC))
         wanted = int(getattr(cfg, "max_in_flight", 1))
-        self.max_in_flight = min(wanted, self.in_flight_cap or wanted)
+        self.max_in_flight: int = min(wanted, self.in_flight_cap or wanted)
         """How many writes the push may have in flight here (``engine.push.in_flight``)."""
+        self.discovered = Discovered()
+        """What the server was found not to offer so far (:meth:`stop_deleting` ...):
+        what :meth:`open` returns."""
 
     # -- construction ---------------------------------------------------------------------
 
@@ -389,23 +426,13 @@ class RestConnector:
 
     # -- the Connector protocol's plumbing -------------------------------------------------
 
-    def open(self) -> None:
-        return None
+    def open(self) -> Discovered:
+        return self.discovered
 
-    def watch(self, stop: threading.Event) -> None:
-        self.http.stop = stop
-
-    def throttled_for(self) -> float:
-        return self.http.throttled_for()
-
-    def leave_cycle(self) -> None:
-        self.http.leave_cycle()
-
-    def request_count(self) -> int:
-        return self.http.stats.requests
-
-    def throttled_count(self) -> int:
-        return self.http.stats.rate_limited
+    @property
+    def traffic(self) -> Traffic:
+        """The client's: it counts the requests and holds the throttle state."""
+        return self.http
 
     def close(self) -> None:
         self.http.close()
@@ -425,10 +452,15 @@ class RestConnector:
             raise self.reject(what, f"{problem[0]}: {problem[1]}")
 
     def stop_deleting(self, event: str, **detail: Any) -> None:
-        """The server offers no delete: say so once, and stop offering deletes to the planner."""
-        if self.capabilities.can_delete:
+        """The server offers no delete: say so once, send none from now on (:meth:`remove`),
+        and tell the planner so (the fact :meth:`open` returns)."""
+        if self._may_delete():
             log.warning(event, system=self.name, **detail)
-            self.capabilities = dataclasses.replace(self.capabilities, can_delete=False)
+            self.discovered = dataclasses.replace(self.discovered, can_delete=False)
+
+    def _may_delete(self) -> bool:
+        """The capabilities allow deletes and the server was not found to offer none."""
+        return self.discovered.apply(self.capabilities).can_delete
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -601,7 +633,7 @@ class RestConnector:
         ``ok`` adds statuses the caller reads itself from the answer returned.  Once the server
         was found to offer no delete (:meth:`stop_deleting`), nothing is sent.
         """
-        if not self.capabilities.can_delete:
+        if not self._may_delete():
             raise self.reject(what, "the server offers no contact delete; deletes are off here")
         response, _ = self.send(method, path, values, what=what, ok=(404, *ok),
                                 idempotent=True, read_answer=False)

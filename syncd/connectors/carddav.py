@@ -40,6 +40,7 @@ import structlog
 from syncd.config import CarddavConfig
 from syncd.connectors.base import (
     Capabilities,
+    Discovered,
     FieldLimit,
     Page,
     RemoteRecord,
@@ -131,10 +132,10 @@ class CarddavConnector(RestConnector):
 
     # -- discovery --------------------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self) -> Discovered:
         """Is the URL an address book, and does it offer sync reports? Asked once."""
         if self._sync is not None:
-            return
+            return self.discovered
         response = self._dav("PROPFIND", self.collection, probe_body(), depth="0",
                              what="address book", ok=(404,))
         if response.status_code == 404:
@@ -147,15 +148,16 @@ class CarddavConnector(RestConnector):
             raise SystemUnavailable(f"{self.name}: {self.collection} is not a CardDAV address "
                                     "book collection (check url)", system=self.name)
         self._set_sync("sync-collection" in me.reports)
+        return self.discovered
 
     def _set_sync(self, supported: bool) -> None:
+        """Whether the server offers sync reports: without, it is a full-scan system (the
+        fact :meth:`open` returns)."""
         if not supported and self._sync is not False:
             log.info("carddav.no_sync_collection", system=self.name,
                      detail="listed in full every cycle")
         self._sync = supported
-        incremental = supported
-        if self.capabilities.incremental != incremental:
-            self.capabilities = replace(self.capabilities, incremental=incremental)
+        self.discovered = replace(self.discovered, incremental=supported)
 
     def resume_sync(self, token: str | None,
                     linked: Mapping[str, tuple[str, Mapping[str, Any]]]) -> None:

@@ -27,7 +27,7 @@ from syncd.connectors.paging import HeaderPage
 from syncd.contact import Fields
 from syncd.errors import SystemUnavailable
 from syncd.http import Auth, HttpClient, OAuth2Grant, vendor_message
-from syncd.model import Capabilities, FieldLimit, WriteResult
+from syncd.model import Capabilities, Discovered, FieldLimit, WriteResult
 
 __all__ = ["CONNECTOR", "LogisenseConnector", "from_config", "point_kind"]
 
@@ -95,10 +95,10 @@ class LogisenseConnector(RestConnector):
 
     # -- start-up probe -----------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self) -> Discovered:
         """Read Metadata (log the routes, heed a missing delete) and the contact point types, once."""
         if self.type_ids is not None:
-            return
+            return self.discovered
         for entity in ("Contact", "Account"):
             meta = self.fetch(f"{self.api}{entity}/Metadata", f"{entity} metadata", ok=(404,))
             if not isinstance(meta, dict):  # a probe, not a precondition: say so and go on
@@ -121,6 +121,7 @@ class LogisenseConnector(RestConnector):
             ids.update({(ctype, kind): tid for ctype in ctypes})
         self.type_ids = ids
         log.debug("logisense.point_types", system=self.name, mapped=len(ids), offered=len(types))
+        return self.discovered
 
     def _points(self, ctype: int) -> TypedChildren:
         """The contact points a contact of this ContactType holds, as typed child records."""

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from syncd.config import MemoryConfig
 from syncd.connectors.base import (
     Capabilities,
+    Discovered,
     FieldLimit,
     Page,
     RemoteRecord,
@@ -43,7 +44,10 @@ from syncd.connectors.base import (
 from syncd.contact import FIELDS, Fields, clean
 from syncd.errors import NotFound, OutcomeUnknown, RecordRejected, RetriableError
 
-__all__ = ["InProcess", "MemoryConnector", "MemoryRecord", "SimulatedCrash", "from_config"]
+__all__ = [
+    "InProcess", "InProcessTraffic", "MemoryConnector", "MemoryRecord", "SimulatedCrash",
+    "from_config",
+]
 
 _TICK = timedelta(microseconds=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,14 +64,18 @@ class MemoryRecord:
     updated_at: datetime
 
 
-class InProcess:
-    """What a system living in this process answers to the engine's housekeeping:
-    nothing to open or watch, never throttled; it counts its own ``requests``."""
+@dataclass(frozen=True, slots=True)
+class InProcessTraffic:
+    """The traffic of a system living in this process: never throttled, no wait to cut
+    short; its requests are those its owner counts."""
 
-    requests: int
+    count: Callable[[], int]
 
-    def open(self) -> None:
-        return None
+    def request_count(self) -> int:
+        return self.count()
+
+    def throttled_count(self) -> int:
+        return 0  # an in-process system never throttles
 
     def watch(self, stop: threading.Event) -> None:
         return None
@@ -78,11 +86,23 @@ class InProcess:
     def leave_cycle(self) -> None:
         return None
 
-    def request_count(self) -> int:
-        return self.requests
 
-    def throttled_count(self) -> int:
-        return 0  # an in-process system never throttles
+class InProcess:
+    """What a system living in this process answers to the engine's housekeeping:
+    nothing to open, one write at a time; it counts its own ``requests``."""
+
+    requests: int
+    max_in_flight: ClassVar[int] = 1
+    """One write at a time: there is no latency to hide in-process, and the injected
+    faults of :class:`MemoryConnector` (crash after N writes ...) count writes in a
+    deterministic order."""
+
+    @property
+    def traffic(self) -> InProcessTraffic:
+        return InProcessTraffic(lambda: self.requests)
+
+    def open(self) -> Discovered:
+        return Discovered()  # its capabilities say it all
 
     def read_ids(self, remote_ids: Sequence[str]) -> Iterator[Page]:
         raise NotImplementedError(f"{type(self).__name__} reads no record by id")
@@ -123,9 +143,6 @@ class MemoryConnector(InProcess):
     _last_stamp: datetime = _EPOCH
     _journal: list[tuple[datetime, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    max_in_flight: ClassVar[int] = 1
-    """One write at a time: there is no latency to hide in-process, and the injected
-    faults above (crash after N writes ...) count writes in a deterministic order."""
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path.exists():

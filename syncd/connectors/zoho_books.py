@@ -161,11 +161,11 @@ class ZohoBooksConnector(RestConnector):
     # -- the budget -----------------------------------------------------------------------
 
     def budget_status(self) -> dict[str, Any]:
-        return self.budget.status(self.clock(), self.request_count())
+        return self.budget.status(self.clock(), self.http.request_count())
 
     def resume(self, runs: Sequence[tuple[datetime, int]], capped_until: datetime | None) -> None:
         """What earlier processes spent today and a cap's rest still due (the CronJob)."""
-        self.budget.resume(self.clock(), self.request_count(), runs, capped_until)
+        self.budget.resume(self.clock(), self.http.request_count(), runs, capped_until)
 
     def capped_until(self) -> datetime | None:
         return self.budget.capped_until
@@ -181,7 +181,7 @@ class ZohoBooksConnector(RestConnector):
         # Without a token in hand the write costs two requests: the token, then itself.
         auth = self.http.auth
         cost = 1 if not isinstance(auth, OAuth2Grant) or auth.ready() else 2
-        if write and self.budget.used(now, self.request_count()) + cost > self.budget.limit:
+        if write and self.budget.used(now, self.http.request_count()) + cost > self.budget.limit:
             end = self.budget.window(now)[1]
             raise Throttled(f"{self.name}: {what}: the daily budget of {self.budget.limit} "
                             f"requests is spent; writes resume after {end:%Y-%m-%dT%H:%M:%SZ}",
@@ -201,7 +201,7 @@ class ZohoBooksConnector(RestConnector):
         if not parents:
             return []
         now = self.clock()
-        allowed = self.budget.reads_allowed(now, self.request_count())
+        allowed = self.budget.reads_allowed(now, self.http.request_count())
         if allowed >= len(parents):
             return list(parents)
         if self.next_parent is None:  # a fresh process: go on where the clock says

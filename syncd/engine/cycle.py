@@ -36,7 +36,16 @@ from syncd.engine.report import CycleReport, Named, SystemReport
 from syncd.engine.writes import derive_writes
 from syncd.errors import MassDeleteError, StoreLockedError, StoreUnavailable
 from syncd.logs import get_logger
-from syncd.model import Failure, Observation, Policy, Rejection, State, SystemInfo, Write
+from syncd.model import (
+    Discovered,
+    Failure,
+    Observation,
+    Policy,
+    Rejection,
+    State,
+    SystemInfo,
+    Write,
+)
 from syncd.people import People
 from syncd.store import history
 from syncd.store.repo import Store
@@ -63,12 +72,15 @@ class _Batch:
     """The state holds everyone: worth keeping in memory for the next cycle."""
 
 
-def system_infos(settings: Settings, connectors: Mapping[str, Connector]) -> dict[str, SystemInfo]:
-    """What the planner needs to know of each connected system."""
+def system_infos(settings: Settings, connectors: Mapping[str, Connector],
+                 discovered: Mapping[str, Discovered] | None = None) -> dict[str, SystemInfo]:
+    """What the planner needs to know of each connected system: its capabilities, narrowed
+    by what opening it found (``discovered``, the poller's; none for a system not opened)."""
+    found = discovered or {}
     return {
         name: SystemInfo(
             name=name,
-            capabilities=conn.capabilities,
+            capabilities=found.get(name, Discovered()).apply(conn.capabilities),
             org_map=settings.org_map(name),
             read_only=settings.systems[name].read_only,
         )
@@ -131,14 +143,14 @@ class Syncer:
         )
         self.poller.extras = self._extras
         for connector in self.connectors.values():
-            connector.watch(self.stop)
+            connector.traffic.watch(self.stop)
         # A read too large to plan at once is kept compressed (see ``_split``).
         self.poller.spill_after = max(1, settings.sync.batch_records // max(1, len(connectors)))
         self.poller.linked = self._synced_ids
         resume_budgets(store, self.connectors, clock())  # a fresh process: today's spend
 
     def systems(self) -> dict[str, SystemInfo]:
-        return system_infos(self.settings, self.connectors)
+        return system_infos(self.settings, self.connectors, self.poller.discovered)
 
     def policy(self, force_delete: bool) -> Policy:
         sync = self.settings.sync
@@ -227,7 +239,7 @@ class Syncer:
         report = CycleReport(started_at=now, dry_run=dry_run,
                              systems={name: SystemReport() for name in self.connectors})
         started = time.monotonic()
-        before = {name: (c.request_count(), c.throttled_count())
+        before = {name: (c.traffic.request_count(), c.traffic.throttled_count())
                   for name, c in self.connectors.items()}
         policy = self.policy(force_delete)
         marker = setup_marker(self.systems(), policy)
@@ -521,8 +533,8 @@ class Syncer:
         for name, conn in self.connectors.items():
             rep = report.systems[name]
             requests, throttled = before.get(name, (0, 0))
-            rep.requests = conn.request_count() - requests
-            rep.rate_limited = conn.throttled_count() - throttled
+            rep.requests = conn.traffic.request_count() - requests
+            rep.rate_limited = conn.traffic.throttled_count() - throttled
             rep.duration_s = elapsed
         if not report.dry_run:
             summary = {"systems": {n: s.as_dict() for n, s in report.systems.items()},

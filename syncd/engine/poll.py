@@ -1,10 +1,11 @@
 """Poll: open each system, read what changed, and say how far the watermark may move.
 
 Reading is the only step that talks to systems before planning, so it is
-also where a system is *opened* (login, route and type discovery): the
-planner's snapshot of capabilities is taken afterwards, and a server found to
-offer no delete never gets a delete derived for it, not even in the first
-cycle.
+also where a system is *opened* (login, route and type discovery).  What
+opening finds (:class:`~syncd.model.Discovered`: no delete route, no change
+listing) is kept per system and carried by the poll; the planner's view of a
+system is its capabilities narrowed by it, so a server found to offer no
+delete never gets a delete derived for it, not even in the first cycle.
 
 The watermark rule is :func:`advance_cursor`, a pure function (DESIGN.md
 invariant 3):
@@ -31,7 +32,15 @@ from syncd.connectors.base import Connector, SyncTokens
 from syncd.engine.spool import PAGE, Spool
 from syncd.errors import ConnectorError, SystemUnavailable
 from syncd.logs import get_logger
-from syncd.model import Observation, Page, RemoteRecord, Skipped, Watermark, record_hash
+from syncd.model import (
+    Discovered,
+    Observation,
+    Page,
+    RemoteRecord,
+    Skipped,
+    Watermark,
+    record_hash,
+)
 
 __all__ = ["Hashes", "Interrupted", "PollResult", "Poller", "advance_cursor", "read_since"]
 
@@ -118,6 +127,8 @@ class PollResult:
     """Listed items that could not be read: each rejected alone, and the scan not complete."""
     listed: int = 0
     """Records read, including those left out as unchanged."""
+    discovered: Discovered = field(default_factory=Discovered)
+    """What opening the system found it not to offer (as of this read)."""
 
 
 class Poller:
@@ -145,14 +156,17 @@ class Poller:
         self.confirm_max = CONFIRM_MAX
         self.extras: Callable[[str], Mapping[str, tuple[str, Mapping[str, Any]]]] | None = None
         """Set by the engine: a token system's links' ``extra`` (:class:`SyncTokens`)."""
+        self.discovered: dict[str, Discovered] = {}
+        """system → what its latest opening found it not to offer (``Connector.open``)."""
         self._pool: ThreadPoolExecutor | None = None
 
     def open(self) -> dict[str, ConnectorError]:
-        """Open every connector (login, discovery); the systems that could not be opened."""
+        """Open every connector (login, discovery), keeping what each found; the systems that
+        could not be opened (they keep what an earlier opening found)."""
         errors: dict[str, ConnectorError] = {}
         for name, connector in self.connectors.items():
             try:
-                connector.open()
+                self.discovered[name] = connector.open()
             except ConnectorError as exc:
                 errors[name] = exc
             except Exception as exc:  # a connector bug or an answer nobody foresaw
@@ -172,7 +186,8 @@ class Poller:
         under unmapped parents are always kept — the planner acts on them.
         """
         connector = self.connectors[name]
-        caps = connector.capabilities
+        discovered = self.discovered.get(name, Discovered())
+        caps = discovered.apply(connector.capabilities)
         since = read_since(mark, incremental=caps.incremental, overlap=caps.overlap, now=now,
                            full_scan_interval=self.full_scan_interval, full=full, since=since)
         full = since is None
@@ -257,7 +272,7 @@ class Poller:
         obs = Observation(name, records, complete=complete, observed_at=now,
                           unread_orgs=frozenset(unread), unlisted=unlisted,
                           unconfirmed=frozenset(unconfirmed))
-        return PollResult(name, obs, new_mark, error, full, skipped, listed)
+        return PollResult(name, obs, new_mark, error, full, skipped, listed, discovered)
 
     def poll(
         self,
@@ -290,8 +305,9 @@ class Poller:
                 # A system still sitting out its throttle once another is done is left
                 # out of this cycle rather than holding every push back by minutes.
                 for name, future in futures.items():
-                    if future in pending and self.connectors[name].throttled_for() > 0:
-                        self.connectors[name].leave_cycle()
+                    traffic = self.connectors[name].traffic
+                    if future in pending and traffic.throttled_for() > 0:
+                        traffic.leave_cycle()
         return [futures[job[0]].result() for job in jobs]
 
     def close(self) -> None:

@@ -87,12 +87,10 @@ class PushOutcome:
 def in_flight(connector: Connector) -> int:
     """How many writes may be in flight to ``connector``'s system at once.
 
-    A connector says so with a ``max_in_flight`` attribute (the REST base takes
-    it from the system's config, capped by the API's own needs); one that does
-    not say gets one at a time, as every push did before.
+    The connector's :attr:`~syncd.connectors.base.Connector.max_in_flight` (the REST
+    base takes it from the system's config, capped by the API's own needs), at least one.
     """
-    value = getattr(connector, "max_in_flight", 1)
-    return value if isinstance(value, int) and value >= 1 else 1
+    return max(1, connector.max_in_flight)
 
 
 @dataclass
