@@ -41,7 +41,7 @@ from syncd.connectors.base import Connector, build_connector
 from syncd.connectors.memory import MemoryConnector
 from syncd.connectors.vcard import new_card
 from syncd.engine.cycle import Syncer
-from syncd.http import HttpClient
+from syncd.http import BasicAuth, HttpClient
 from syncd.logs import configure_logging
 from syncd.sandbox.carddav import SANDBOX_PASSWORD, SANDBOX_USER, start_server
 from syncd.store import Store
@@ -103,7 +103,7 @@ def floor(n: int, workdir: Path) -> float:
     """Seconds of ``n`` bare conditional PUTs into a fresh Radicale: the server's own cost."""
     server = start_server("radicale", workdir / f"floor-{time.monotonic_ns()}")
     cards = [new_card(f"floor{i}", ORG, person(i)) for i in range(n)]
-    http = HttpClient("floor", server.origin, basic_auth=(SANDBOX_USER, SANDBOX_PASSWORD))
+    http = HttpClient("floor", server.origin, auth=BasicAuth(SANDBOX_USER, SANDBOX_PASSWORD))
     try:
         start = time.perf_counter()
         for i, card in enumerate(cards):

@@ -59,6 +59,7 @@ from syncd.redact import REDACTOR
 
 __all__ = [
     "SYSTEM_CLOCK",
+    "Answers",
     "Auth",
     "BasicAuth",
     "Clock",
@@ -69,6 +70,7 @@ __all__ = [
     "Login",
     "MockTransport",
     "OAuth2Grant",
+    "Pace",
     "RateLimiter",
     "Request",
     "Response",
@@ -485,7 +487,7 @@ class OAuth2Grant(Login):
         body = client.json(resp, "token")
         token = body.get("access_token") if isinstance(body, dict) else None
         if resp.status_code != 200 or not isinstance(token, str) or not token:
-            raise AuthError(f"{client.system}: login refused: {client.error_message(resp)}",
+            raise AuthError(f"{client.system}: login refused: {client.answers.error_message(resp)}",
                             system=client.system)
         REDACTOR.remember(token)
         self.token = token
@@ -532,7 +534,7 @@ class FormLoginCookie(Login):
         token = self.token_from(resp) if resp.status_code == 200 else None
         if not token:
             raise AuthError(f"{client.system}: login refused: HTTP {resp.status_code} "
-                            f"{client.error_message(resp)}", system=client.system)
+                            f"{client.answers.error_message(resp)}", system=client.system)
         REDACTOR.remember(token)
         self.token = token
 
@@ -607,6 +609,25 @@ class RetryPolicy:
 # -- the client ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Pace:
+    """How fast a system may be asked: at most ``max_rps`` requests a second (None: no
+    limit), in bursts of up to ``burst``."""
+
+    max_rps: float | None = None
+    burst: float | None = None
+
+
+@dataclass(frozen=True)
+class Answers:
+    """How a system's answers are judged: its response rules, how an error answer reads in
+    our messages, and the largest answer read."""
+
+    validate: Validate = default_rules
+    error_message: Callable[[Response], str] = _body_text
+    max_bytes: int = 32 * 1024 * 1024
+
+
 class HttpClient:
     """One system's HTTP session: base URL, auth, pacing, retries, response rules."""
 
@@ -615,30 +636,21 @@ class HttpClient:
         system: str,
         base_url: str,
         *,
-        timeout: float = 30.0,
-        headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
-        max_rps: float | None = None,
-        burst: float | None = None,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-        max_wait: float = 120.0,
-        throttle_window: float = 60.0,
-        max_response_bytes: int = 32 * 1024 * 1024,
-        error_message: Callable[[Response], str] = _body_text,
-        validate: Validate = default_rules,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        pace: Pace = Pace(),
+        retry: RetryPolicy = RetryPolicy(),
+        answers: Answers = Answers(),
         transport: Transport | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        basic_auth: tuple[str, str] | None = None,
         stop: threading.Event | None = None,
     ) -> None:
         self.system = system
-        self.auth: Auth | None = BasicAuth(*basic_auth) if basic_auth else auth
-        self.limiter = RateLimiter(max_rps, burst, clock=clock)
-        self.retry = RetryPolicy(max_retries, backoff, max_wait, throttle_window)
-        self.max_response_bytes = max_response_bytes
-        self.error_message = error_message
-        self.validate = validate
+        self.auth = auth
+        self.limiter = RateLimiter(pace.max_rps, pace.burst, clock=clock)
+        self.retry = retry
+        self.answers = answers
         self.stats = HttpStats()
         self.stop = stop or threading.Event()
         """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
@@ -728,15 +740,15 @@ class HttpClient:
             response = self._client.send(target, stream=True, follow_redirects=False)
         try:
             declared = response.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self.max_response_bytes:
+            if declared.isdigit() and int(declared) > self.answers.max_bytes:
                 raise BadAnswer(f"{label}: answer of {int(declared)} bytes is over the "
-                                f"{self.max_response_bytes}-byte cap", system=self.system)
+                                f"{self.answers.max_bytes}-byte cap", system=self.system)
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise BadAnswer(f"{label}: answer over the {self.max_response_bytes}-byte "
+                if size > self.answers.max_bytes:
+                    raise BadAnswer(f"{label}: answer over the {self.answers.max_bytes}-byte "
                                     "cap", system=self.system)
                 chunks.append(chunk)
             response._content = b"".join(chunks)  # what Response.read() itself stores
@@ -772,7 +784,7 @@ class HttpClient:
         """
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
         idempotent = method in IDEMPOTENT if idempotent is None else idempotent
-        rules = validate or self.validate
+        rules = validate or self.answers.validate
         self._leave.clear()  # the poller sets it again while we are still waiting
         relogged = False
         attempt = 0
@@ -800,7 +812,7 @@ class HttpClient:
                 if response.status_code in ok:
                     return response
                 try:
-                    rules(response, self.error_message(response))
+                    rules(response, self.answers.error_message(response))
                     return response
                 except AuthError as exc:
                     if (not authenticate or self.auth is None or relogged

@@ -45,11 +45,14 @@ from syncd.errors import (
     Throttled,
 )
 from syncd.http import (
+    Answers,
     BasicAuth,
     FormLoginCookie,
     HeaderToken,
     HttpClient,
     OAuth2Grant,
+    Pace,
+    RetryPolicy,
 )
 from syncd.model import Discovered, Watermark
 from tests.world import SimTime
@@ -328,9 +331,14 @@ def test_a_page_number_that_comes_back_is_a_loop() -> None:
 # -- auth strategies ---------------------------------------------------------------------------
 
 
-def client(handler: Any, **kw: Any) -> HttpClient:
+def client(handler: Any, *, max_rps: float | None = None, burst: float | None = None,
+           max_response_bytes: int | None = None, **kw: Any) -> HttpClient:
+    """A client over ``handler``; ``kw`` other than the client's own are its retry policy's."""
     kw.setdefault("clock", SimTime())
-    return HttpClient("api", "https://api.test", transport=httpx.MockTransport(handler), **kw)
+    own = {k: kw.pop(k) for k in ("auth", "clock", "stop", "headers", "timeout") if k in kw}
+    answers = Answers() if max_response_bytes is None else Answers(max_bytes=max_response_bytes)
+    return HttpClient("api", "https://api.test", transport=httpx.MockTransport(handler),
+                      pace=Pace(max_rps, burst), retry=RetryPolicy(**kw), answers=answers, **own)
 
 
 def test_basic_auth_is_sent_and_a_401_is_final_at_once() -> None:
@@ -525,7 +533,8 @@ def test_an_answer_over_the_size_cap_is_refused_unread() -> None:
 
 
 def test_a_wait_ends_within_moments_when_stop_is_set() -> None:
-    api = HttpClient("api", "https://api.test", max_wait=120.0, transport=httpx.MockTransport(
+    api = HttpClient("api", "https://api.test", retry=RetryPolicy(max_wait=120.0),
+                     transport=httpx.MockTransport(
         lambda r: httpx.Response(503, headers={"Retry-After": "30"})))
     threading.Timer(0.2, api.stop.set).start()
     started = time.monotonic()

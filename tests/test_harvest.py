@@ -30,7 +30,16 @@ from syncd.connectors.harvest import (
 from syncd.connectors.memory import MemoryConnector
 from syncd.contact import content_hash
 from syncd.errors import AuthError, RecordRejected, RetriableError, SystemUnavailable
-from syncd.http import HttpClient, MockTransport, RateLimiter, Request, Response
+from syncd.http import (
+    Answers,
+    BasicAuth,
+    HttpClient,
+    MockTransport,
+    RateLimiter,
+    Request,
+    Response,
+    RetryPolicy,
+)
 from syncd.sandbox.harvest import SANDBOX_PASSWORD, SANDBOX_USER, HarvestSim
 from tests.contract import PERSON, ConnectorContract, by_id, dump, listed
 from tests.e2e import once_json
@@ -73,9 +82,9 @@ def raw(base_url: str) -> HttpClient:
         "harvest-raw",
         base_url,
         headers={"Accept": "application/xml", "Content-Type": "application/xml"},
-        basic_auth=(SANDBOX_USER, SANDBOX_PASSWORD),
-        max_retries=0,
-        error_message=error_message,
+        auth=BasicAuth(SANDBOX_USER, SANDBOX_PASSWORD),
+        retry=RetryPolicy(max_retries=0),
+        answers=Answers(error_message=error_message),
     )
 
 

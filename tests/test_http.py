@@ -101,9 +101,9 @@ def grant(**options: Any) -> OAuth2Grant:
     return OAuth2Grant("/token", lambda: {"grant_type": "password"}, clock=lambda: T0, **options)
 
 
-def client(server: Server, auth: Any, **options: Any) -> HttpClient:
+def client(server: Server, auth: Any, **retry: Any) -> HttpClient:
     return HttpClient("acme", "https://api.test", auth=auth, transport=MockTransport(server),
-                      clock=SimTime(), **options)
+                      clock=SimTime(), retry=RetryPolicy(**retry))
 
 
 @pytest.fixture(params=["form login", "oauth2 grant"])

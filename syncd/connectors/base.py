@@ -38,7 +38,17 @@ from syncd.errors import (
     OutcomeUnknown,
     RecordRejected,
 )
-from syncd.http import SYSTEM_CLOCK, Auth, HttpClient, Response, default_rules, vendor_message
+from syncd.http import (
+    SYSTEM_CLOCK,
+    Answers,
+    Auth,
+    HttpClient,
+    Pace,
+    Response,
+    RetryPolicy,
+    default_rules,
+    vendor_message,
+)
 from syncd.model import (
     Capabilities,
     Discovered,
@@ -399,14 +409,12 @@ class RestConnector:
             cfg.base_url,
             timeout=cfg.timeout.total_seconds(),
             headers=cls.default_headers,
-            max_rps=options.pop("max_rps", cfg.max_rps or cls.default_max_rps),
-            burst=options.pop("burst", cls.default_burst),
-            max_retries=options.pop("max_retries", 4),
-            max_wait=cfg.max_wait.total_seconds(),
-            throttle_window=cfg.throttle_window.total_seconds(),
-            max_response_bytes=cfg.max_response_bytes,
-            error_message=cls.error_message,
-            validate=cls.validate_response,
+            pace=Pace(options.pop("max_rps", cfg.max_rps or cls.default_max_rps),
+                      options.pop("burst", cls.default_burst)),
+            retry=RetryPolicy(max_retries=options.pop("max_retries", 4),
+                              max_wait=cfg.max_wait.total_seconds(),
+                              throttle_window=cfg.throttle_window.total_seconds()),
+            answers=Answers(cls.validate_response, cls.error_message, cfg.max_response_bytes),
             transport=options.pop("transport", None),
             clock=options.pop("http_clock", SYSTEM_CLOCK),
         )
