@@ -332,13 +332,13 @@ def test_a_page_number_that_comes_back_is_a_loop() -> None:
 
 
 def client(handler: Any, *, max_rps: float | None = None, burst: float | None = None,
-           max_response_bytes: int | None = None, **kw: Any) -> HttpClient:
+           answers: Answers | None = None, **kw: Any) -> HttpClient:
     """A client over ``handler``; ``kw`` other than the client's own are its retry policy's."""
     kw.setdefault("clock", SimTime())
     own = {k: kw.pop(k) for k in ("auth", "clock", "stop", "headers", "timeout") if k in kw}
-    answers = Answers() if max_response_bytes is None else Answers(max_bytes=max_response_bytes)
     return HttpClient("api", "https://api.test", transport=httpx.MockTransport(handler),
-                      pace=Pace(max_rps, burst), retry=RetryPolicy(**kw), answers=answers, **own)
+                      pace=Pace(max_rps, burst), retry=RetryPolicy(**kw),
+                      answers=answers or Answers(), **own)
 
 
 def test_basic_auth_is_sent_and_a_401_is_final_at_once() -> None:
@@ -436,7 +436,7 @@ def test_an_api_that_puts_its_verdict_in_the_body_overrides_the_response_rules()
             raise RecordRejected(body["error"])
 
     api = client(lambda r: httpx.Response(200, json={"result": False, "error": "email: taken"}),
-                 validate=verdict)
+                 answers=Answers(validate=verdict))
     with pytest.raises(RecordRejected, match="email: taken"):
         api.request("POST", "/contact")
 
@@ -526,7 +526,7 @@ def test_a_create_whose_answer_cannot_be_read_has_an_unknown_outcome(served_sim:
 
 def test_an_answer_over_the_size_cap_is_refused_unread() -> None:
     huge = b"[" + b'"x",' * 300_000 + b'"x"]'
-    api = client(lambda r: httpx.Response(200, content=huge), max_response_bytes=1_000_000)
+    api = client(lambda r: httpx.Response(200, content=huge), answers=Answers(max_bytes=1_000_000))
     with pytest.raises(BadAnswer, match="cap"):
         api.request("GET", "/contacts")
     assert isinstance(BadAnswer("x"), RetriableError)
