@@ -305,7 +305,8 @@ class Syncer:
             outcome, still = self._push(report, writes, rejections, failures, polls, now, people,
                                         first=number == 0)
             left |= still
-            last = (result.state, outcome)
+            if len(batches) == 1:  # a group's state and outcome are not kept past it
+                last = (result.state, outcome)
         if not dry_run:
             self._settle(scope if len(batches) == 1 else None, left, held, marker)
             if last is not None and len(batches) == 1 and batches[0].whole and not held:
