@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import freezegun
 import pytest
 import sqlalchemy as sa
 
@@ -20,6 +21,12 @@ from syncd.store import Store
 from tests.contract import served_sim
 
 __all__ = ["served_sim"]
+
+# A simulator served in a thread runs an asyncio loop.  freeze_time(real_asyncio=True) gives
+# loops the real clock only after it has frozen time.monotonic; a loop that reads the clock
+# in between schedules its next tick at the frozen epoch, years ahead, and its server then
+# never stops (ServerHandle.stop waits 10 s).  Frames of asyncio always see the real clock.
+freezegun.configure(extend_ignore_list=["asyncio"])
 
 PG_URL = os.environ.get("SYNCD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
