@@ -17,10 +17,18 @@ import freezegun
 import pytest
 import sqlalchemy as sa
 
+from syncd.sandbox.common import stop_all
 from syncd.store import Store
-from tests.contract import served_sim
+from tests.contract import STOPPING, served_sim
 
 __all__ = ["served_sim"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def servers_stopped() -> Iterator[None]:
+    """Wait, once the session is over, for every simulator a test told to stop."""
+    yield
+    stop_all(STOPPING)
 
 # A simulator served in a thread runs an asyncio loop.  freeze_time(real_asyncio=True) gives
 # loops the real clock only after it has frozen time.monotonic; a loop that reads the clock

@@ -24,6 +24,7 @@ from syncd.sandbox.carddav import (
 )
 from syncd.sandbox.common import serve
 from syncd.store import Store
+from tests.contract import STOPPING
 from tests.world import Clock
 
 __all__ = ["ORG", "Pair", "book", "dav_server", "make", "pair", "sim"]
@@ -62,7 +63,8 @@ def sim(book: DavServer) -> Iterator[CarddavSim]:
     handle = serve(simulator.app)
     simulator.front = handle.url
     yield simulator
-    handle.stop()
+    handle.ask_to_stop()
+    STOPPING.append(handle)
 
 
 def make(sim: CarddavSim, *, password: str = SANDBOX_PASSWORD, direct: bool = False,

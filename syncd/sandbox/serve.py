@@ -23,7 +23,7 @@ from typing import Any
 
 import tomli_w
 
-from syncd.sandbox.common import ServerHandle, Simulator, serve
+from syncd.sandbox.common import ServerHandle, Simulator, serve, stop_all
 
 __all__ = ["PORT_OFFSETS", "Sandbox", "build_sandbox", "has_connector", "serve_forever"]
 
@@ -167,8 +167,7 @@ class Sandbox:
             self.handles[name] = serve(sim.app, port)
 
     def stop(self) -> None:
-        for handle in self.handles.values():
-            handle.stop()
+        stop_all(self.handles.values())
         for sim in self.sims.values():
             close = getattr(sim, "close", None)  # a simulator fronting a real server
             if close is not None:
