@@ -609,6 +609,14 @@ class RetryPolicy:
 # -- the client ----------------------------------------------------------------------------
 
 
+class _Failed(Exception):
+    """A retriable verdict of the response rules, carried to the retry policy."""
+
+    def __init__(self, error: RetriableError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Pace:
     """How fast a system may be asked: at most ``max_rps`` requests a second (None: no
@@ -784,58 +792,68 @@ class HttpClient:
         """
         label = f"{self.system}: {method} {url}" + (f" ({what})" if what else "")
         idempotent = method in IDEMPOTENT if idempotent is None else idempotent
-        rules = validate or self.answers.validate
         self._leave.clear()  # the poller sets it again while we are still waiting
         relogged = False
         attempt = 0
         while True:
-            blocked = self.limiter.blocked_for()
-            if blocked > self.retry.max_wait:
-                self._throttle(label, blocked)
-            self.limiter.acquire(self._wait)
-            req_headers = dict(headers or {})
-            used: Mapping[str, str] = {}
-            if authenticate and self.auth is not None:
-                used = self.auth.headers(self)
-                req_headers.update(used)
+            self._pace(label)
+            used = self.auth.headers(self) if authenticate and self.auth is not None else {}
             if before_send is not None:
                 before_send()
             self.stats.sent(method)
             request = self._client.build_request(method, url, params=params, json=json,
-                                                 data=data, content=content, headers=req_headers)
+                                                 data=data, content=content,
+                                                 headers={**(headers or {}), **used})
             try:
                 response = self._send(request, follow_redirects, label)
-            except httpx.TransportError as exc:  # our own errors from _send name the request
-                step = self.retry.decide(exc, attempt, idempotent=idempotent, label=label,
-                                         system=self.system)
-            else:
                 if response.status_code in ok:
                     return response
-                try:
-                    rules(response, self.answers.error_message(response))
-                    return response
-                except AuthError as exc:
-                    if (not authenticate or self.auth is None or relogged
-                            or not self.auth.refreshable):
-                        raise AuthError(f"{label}: {exc}", system=self.system) from None
-                    relogged = True
-                    self.auth.refresh(self, used)  # the one fresh login; not an attempt
-                    continue
-                except RetriableError as exc:
-                    step = self.retry.decide(exc, attempt, idempotent=idempotent, label=label,
-                                             system=self.system)
-                except (RecordRejected, SystemUnavailable) as exc:
-                    raise type(exc)(f"{label}: {exc}", system=self.system) from None
-            if isinstance(step.error, RateLimited):
-                self.stats.throttled()
-            if step.block is not None:
-                self._throttle(label, step.block)
-            if step.give_up:
-                raise step.error from None
-            attempt += 1
-            self.stats.retried()
-            if step.wait:
-                self._wait(step.wait)
+                return self._judge(response, validate or self.answers.validate, label)
+            except AuthError as exc:
+                if relogged or not authenticate or self.auth is None or not self.auth.refreshable:
+                    raise AuthError(f"{label}: {exc}", system=self.system) from None
+                relogged = True
+                self.auth.refresh(self, used)  # the one fresh login; not an attempt
+            except (httpx.TransportError, _Failed) as exc:
+                failure = exc.error if isinstance(exc, _Failed) else exc
+                self._follow(self.retry.decide(failure, attempt, idempotent=idempotent,
+                                               label=label, system=self.system), label)
+                attempt += 1
+
+    def _pace(self, label: str) -> None:
+        """Wait for the limiter; give the system up for this cycle if it is held too long."""
+        blocked = self.limiter.blocked_for()
+        if blocked > self.retry.max_wait:
+            self._throttle(label, blocked)
+        self.limiter.acquire(self._wait)
+
+    def _judge(self, response: Response, rules: Validate, label: str) -> Response:
+        """The answer if the rules accept it; what they refuse, named after the request.
+
+        A retriable verdict comes back as :class:`_Failed`, for the retry policy (an error
+        of our own, raised while sending, is not retried: it is not the system's verdict).
+        """
+        try:
+            rules(response, self.answers.error_message(response))
+        except AuthError:
+            raise
+        except RetriableError as exc:
+            raise _Failed(exc) from None
+        except (RecordRejected, SystemUnavailable) as exc:
+            raise type(exc)(f"{label}: {exc}", system=self.system) from None
+        return response
+
+    def _follow(self, step: Step, label: str) -> None:
+        """Do what the retry policy decided: hold the system, give up, or wait to resend."""
+        if isinstance(step.error, RateLimited):
+            self.stats.throttled()
+        if step.block is not None:
+            self._throttle(label, step.block)
+        if step.give_up:
+            raise step.error from None
+        self.stats.retried()
+        if step.wait:
+            self._wait(step.wait)
 
     # -- guarded parsing: a bad answer is our error, never a traceback ------------------------
 
