@@ -282,9 +282,8 @@ def quarantine_rows(store: Store, people: People, system: str | None = None,
                     golden_id: str | None = None) -> list[dict[str, Any]]:
     """Quarantined writes with the person named (``quarantine list --json``, ``/api/errors``)."""
     rows = []
-    for fid, f in failures_by_id(store, quarantined=True).items():
-        if (system and f.system != system) or (golden_id and f.golden_id != golden_id):
-            continue
+    for fid, f in failures_by_id(store, quarantined=True, system=system,
+                                 golden_id=golden_id).items():
         who = people(f.golden_id)
         kind = error_kind(f.last_error)
         rows.append({"id": fid, "system": f.system, **who.as_dict(), "label": who.label(),

@@ -98,3 +98,26 @@ def test_errors_differing_only_in_ids_and_values_are_one_kind() -> None:
     groups = error_groups([{"group": "g1", "kind": a, "id": 1}, {"group": "g2", "kind": c, "id": 2},
                            {"group": "g1", "kind": a, "id": 3}])
     assert [len(g["errors"]) for g in groups] == [2, 1]
+
+
+def test_quarantine_rows_of_one_system_or_person_name_only_those(store: Any) -> None:
+    from syncd.people import People
+    from syncd.readside import quarantine_rows
+    from syncd.store.repo import Failure
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    with store.write() as conn:
+        for system, gid, quarantined in (("b", "g1", True), ("a", "g2", True),
+                                         ("a", "g1", True), ("a", "g3", False)):
+            store.record_failure(conn, Failure(system, gid, "update", "7", 5, "HTTP 422 bad",
+                                               "h", quarantined, None, now))
+    people = People(store.load_state())
+
+    def listed(system: str | None = None, gid: str | None = None) -> list[tuple[str, str]]:
+        return sorted((r["system"], r["person"])
+                      for r in quarantine_rows(store, people, system, gid))
+
+    assert listed() == [("a", "g1"), ("a", "g2"), ("b", "g1")]
+    assert listed("a") == [("a", "g1"), ("a", "g2")]
+    assert listed(gid="g1") == [("a", "g1"), ("b", "g1")]
+    assert listed("b", "g2") == []

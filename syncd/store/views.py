@@ -25,9 +25,12 @@ __all__ = [
 ]
 
 
-def failures_by_id(store: Store, *, quarantined: bool | None = None) -> dict[int, Failure]:
-    """Every stored failure under its row id (the ``id`` of ``quarantine list --json``)."""
-    return dict(runs.failures(store.dialect, quarantined=quarantined))
+def failures_by_id(store: Store, *, quarantined: bool | None = None, system: str | None = None,
+                   golden_id: str | None = None) -> dict[int, Failure]:
+    """The stored failures under their row ids (the ``id`` of ``quarantine list --json``),
+    of one system or person when given."""
+    return dict(runs.failures(store.dialect, quarantined=quarantined, system=system,
+                              golden_id=golden_id))
 
 
 def retry_failures(store: Store, ids: Iterable[int]) -> list[int]:
