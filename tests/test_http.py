@@ -20,6 +20,7 @@ from syncd.config import LogisenseConfig, ValomniaConfig, ZohoBooksConfig
 from syncd.connectors import logisense, valomnia, zoho_books
 from syncd.errors import (
     AuthError,
+    BadAnswer,
     NotApplied,
     OutcomeUnknown,
     RateLimited,
@@ -27,6 +28,7 @@ from syncd.errors import (
     SystemUnavailable,
 )
 from syncd.http import (
+    Answers,
     FormLoginCookie,
     HttpClient,
     MockTransport,
@@ -301,3 +303,29 @@ def test_the_retry_policy_resends_what_cannot_duplicate_and_nothing_else(
     assert str(step.error).startswith("acme: POST /x")
     last = RetryPolicy(max_retries=1).decide(exc, 1, idempotent=True, label="l", system="s")
     assert last.give_up
+
+
+@pytest.mark.parametrize(("answer", "error", "words"), [
+    (httpx.Response(200, content=b"x" * 2_000), BadAnswer, "over the 1000-byte cap"),
+    (httpx.Response(200, headers={"Content-Length": "5000"}, content=b"x" * 5_000), BadAnswer,
+     "5000 bytes is over"),
+    (httpx.Response(307, headers={"Location": "https://elsewhere.test/login"}),
+     SystemUnavailable, "redirected to another host"),
+], ids=["streamed-over-cap", "declared-over-cap", "cross-host-redirect"])
+def test_an_answer_our_own_checks_refuse_is_sent_once_and_never_resent(
+    answer: httpx.Response, error: type[Exception], words: str,
+) -> None:
+    """Not the system's verdict but ours: resending would get the same answer (a huge
+    listing read four more times, a password posted again towards another host)."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.host)
+        return answer
+
+    api = HttpClient("api", "https://api.test", answers=Answers(max_bytes=1_000),
+                     transport=httpx.MockTransport(handler))
+    with pytest.raises(error, match=words):
+        api.request("GET", "/contacts", follow_redirects=True)
+    assert sent == ["api.test"]
+    assert api.request_count() == 1
