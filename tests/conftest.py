@@ -30,6 +30,7 @@ def servers_stopped() -> Iterator[None]:
     yield
     stop_all(STOPPING)
 
+
 # A simulator served in a thread runs an asyncio loop.  freeze_time(real_asyncio=True) gives
 # loops the real clock only after it has frozen time.monotonic; a loop that reads the clock
 # in between schedules its next tick at the frozen epoch, years ahead, and its server then
