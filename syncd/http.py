@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import json as jsonlib
+import math
 import threading
 import time
 from collections import deque
@@ -58,6 +59,7 @@ from syncd.errors import (
 from syncd.redact import REDACTOR
 
 __all__ = [
+    "MAX_RETRY_AFTER",
     "SYSTEM_CLOCK",
     "Answers",
     "Auth",
@@ -107,22 +109,30 @@ class Auth(Protocol):
         ...
 
 
+MAX_RETRY_AFTER = 86_400.0
+"""The longest rest a ``Retry-After`` holds a system for: a day (a daily cap's reset is
+within one; a larger value, or one past what a date holds, is a server's mistake)."""
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), from 0
+    to :data:`MAX_RETRY_AFTER`; None when absent or unreadable (NaN included)."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if math.isnan(seconds):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 def json_body(response: Response) -> Any:

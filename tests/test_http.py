@@ -26,6 +26,7 @@ from syncd.errors import (
     RateLimited,
     RetriableError,
     SystemUnavailable,
+    Throttled,
 )
 from syncd.http import (
     Answers,
@@ -36,6 +37,7 @@ from syncd.http import (
     Request,
     Response,
     RetryPolicy,
+    parse_retry_after,
 )
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
@@ -329,3 +331,34 @@ def test_an_answer_our_own_checks_refuse_is_sent_once_and_never_resent(
         api.request("GET", "/contacts", follow_redirects=True)
     assert sent == ["api.test"]
     assert api.request_count() == 1
+
+
+@pytest.mark.parametrize("header", ["inf", "1e12", "99999999999999999999",
+                                    "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_retry_after_beyond_a_day_holds_the_system_one_day_not_a_traceback(
+    header: str,
+) -> None:
+    """A server asking for a rest longer than a day (or than a date can hold) is held a day:
+    the resume time stays printable and one wrong header cannot silence a system for years."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(429, headers={"Retry-After": header})
+
+    api = HttpClient("api", "https://api.test", transport=httpx.MockTransport(handler))
+    with pytest.raises(Throttled, match=r"rate limited for 86400 s; the system resumes after"):
+        api.request("GET", "/contacts")
+    assert sent == ["/contacts"]
+    assert 86_000 < api.throttled_for() <= 86_400
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120.0), ("-5", 0.0), ("nan", None), ("soon", None), ("", None), ("inf", 86_400.0),
+    ("Wed, 02 Dec 2026 12:00:10 GMT", 10.0), ("Wed, 02 Dec 2026 11:00:00 GMT", 0.0),
+])
+def test_retry_after_reads_seconds_or_a_date_within_a_day(
+    header: str, seconds: float | None,
+) -> None:
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    assert parse_retry_after(header, now=now) == seconds
