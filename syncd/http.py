@@ -669,6 +669,8 @@ class HttpClient:
         self.limiter = RateLimiter(pace.max_rps, pace.burst, clock=clock)
         self.retry = retry
         self.answers = answers
+        self.timeout = timeout
+        """Seconds for each wait on the server (connect, each read) and for a whole answer."""
         self.stats = HttpStats()
         self.stop = stop or threading.Event()
         """Set it to cut every wait short: a SIGTERM must not sit out a Retry-After."""
@@ -763,7 +765,13 @@ class HttpClient:
                                 f"{self.answers.max_bytes}-byte cap", system=self.system)
             chunks: list[bytes] = []
             size = 0
+            # httpx times each read; a server dripping its answer a byte at a time never
+            # misses one, so the whole answer gets the same time (a real clock: the server's).
+            deadline = time.monotonic() + self.timeout
             for chunk in response.iter_bytes():
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"answer not complete within {self.timeout:g} s",
+                                            request=request)
                 size += len(chunk)
                 if size > self.answers.max_bytes:
                     raise BadAnswer(f"{label}: answer over the {self.answers.max_bytes}-byte "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -362,3 +363,49 @@ def test_retry_after_reads_seconds_or_a_date_within_a_day(
 ) -> None:
     now = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
     assert parse_retry_after(header, now=now) == seconds
+
+
+@contextlib.contextmanager
+def dripping(seconds_per_byte: float, size: int) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers 200 at once, then one byte of its body at a time:
+    each byte comes well within a read timeout, the whole answer never does."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from syncd.sandbox.common import serve
+
+    async def drip() -> Any:
+        for _ in range(size):
+            await asyncio.sleep(seconds_per_byte)
+            yield b" "
+
+    async def endpoint(request: Any) -> StreamingResponse:
+        return StreamingResponse(drip(), media_type="application/json")
+
+    handle = serve(Starlette(routes=[Route("/contacts", endpoint, methods=["GET", "POST"])]))
+    try:
+        yield handle.url
+    finally:
+        handle.stop()
+
+
+@pytest.mark.parametrize(("method", "error", "sent"), [
+    ("GET", RetriableError, 2),  # a read is resent once (max_retries=1), then given up
+    ("POST", OutcomeUnknown, 1),  # a create may have landed: never resent
+])
+def test_an_answer_dripped_byte_by_byte_is_given_up_at_the_timeout(
+    method: str, error: type[Exception], sent: int,
+) -> None:
+    """A slow-loris server (or proxy) must not hold a cycle, and with it the daemon's
+    every system, for as long as it likes: ``timeout`` bounds the whole answer too."""
+    with dripping(0.05, 400) as url:  # 20 s for the whole body, 0.05 s a byte
+        api = HttpClient("api", url, timeout=0.5, retry=RetryPolicy(max_retries=1, backoff=0.01))
+        started = time.monotonic()
+        with pytest.raises(error, match="timed out"):
+            api.request(method, "/contacts")
+        took = time.monotonic() - started
+    assert api.request_count() == sent
+    assert took < sent * 0.5 + 1.5, took
