@@ -135,10 +135,19 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
+def _loads(content: bytes) -> Any:
+    """``json.loads``, with an answer nested past the parser's depth refused as not JSON (the
+    parser raises RecursionError for it, which no ``except ValueError`` would catch)."""
+    try:
+        return jsonlib.loads(content)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+
+
 def json_body(response: Response) -> Any:
     """The answer's JSON, or None when it is not JSON (for error messages and response rules)."""
     try:
-        return jsonlib.loads(response.content)
+        return _loads(response.content)
     except ValueError:
         return None
 
@@ -878,8 +887,8 @@ class HttpClient:
     def json(self, response: Response, what: str) -> Any:
         """The answer's JSON, or :class:`BadAnswer` naming the request."""
         try:
-            return jsonlib.loads(response.content)
-        except (ValueError, UnicodeDecodeError) as exc:
+            return _loads(response.content)
+        except ValueError as exc:  # UnicodeDecodeError is one
             raise BadAnswer(f"{self.system}: {response.request.method} {response.request.url} "
                             f"({what}): answer is not JSON ({exc}): {_body_text(response, 120)!r}",
                             system=self.system) from None

@@ -25,6 +25,7 @@ from syncd.errors import (
     NotApplied,
     OutcomeUnknown,
     RateLimited,
+    RecordRejected,
     RetriableError,
     SystemUnavailable,
     Throttled,
@@ -39,6 +40,7 @@ from syncd.http import (
     Response,
     RetryPolicy,
     parse_retry_after,
+    vendor_message,
 )
 from syncd.sandbox.logisense import LogisenseSim
 from syncd.sandbox.valomnia import SANDBOX_PASSWORD, SANDBOX_USER, ValomniaSim
@@ -409,3 +411,23 @@ def test_an_answer_dripped_byte_by_byte_is_given_up_at_the_timeout(
         took = time.monotonic() - started
     assert api.request_count() == sent
     assert took < sent * 0.5 + 1.5, took
+
+
+def test_an_answer_nested_past_the_parsers_depth_is_a_bad_answer_not_a_recursion_error() -> None:
+    """``[[[[…]]]]`` 200 000 deep makes ``json.loads`` raise RecursionError, which no
+    ``except ValueError`` catches: the read must fail as our error, naming the request."""
+    from syncd.http import json_body
+
+    deep = b"[" * 200_000 + b"]" * 200_000
+    api = HttpClient("api", "https://api.test",
+                     transport=httpx.MockTransport(lambda r: httpx.Response(200, content=deep)))
+    response = api.request("GET", "/contacts")
+    with pytest.raises(BadAnswer, match=r"api: GET https://api.test/contacts \(list\): answer is "
+                                        r"not JSON \(nested too deep\)"):
+        api.json(response, "list")
+    assert json_body(response) is None  # what the response rules read for an error message
+    rejecting = HttpClient("api", "https://api.test", answers=Answers(
+        error_message=vendor_message(lambda body: str(body.get("message")))),
+        transport=httpx.MockTransport(lambda r: httpx.Response(422, content=deep)))
+    with pytest.raises(RecordRejected, match="HTTP 422"):
+        rejecting.request("POST", "/contacts", json={"name": "Ada"})

@@ -482,3 +482,13 @@ def test_use_this_value_instead_is_written_everywhere_by_the_next_cycle(any_site
     assert main(["--config", str(site.cfg), "--log-level", "warning", "once"]) in (0, 1)
     phones = {r.fields["email"]: r.fields.get("phone") for r in crm(site.cfg.parent).records.values()}
     assert phones["ada@acme.example"] == "+1 555 0199"
+
+
+def test_a_body_that_is_not_json_or_nested_too_deep_is_a_400_naming_the_shape(site: Site) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000
+    with site.bearer() as c:
+        for body in (b"{not json", deep):
+            undo = c.post("/api/undo", content=body)
+            assert undo.status_code == 400 and "changes" in undo.json()["error"]
+            use = c.post("/api/conflicts/1/use", content=body)
+            assert use.status_code == 400 and "system" in use.json()["error"]

@@ -29,6 +29,15 @@ def json_response(doc: Any, status: int = 200) -> JSONResponse:
                         status_code=status)
 
 
+async def _body(request: Request) -> Any:
+    """The request's JSON body (``{}`` when empty), or None when it is not JSON or is nested
+    past the parser's depth (which raises RecursionError, not ValueError)."""
+    try:
+        return json.loads(await request.body() or b"{}")
+    except (ValueError, RecursionError):
+        return None
+
+
 def _limit(request: Request, default: int, most: int) -> int:
     raw = request.query_params.get("limit", "")
     return max(1, min(most, int(raw))) if raw.isdigit() else default
@@ -89,10 +98,7 @@ def api_routes(model: ReadModel, authed: Wrap) -> list[Route]:
 
     async def use_value(request: Request, session: Session) -> Response:
         raw = request.path_params["id"]
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            body = None
+        body = await _body(request)
         system = body.get("system") if isinstance(body, dict) else None
         if not raw.isdigit() or not isinstance(system, str):
             return _json({"error": 'POST /api/conflicts/ID/use with {"system": NAME}'}, 400)
@@ -102,10 +108,7 @@ def api_routes(model: ReadModel, authed: Wrap) -> list[Route]:
         return _json(done)
 
     async def undo(request: Request, session: Session) -> Response:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return _json({"error": 'send {"changes": [ids]} or {"run": id}'}, 400)
+        body = await _body(request)
         changes = body.get("changes") if isinstance(body, dict) else None
         run = body.get("run") if isinstance(body, dict) else None
         if not (isinstance(changes, list) and all(isinstance(c, int) for c in changes)) and \
