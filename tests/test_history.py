@@ -339,3 +339,36 @@ def test_an_undo_committed_while_a_cycle_planned_is_not_overwritten(
     finally:
         operator.close()
         racy.close()
+
+
+@pytest.mark.parametrize("by", ["this-process", "another-process"])
+def test_a_daemon_with_its_state_in_memory_pushes_an_undo_made_beside_it(
+    store_url: tuple[str, str | None], by: str,
+) -> None:
+    """The daemon keeps the people it planned in memory between cycles. An undo made by
+    the console in the same process (the same store) or by `syncd undo` (another store
+    connection) is a write the daemon did not make: its next cycle reads it and pushes it."""
+    url, schema = store_url
+    store = Store(url, schema=schema)
+    store.upgrade()
+    operator = store if by == "this-process" else Store(url, schema=schema)
+    try:
+        world = make_world(store, ("a", "b"))
+        gid = ada(world)
+        world.systems["a"].edit(world.find("a", "ada@example.com")[0], job_title="CEO")
+        world.cycle()
+        assert world.cycle().exit_code == 0  # a quiet cycle: the state is now kept warm
+        syncer = world.syncer
+        hired = changes(store, gid)[0]
+        assert (hired.field, hired.new) == ("job_title", "CEO")
+        assert undo(operator, ids=[hired.id], now=world.clock.now).undone == [hired.id]
+        report = world.cycle()
+        assert world.syncer is syncer  # the same long-lived Syncer
+        assert {n: s.updated for n, s in report.systems.items()} == {"a": 1, "b": 1}
+        for name in ("a", "b"):
+            assert world.find(name, "ada@example.com")[1].get("job_title", "") == ""
+        assert world.cycle().systems["a"].updated == 0  # and then quiet again
+    finally:
+        if operator is not store:
+            operator.close()
+        store.close()
