@@ -628,14 +628,6 @@ class RetryPolicy:
 # -- the client ----------------------------------------------------------------------------
 
 
-class _Failed(Exception):
-    """A retriable verdict of the response rules, carried to the retry policy."""
-
-    def __init__(self, error: RetriableError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
 @dataclass(frozen=True)
 class Pace:
     """How fast a system may be asked: at most ``max_rps`` requests a second (None: no
@@ -831,21 +823,28 @@ class HttpClient:
             request = self._client.build_request(method, url, params=params, json=json,
                                                  data=data, content=content,
                                                  headers={**(headers or {}), **used})
-            try:
+            failure: Exception
+            try:  # our own errors from _send (size cap, redirects) are raised, never resent
                 response = self._send(request, follow_redirects, label)
+            except httpx.TransportError as exc:
+                failure = exc
+            else:
                 if response.status_code in ok:
                     return response
-                return self._judge(response, validate or self.answers.validate, label)
-            except AuthError as exc:
-                if relogged or not authenticate or self.auth is None or not self.auth.refreshable:
-                    raise AuthError(f"{label}: {exc}", system=self.system) from None
-                relogged = True
-                self.auth.refresh(self, used)  # the one fresh login; not an attempt
-            except (httpx.TransportError, _Failed) as exc:
-                failure = exc.error if isinstance(exc, _Failed) else exc
-                self._follow(self.retry.decide(failure, attempt, idempotent=idempotent,
-                                               label=label, system=self.system), label)
-                attempt += 1
+                try:
+                    return self._judge(response, validate or self.answers.validate, label)
+                except AuthError as exc:
+                    if (relogged or not authenticate or self.auth is None
+                            or not self.auth.refreshable):
+                        raise AuthError(f"{label}: {exc}", system=self.system) from None
+                    relogged = True
+                    self.auth.refresh(self, used)  # the one fresh login; not an attempt
+                    continue
+                except RetriableError as exc:
+                    failure = exc
+            self._follow(self.retry.decide(failure, attempt, idempotent=idempotent, label=label,
+                                           system=self.system), label)
+            attempt += 1
 
     def _pace(self, label: str) -> None:
         """Wait for the limiter; give the system up for this cycle if it is held too long."""
@@ -855,17 +854,15 @@ class HttpClient:
         self.limiter.acquire(self._wait)
 
     def _judge(self, response: Response, rules: Validate, label: str) -> Response:
-        """The answer if the rules accept it; what they refuse, named after the request.
+        """The answer if the rules accept it; a rejection or outage named after the request.
 
-        A retriable verdict comes back as :class:`_Failed`, for the retry policy (an error
-        of our own, raised while sending, is not retried: it is not the system's verdict).
+        An :class:`AuthError` (a re-login may help) and a :class:`RetriableError` (for the
+        retry policy) are raised as the rules raised them.
         """
         try:
             rules(response, self.answers.error_message(response))
-        except AuthError:
+        except (AuthError, RetriableError):
             raise
-        except RetriableError as exc:
-            raise _Failed(exc) from None
         except (RecordRejected, SystemUnavailable) as exc:
             raise type(exc)(f"{label}: {exc}", system=self.system) from None
         return response
